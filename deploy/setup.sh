@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Install what building and testing ingesta needs on a fresh machine.
+# Idempotent: every step checks first, so a second run takes a second.
+#   - Rust target wasm32-wasip2 and the clippy/rustfmt components
+#   - C toolchain pieces librdkafka's build needs (cmake, OpenSSL headers)
+#   - Apache Kafka jars (deploy/kafka/kafka.sh fetch; cached outside the clone)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { echo "setup: $*"; }
+
+need_cmd() { command -v "$1" >/dev/null 2>&1; }
+
+# --- system packages (Debian) -------------------------------------------
+missing=()
+need_cmd cmake || missing+=(cmake)
+need_cmd cc || missing+=(build-essential)
+need_cmd pkg-config || missing+=(pkg-config)
+[ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+need_cmd java || missing+=(openjdk-17-jre-headless)
+need_cmd mvn || missing+=(maven)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && need_cmd apt-get; then
+    say "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "setup: missing ${missing[*]}; install them (Debian: apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+fi
+
+# --- Rust ------------------------------------------------------------------
+need_cmd rustup || { echo "setup: rustup is required (https://rustup.rs)" >&2; exit 1; }
+if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+  say "adding Rust target wasm32-wasip2"
+  rustup target add wasm32-wasip2
+fi
+for c in clippy rustfmt; do
+  if ! rustup component list --installed | grep -q "^$c"; then
+    say "adding Rust component $c"
+    rustup component add "$c"
+  fi
+done
+
+# --- Kafka -----------------------------------------------------------------
+bash deploy/kafka/kafka.sh fetch
+say "ok"

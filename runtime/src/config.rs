@@ -1,0 +1,442 @@
+//! The runner's TOML configuration: parsing, defaults and validation.
+//!
+//! Every table denies unknown keys, so a typo (`grup = "x"`) is an error that
+//! names the key and its line rather than a silently ignored setting.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Errors found while reading or validating a config file.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// How to reach Kafka; shared by every deployment.
+    pub kafka: KafkaConfig,
+    /// Runner-wide settings.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    /// The deployments this runner runs (`[[deployment]]` tables).
+    #[serde(default, rename = "deployment")]
+    pub deployments: Vec<DeploymentConfig>,
+}
+
+/// Kafka connection settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`, e.g. `"127.0.0.1:9092"`.
+    pub bootstrap_servers: String,
+    /// librdkafka properties for every client (TLS, SASL, timeouts...).
+    #[serde(default)]
+    pub properties: BTreeMap<String, Scalar>,
+    /// librdkafka properties for the shared producer only.
+    #[serde(default)]
+    pub producer: BTreeMap<String, Scalar>,
+    /// librdkafka properties for every deployment's consumer.
+    #[serde(default)]
+    pub consumer: BTreeMap<String, Scalar>,
+}
+
+/// Runner-wide settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Where compiled modules are cached, keyed by content digest.
+    /// Defaults to `$XDG_CACHE_HOME/ingesta/compiled` (or `~/.cache/...`).
+    pub compile_cache_dir: Option<PathBuf>,
+    /// How often the epoch ticker advances, which bounds how late a deadline
+    /// is noticed and how often a long call yields to its neighbours.
+    pub epoch_tick_ms: u64,
+    /// How long shutdown or a partition revocation waits for in-flight
+    /// batches before giving up on them (they are then re-delivered).
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            compile_cache_dir: None,
+            epoch_tick_ms: 10,
+            drain_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// Where a deployment starts when its consumer group has no committed offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartPosition {
+    Earliest,
+    Latest,
+}
+
+impl StartPosition {
+    /// The librdkafka `auto.offset.reset` value.
+    pub fn as_offset_reset(self) -> &'static str {
+        match self {
+            StartPosition::Earliest => "earliest",
+            StartPosition::Latest => "latest",
+        }
+    }
+}
+
+/// One module bound to input topics under an explicit consumer group.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentConfig {
+    /// Unique name; appears in logs, metrics and dead-letter headers.
+    pub name: String,
+    /// Path of the wasm component (relative paths are resolved against the
+    /// config file's folder).
+    pub module: PathBuf,
+    /// Topics to consume.
+    pub inputs: Vec<String>,
+    /// The Kafka consumer group. Required: groups are never derived
+    /// implicitly, so operators can see and grant them.
+    pub group: String,
+    /// Topics the module may emit to; anything else is refused.
+    #[serde(default)]
+    pub outputs: Vec<String>,
+    /// Where to start without a committed offset.
+    #[serde(default = "default_start")]
+    pub start: StartPosition,
+    /// Batching of records handed to one call.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Sandbox limits for this deployment's instances.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Values the module reads through the `config` import.
+    #[serde(default)]
+    pub config: BTreeMap<String, Scalar>,
+    /// librdkafka consumer properties for this deployment only.
+    #[serde(default)]
+    pub kafka: BTreeMap<String, Scalar>,
+}
+
+fn default_start() -> StartPosition {
+    StartPosition::Earliest
+}
+
+/// How records are grouped into calls.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Most records in one call.
+    pub max_records: usize,
+    /// Most key+value+header bytes in one call.
+    pub max_bytes: usize,
+    /// How long a partial batch waits for more records before it is handed
+    /// over anyway; bounds the latency a batch adds.
+    pub max_wait_ms: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_records: 500,
+            max_bytes: 4 * 1024 * 1024,
+            max_wait_ms: 5,
+        }
+    }
+}
+
+/// Sandbox limits of one deployment's instances.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Linear memory cap per instance, in MiB.
+    pub memory_mib: u64,
+    /// Wall-clock budget of one call, in milliseconds.
+    pub deadline_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            memory_mib: 64,
+            deadline_ms: 5_000,
+        }
+    }
+}
+
+/// A TOML scalar used where the value is ultimately a string (config maps,
+/// librdkafka properties), so users may write `linger.ms = 5` or `"5"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Scalar(#[serde(deserialize_with = "scalar_to_string")] pub String);
+
+fn scalar_to_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        S(String),
+        I(i64),
+        F(f64),
+        B(bool),
+    }
+    Ok(
+        match Raw::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("expected a string, number or boolean"))?
+        {
+            Raw::S(s) => s,
+            Raw::I(i) => i.to_string(),
+            Raw::F(f) => f.to_string(),
+            Raw::B(b) => b.to_string(),
+        },
+    )
+}
+
+/// librdkafka properties ingesta sets itself; setting them by hand would
+/// break the delivery guarantee or the explicit-group contract.
+const MANAGED_CONSUMER_KEYS: &[(&str, &str)] = &[
+    ("group.id", "set `group` on the deployment instead"),
+    ("bootstrap.servers", "set `kafka.bootstrap_servers` instead"),
+    (
+        "enable.auto.offset.store",
+        "ingesta stores offsets only after outputs are acknowledged",
+    ),
+    ("auto.offset.reset", "set `start` on the deployment instead"),
+];
+
+const MANAGED_PRODUCER_KEYS: &[(&str, &str)] = &[
+    ("bootstrap.servers", "set `kafka.bootstrap_servers` instead"),
+    ("enable.idempotence", "ingesta always produces idempotently"),
+    ("acks", "ingesta always produces with acks=all"),
+    ("transactional.id", "exactly-once mode is not available yet"),
+];
+
+impl Config {
+    /// Read, parse and validate a config file. Module paths are resolved
+    /// against the file's folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Config::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for d in &mut config.deployments {
+            if d.module.is_relative() {
+                d.module = base.join(&d.module);
+            }
+        }
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Parse TOML text without validation (`toml`'s messages name the key
+    /// and show the offending line).
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+    }
+
+    /// Check the rules TOML types cannot express.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.kafka.bootstrap_servers.trim().is_empty() {
+            return Err("kafka.bootstrap_servers is empty".into());
+        }
+        check_managed(
+            &self.kafka.properties,
+            "kafka.properties",
+            MANAGED_CONSUMER_KEYS,
+        )?;
+        check_managed(
+            &self.kafka.properties,
+            "kafka.properties",
+            MANAGED_PRODUCER_KEYS,
+        )?;
+        check_managed(
+            &self.kafka.consumer,
+            "kafka.consumer",
+            MANAGED_CONSUMER_KEYS,
+        )?;
+        check_managed(
+            &self.kafka.producer,
+            "kafka.producer",
+            MANAGED_PRODUCER_KEYS,
+        )?;
+        if self.runtime.epoch_tick_ms == 0 {
+            return Err("runtime.epoch_tick_ms must be at least 1".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for d in &self.deployments {
+            d.validate()?;
+            if !names.insert(d.name.as_str()) {
+                return Err(format!("deployment name {:?} is used twice", d.name));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DeploymentConfig {
+    /// Check one deployment; messages name the deployment and the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let name = &self.name;
+        if !is_valid_name(name) {
+            return Err(format!(
+                "deployment name {name:?} must be 1-63 characters of a-z, 0-9, '-' or '_'"
+            ));
+        }
+        let ctx = |msg: String| format!("deployment {name:?}: {msg}");
+        if self.inputs.is_empty() {
+            return Err(ctx("`inputs` must name at least one topic".into()));
+        }
+        for t in self.inputs.iter().chain(&self.outputs) {
+            if !is_valid_topic(t) {
+                return Err(ctx(format!(
+                    "{t:?} is not a valid Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)"
+                )));
+            }
+        }
+        if let Some(t) = self.outputs.iter().find(|t| self.inputs.contains(t)) {
+            return Err(ctx(format!(
+                "topic {t:?} is both an input and an output, which would loop forever"
+            )));
+        }
+        if self.group.trim().is_empty() {
+            return Err(ctx("`group` must not be empty".into()));
+        }
+        let b = &self.batch;
+        if b.max_records == 0 || b.max_records > 100_000 {
+            return Err(ctx("batch.max_records must be between 1 and 100000".into()));
+        }
+        if b.max_bytes < 1024 || b.max_bytes > 256 * 1024 * 1024 {
+            return Err(ctx(
+                "batch.max_bytes must be between 1 KiB and 256 MiB".into()
+            ));
+        }
+        if b.max_wait_ms > 60_000 {
+            return Err(ctx("batch.max_wait_ms must be at most 60000".into()));
+        }
+        let l = &self.limits;
+        if l.memory_mib == 0 || l.memory_mib > 4096 {
+            return Err(ctx("limits.memory_mib must be between 1 and 4096".into()));
+        }
+        if l.deadline_ms == 0 || l.deadline_ms > 600_000 {
+            return Err(ctx("limits.deadline_ms must be between 1 and 600000".into()));
+        }
+        check_managed(&self.kafka, "kafka", MANAGED_CONSUMER_KEYS).map_err(ctx)?;
+        Ok(())
+    }
+}
+
+fn check_managed(
+    props: &BTreeMap<String, Scalar>,
+    table: &str,
+    managed: &[(&str, &str)],
+) -> Result<(), String> {
+    for (key, why) in managed {
+        if props.contains_key(*key) {
+            return Err(format!("{table}.{key:?} cannot be set: {why}"));
+        }
+    }
+    Ok(())
+}
+
+/// Deployment names end up in group ids, metric labels and headers.
+pub fn is_valid_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Kafka's own rule for topic names.
+pub fn is_valid_topic(topic: &str) -> bool {
+    (1..=249).contains(&topic.len())
+        && topic != "."
+        && topic != ".."
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [kafka]
+        bootstrap_servers = "127.0.0.1:9092"
+        [kafka.producer]
+        "linger.ms" = 5
+
+        [[deployment]]
+        name = "activity-stats"
+        module = "stats.wasm"
+        inputs = ["user-activity"]
+        group = "shop-stats"
+        outputs = ["user-activity-stats"]
+        [deployment.config]
+        alert_purchase_over = 500
+        verbose = true
+    "#;
+
+    #[test]
+    fn parses_a_complete_file_with_defaults() {
+        let c = Config::parse(GOOD).unwrap();
+        c.validate().unwrap();
+        let d = &c.deployments[0];
+        assert_eq!(d.start, StartPosition::Earliest);
+        assert_eq!(d.batch.max_records, 500);
+        assert_eq!(d.config["alert_purchase_over"].0, "500");
+        assert_eq!(d.config["verbose"].0, "true");
+        assert_eq!(c.kafka.producer["linger.ms"].0, "5");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = GOOD.replace("group = \"shop-stats\"", "grop = \"shop-stats\"");
+        let err = Config::parse(&text).unwrap_err();
+        assert!(err.contains("grop"), "{err}");
+    }
+
+    #[test]
+    fn mistyped_value_is_named() {
+        let text = GOOD.replace("inputs = [\"user-activity\"]", "inputs = \"user-activity\"");
+        let err = Config::parse(&text).unwrap_err();
+        assert!(err.contains("inputs"), "{err}");
+    }
+
+    #[test]
+    fn managed_kafka_properties_are_refused() {
+        let text = GOOD.replace("\"linger.ms\" = 5", "\"acks\" = \"1\"");
+        let err = Config::parse(&text).unwrap().validate().unwrap_err();
+        assert!(err.contains("acks"), "{err}");
+    }
+
+    #[test]
+    fn loops_and_bad_names_are_refused() {
+        let text = GOOD.replace("\"user-activity-stats\"", "\"user-activity\"");
+        let err = Config::parse(&text).unwrap().validate().unwrap_err();
+        assert!(err.contains("both an input and an output"), "{err}");
+        let text = GOOD.replace("\"activity-stats\"", "\"Activity Stats\"");
+        let err = Config::parse(&text).unwrap().validate().unwrap_err();
+        assert!(err.contains("deployment name"), "{err}");
+    }
+}

@@ -1,0 +1,102 @@
+//! Kafka clients and the conversions between Kafka records and WIT batches.
+//!
+//! Settings ingesta chooses deliberately (rather than librdkafka's defaults)
+//! are set here, in one place, with the reason next to each.
+
+mod batch;
+mod producer;
+
+pub use batch::BatchBuilder;
+pub use producer::{AckGroup, OutputProducer, PublishError};
+
+use std::collections::BTreeMap;
+
+use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+
+use crate::config::{DeploymentConfig, KafkaConfig, Scalar};
+
+/// librdkafka settings for a deployment's consumer.
+pub fn consumer_config(kafka: &KafkaConfig, deployment: &DeploymentConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &kafka.bootstrap_servers)
+        .set("client.id", format!("ingesta-{}", deployment.name))
+        .set("group.id", &deployment.group)
+        // Offsets are stored by the pipeline only once a batch's outputs are
+        // acknowledged; the periodic auto-commit then commits exactly those.
+        .set("enable.auto.offset.store", "false")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("auto.offset.reset", deployment.start.as_offset_reset())
+        // librdkafka waits up to 500 ms for a fetch to fill by default; at
+        // low rates that wait is pure latency.
+        .set("fetch.wait.max.ms", "10")
+        // The default pre-fetch queue (64 MiB) is per consumer; with hundreds
+        // of deployments per runner that is too much memory to pin.
+        .set("queued.max.messages.kbytes", "16384")
+        .set("enable.partition.eof", "false")
+        .set_log_level(RDKafkaLogLevel::Warning);
+    apply(&mut c, &kafka.properties);
+    apply(&mut c, &kafka.consumer);
+    apply(&mut c, &deployment.kafka);
+    c
+}
+
+/// librdkafka settings for the runner's shared output producer.
+pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &kafka.bootstrap_servers)
+        .set("client.id", "ingesta-output")
+        // No loss and no reordering on retries: an output counts as written
+        // only when every in-sync replica has it.
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set_log_level(RDKafkaLogLevel::Warning);
+    apply(&mut c, &kafka.properties);
+    apply(&mut c, &kafka.producer);
+    c
+}
+
+/// librdkafka settings for short-lived admin/metadata clients.
+pub fn admin_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &kafka.bootstrap_servers)
+        .set_log_level(RDKafkaLogLevel::Warning);
+    apply(&mut c, &kafka.properties);
+    c
+}
+
+fn apply(c: &mut ClientConfig, props: &BTreeMap<String, Scalar>) {
+    for (k, v) in props {
+        c.set(k, &v.0);
+    }
+}
+
+/// Routes librdkafka's own log lines and errors into `tracing`.
+#[derive(Clone, Default)]
+pub struct TracingContext;
+
+impl ClientContext for TracingContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        route_log(level, fac, log_message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::warn!(target: "ingesta::kafka", %error, reason, "kafka client error");
+    }
+}
+
+/// Shared by every client context so librdkafka logs look the same everywhere.
+pub fn route_log(level: RDKafkaLogLevel, fac: &str, message: &str) {
+    use RDKafkaLogLevel::*;
+    match level {
+        Emerg | Alert | Critical | Error => {
+            tracing::warn!(target: "ingesta::kafka", facility = fac, "{message}")
+        }
+        Warning => tracing::warn!(target: "ingesta::kafka", facility = fac, "{message}"),
+        Notice | Info => tracing::info!(target: "ingesta::kafka", facility = fac, "{message}"),
+        Debug => tracing::debug!(target: "ingesta::kafka", facility = fac, "{message}"),
+    }
+}

@@ -1,0 +1,191 @@
+//! The runner's shared output producer and per-batch acknowledgement groups.
+//!
+//! One idempotent producer (acks=all) serves every deployment: a Kafka
+//! client per deployment would cost threads and buffers, and a client per
+//! call is ~1000x the cost of a dispatch. Each batch's outputs share one
+//! [`AckGroup`]; the delivery callback counts it down, and the batch's input
+//! offset may be stored only when the group completed without error.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use thiserror::Error;
+use tokio::sync::Notify;
+
+use crate::wasm::bindings::{Outbox, Span};
+
+/// Publishing a batch's outputs failed; the batch's input must not be
+/// acknowledged.
+#[derive(Debug, Error, Clone)]
+#[error("{0}")]
+pub struct PublishError(pub String);
+
+/// Counts a batch's outputs until Kafka has acknowledged (or failed) each.
+pub struct AckGroup {
+    /// Outputs not yet settled, plus one while the batch is still sending.
+    pending: AtomicUsize,
+    /// The first delivery failure, if any.
+    error: Mutex<Option<String>>,
+    /// Wakes the waiter when `pending` reaches zero.
+    done: Notify,
+    /// Number of records sent in this group.
+    sent: AtomicUsize,
+}
+
+impl AckGroup {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            pending: AtomicUsize::new(1),
+            error: Mutex::new(None),
+            done: Notify::new(),
+            sent: AtomicUsize::new(0),
+        })
+    }
+
+    fn add(&self) {
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        self.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn settle(&self, error: Option<String>) {
+        if let Some(e) = error {
+            self.error.lock().unwrap().get_or_insert(e);
+        }
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.done.notify_one();
+        }
+    }
+
+    /// Records sent in this group.
+    pub fn sent(&self) -> usize {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Whether every output has been settled.
+    pub fn is_settled(&self) -> bool {
+        self.pending.load(Ordering::Acquire) == 0
+    }
+
+    /// Wait until every output is acknowledged; the first failure wins.
+    pub async fn wait(&self) -> Result<(), PublishError> {
+        while !self.is_settled() {
+            self.done.notified().await;
+        }
+        match self.error.lock().unwrap().take() {
+            None => Ok(()),
+            Some(e) => Err(PublishError(e)),
+        }
+    }
+}
+
+/// Delivery reports settle the group carried as each message's opaque.
+struct AckContext;
+
+impl ClientContext for AckContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        super::route_log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "ingesta::kafka", %error, reason, "output producer error");
+    }
+}
+
+impl ProducerContext for AckContext {
+    type DeliveryOpaque = Arc<AckGroup>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, group: Arc<AckGroup>) {
+        let error = match result {
+            Ok(_) => None,
+            Err((e, msg)) => {
+                use rdkafka::Message;
+                Some(format!(
+                    "Kafka did not acknowledge an output to topic {:?}: {e}",
+                    msg.topic()
+                ))
+            }
+        };
+        group.settle(error);
+    }
+}
+
+/// The shared, idempotent, acks=all producer for deployment outputs.
+pub struct OutputProducer {
+    producer: ThreadedProducer<AckContext>,
+}
+
+impl OutputProducer {
+    /// Create the producer from librdkafka settings.
+    pub fn new(config: &ClientConfig) -> Result<Self, KafkaError> {
+        let producer = config.create_with_context(AckContext)?;
+        Ok(Self { producer })
+    }
+
+    /// Queue every record of `outboxes` for sending and return the group to
+    /// await. A record librdkafka refuses outright (too large, unknown topic)
+    /// fails the group; records already queued still settle normally.
+    pub async fn publish(&self, outboxes: &[Outbox]) -> Arc<AckGroup> {
+        let group = AckGroup::new();
+        'outboxes: for outbox in outboxes {
+            let slice = |s: &Span| &outbox.data[s.start as usize..(s.start + s.len) as usize];
+            for r in &outbox.records {
+                let topic = &outbox.topics[r.topic as usize];
+                let mut record = BaseRecord::<[u8], [u8], _>::with_opaque_to(topic, group.clone());
+                if let Some(k) = &r.key {
+                    record = record.key(slice(k));
+                }
+                if let Some(v) = &r.value {
+                    record = record.payload(slice(v));
+                }
+                if r.header_count > 0 {
+                    let start = r.header_start as usize;
+                    let entries = &outbox.headers[start..start + r.header_count as usize];
+                    let mut headers = OwnedHeaders::new_with_capacity(entries.len());
+                    for h in entries {
+                        // The host checked header names are UTF-8 when the
+                        // guest emitted them.
+                        let key = std::str::from_utf8(slice(&h.key)).unwrap_or("");
+                        headers = headers.insert(Header {
+                            key,
+                            value: h.value.as_ref().map(slice),
+                        });
+                    }
+                    record = record.headers(headers);
+                }
+                group.add();
+                loop {
+                    match self.producer.send(record) {
+                        Ok(()) => break,
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                            // Back-pressure: librdkafka's queue is full, so
+                            // wait for deliveries to drain it.
+                            record = r;
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                        Err((e, r)) => {
+                            let group = r.delivery_opaque;
+                            group.settle(Some(format!(
+                                "cannot publish an output to topic {topic:?}: {e}"
+                            )));
+                            break 'outboxes;
+                        }
+                    }
+                }
+            }
+        }
+        group.settle(None);
+        group
+    }
+
+    /// Wait for every queued output to be delivered (used at shutdown).
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.flush(timeout)
+    }
+}

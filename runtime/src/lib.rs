@@ -1,0 +1,28 @@
+//! ingesta — a serverless-style WebAssembly stream runner for Apache Kafka.
+//!
+//! Tenants upload WebAssembly components that implement the WIT worlds in
+//! `wit/`; the runner consumes Kafka partitions, hands each batch to a
+//! sandboxed instance and publishes what it emits, committing input offsets
+//! only after the outputs are acknowledged (at-least-once).
+//!
+//! # Layout
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | the TOML config file: keys, defaults, validation |
+//! | [`wasm`] | wasmtime: the shared engine and epoch ticker, loading and checking components, host imports, instances and trap classification |
+//! | [`kafka`] | librdkafka client settings, building WIT batches from messages, the shared acks=all producer |
+//! | [`pipeline`] | a running deployment: poll thread, per-partition lanes, ordered offset storing, rebalance and shutdown draining |
+//! | [`runner`] | loading every deployment, starting and supervising them, signals |
+//! | [`telemetry`] | log output |
+//!
+//! The data path of one record: `pipeline::poller` (poll, copy into the
+//! partition's batch) → `pipeline::lane` (call the instance) →
+//! `kafka::OutputProducer` (publish outputs) → ack → store offset → periodic
+//! commit.
+
+pub mod config;
+pub mod kafka;
+pub mod pipeline;
+pub mod runner;
+pub mod telemetry;
+pub mod wasm;

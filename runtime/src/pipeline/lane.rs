@@ -1,0 +1,250 @@
+//! One partition's lane: call the instance per batch in offset order, publish
+//! the outputs, and store the input offset once they are acknowledged.
+//!
+//! Publishing is pipelined: while batch N's outputs await their acks the lane
+//! already runs batch N+1, but offsets are stored strictly in batch order and
+//! only for batches whose acks all succeeded. A bounded number of batches may
+//! be awaiting acks at once.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::Shared;
+use super::poller::DeploymentContext;
+use crate::kafka::{AckGroup, OutputProducer};
+use crate::wasm::bindings::{Batch, ErrorClass};
+use crate::wasm::{CallOutcome, ConsumerInstance, ConsumerTemplate};
+
+/// Batches queued for a lane before the poll loop pauses the partition.
+const LANE_QUEUE: usize = 2;
+/// Batches whose outputs may await acknowledgement at once.
+const MAX_UNACKED: usize = 8;
+
+/// What every lane of a deployment shares.
+pub struct LaneCtx {
+    pub shared: Arc<Shared>,
+    pub consumer: Arc<BaseConsumer<DeploymentContext>>,
+    pub producer: Arc<OutputProducer>,
+    pub template: ConsumerTemplate,
+    pub runtime: tokio::runtime::Handle,
+}
+
+/// The poll loop's end of a lane.
+pub struct LaneHandle {
+    pub topic: String,
+    pub partition: i32,
+    tx: mpsc::Sender<Batch>,
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+impl LaneHandle {
+    /// Stop accepting batches and wait (until `deadline`) for the lane to
+    /// finish the ones it holds. Returns whether it finished.
+    pub fn close_and_wait(self, deadline: Instant) -> bool {
+        drop(self.tx);
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        !matches!(
+            self.done.recv_timeout(timeout),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+        )
+    }
+}
+
+/// Give `batch` to its partition's lane, starting the lane if needed.
+/// Returns the batch back if the lane is busy (or gone).
+pub fn dispatch(shared: &Shared, ctx: &Arc<LaneCtx>, batch: Batch) -> Result<(), Batch> {
+    let mut lanes = shared.lanes.lock().unwrap();
+    let key = (batch.topic.clone(), batch.partition);
+    let handle = lanes.entry(key).or_insert_with(|| spawn(ctx, &batch));
+    match handle.tx.try_send(batch) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b)) => Err(b),
+    }
+}
+
+fn spawn(ctx: &Arc<LaneCtx>, first: &Batch) -> LaneHandle {
+    let (tx, rx) = mpsc::channel(LANE_QUEUE);
+    let (done_tx, done) = std::sync::mpsc::sync_channel(1);
+    let lane = Lane {
+        ctx: ctx.clone(),
+        topic: first.topic.clone(),
+        partition: first.partition,
+        instance: None,
+        unacked: VecDeque::new(),
+    };
+    let span = tracing::info_span!("lane", deployment = &*ctx.shared.name,
+        topic = %first.topic, partition = first.partition);
+    ctx.runtime.spawn(
+        async move {
+            let shared = lane.ctx.shared.clone();
+            if let Err(reason) = lane.run(rx).await {
+                shared.fail(reason);
+            }
+            let _ = done_tx.send(());
+        }
+        .instrument(span),
+    );
+    LaneHandle {
+        topic: first.topic.clone(),
+        partition: first.partition,
+        tx,
+        done,
+    }
+}
+
+/// A batch whose outputs are still being acknowledged.
+struct Unacked {
+    acks: Arc<AckGroup>,
+    first_offset: i64,
+    /// The offset to store once acknowledged (last offset + 1).
+    next_offset: i64,
+}
+
+struct Lane {
+    ctx: Arc<LaneCtx>,
+    topic: String,
+    partition: i32,
+    /// Created on first use and kept across batches (handler state lives in
+    /// it); dropped after a trap.
+    instance: Option<ConsumerInstance>,
+    unacked: VecDeque<Unacked>,
+}
+
+impl Lane {
+    async fn run(mut self, mut rx: mpsc::Receiver<Batch>) -> Result<(), String> {
+        loop {
+            let next = if self.unacked.len() >= MAX_UNACKED {
+                self.settle_front().await?;
+                continue;
+            } else if let Some(front) = self.unacked.front() {
+                let acks = front.acks.clone();
+                tokio::select! {
+                    biased;
+                    _ = acks.wait() => { self.settle_front().await?; continue; }
+                    b = rx.recv() => b,
+                }
+            } else {
+                rx.recv().await
+            };
+            let Some(batch) = next else { break };
+            self.handle(batch).await?;
+        }
+        while !self.unacked.is_empty() {
+            self.settle_front().await?;
+        }
+        Ok(())
+    }
+
+    async fn handle(&mut self, batch: Batch) -> Result<(), String> {
+        let (Some(first), Some(last)) = (batch.records.first(), batch.records.last()) else {
+            return Ok(());
+        };
+        let (first_offset, next_offset) = (first.offset, last.offset + 1);
+        let counters = &self.ctx.shared.counters;
+        counters
+            .records_in
+            .fetch_add(batch.records.len() as u64, Ordering::Relaxed);
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+
+        if self.instance.is_none() {
+            let fresh = ConsumerInstance::new(&self.ctx.template)
+                .await
+                .map_err(|e| format!("cannot instantiate the module: {e:#}"))?;
+            self.instance = Some(fresh);
+        }
+        let instance = self.instance.as_mut().expect("instance was just created");
+        match instance.handle(&batch).await {
+            CallOutcome::Ok(outboxes) => {
+                let outputs: usize = outboxes.iter().map(|o| o.records.len()).sum();
+                if outputs == 0 && self.unacked.is_empty() {
+                    return self.store(next_offset);
+                }
+                let acks = self.ctx.producer.publish(&outboxes).await;
+                counters
+                    .records_out
+                    .fetch_add(acks.sent() as u64, Ordering::Relaxed);
+                self.unacked.push_back(Unacked {
+                    acks,
+                    first_offset,
+                    next_offset,
+                });
+                Ok(())
+            }
+            CallOutcome::Failed(e) => {
+                let at = match e.record_index.and_then(|i| batch.records.get(i as usize)) {
+                    Some(r) => format!("offset {}", r.offset),
+                    None => format!("the batch at offsets {first_offset}..={}", last.offset),
+                };
+                let class = match e.class {
+                    ErrorClass::Retryable => "retryable",
+                    ErrorClass::Permanent => "permanent",
+                };
+                Err(format!(
+                    "handler returned a {class} error for topic {:?} partition {} at {at}: {}",
+                    self.topic, self.partition, e.message
+                ))
+            }
+            CallOutcome::Trapped { kind, message } => {
+                self.instance = None;
+                Err(format!(
+                    "module trapped ({}) on topic {:?} partition {} at the batch at offsets {first_offset}..={}: {message}",
+                    kind.as_str(),
+                    self.topic,
+                    self.partition,
+                    last.offset
+                ))
+            }
+        }
+    }
+
+    /// Wait for the oldest unacknowledged batch and store its offset.
+    async fn settle_front(&mut self) -> Result<(), String> {
+        let Some(front) = self.unacked.pop_front() else {
+            return Ok(());
+        };
+        front.acks.wait().await.map_err(|e| {
+            format!(
+                "outputs of topic {:?} partition {} offsets {}..{} were not acknowledged: {e}",
+                self.topic, self.partition, front.first_offset, front.next_offset
+            )
+        })?;
+        self.store(front.next_offset)
+    }
+
+    fn store(&self, next_offset: i64) -> Result<(), String> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(next_offset))
+            .map_err(|e| e.to_string())?;
+        match self.ctx.consumer.store_offsets(&tpl) {
+            Ok(()) => {
+                self.ctx
+                    .shared
+                    .counters
+                    .offsets_stored
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            // The partition was taken away (e.g. the session expired): the
+            // new owner re-delivers from the last commit; nothing is lost.
+            Err(KafkaError::StoreOffset(RDKafkaErrorCode::State)) => {
+                tracing::warn!(
+                    next_offset,
+                    "partition no longer assigned; offset not stored"
+                );
+                Ok(())
+            }
+            Err(e) => Err(format!(
+                "cannot store offset {next_offset} for topic {:?} partition {}: {e}",
+                self.topic, self.partition
+            )),
+        }
+    }
+}

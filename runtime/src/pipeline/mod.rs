@@ -1,0 +1,229 @@
+//! A running deployment: poll → batch → instance → outputs → ack → commit.
+//!
+//! Guarantee (at-least-once): an input offset is stored for commit only after
+//! the handler returned success for its batch *and* Kafka acknowledged every
+//! record the call emitted. Offsets of one partition are stored in order, so
+//! a committed offset never passes a record that was not fully handled. After
+//! a crash, records after the last commit are handled again, so outputs may be
+//! duplicated but never missing.
+//!
+//! Threads and tasks:
+//! - one poll thread per deployment ([`poller`]) owns the consumer's poll
+//!   loop, cuts per-partition batches and applies back-pressure by pausing
+//!   partitions whose lane is busy;
+//! - one async task per assigned partition ([`lane`]) calls the instance in
+//!   offset order, publishes outputs and stores offsets; partitions run in
+//!   parallel on the shared executor.
+//!
+//! On revocation (rebalance) and shutdown, lanes finish the batches they hold
+//! and offsets are committed before the partitions are given up.
+
+mod lane;
+mod poller;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use tokio::sync::watch;
+
+use crate::config::{BatchConfig, DeploymentConfig, KafkaConfig};
+use crate::kafka::{self, OutputProducer};
+use crate::wasm::ConsumerTemplate;
+
+pub use poller::DeploymentContext;
+
+/// Where a deployment is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeploymentState {
+    Starting,
+    Running,
+    /// Stopped on request; everything handled was committed.
+    Stopped,
+    /// Stopped by a failure that needs an operator; carries the reason.
+    Failed(String),
+}
+
+/// Monotonic counters of one deployment (read by status and metrics).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub records_in: AtomicU64,
+    pub records_out: AtomicU64,
+    pub batches: AtomicU64,
+    pub offsets_stored: AtomicU64,
+}
+
+/// State shared by the poll thread, the lanes and the runner.
+pub struct Shared {
+    /// Deployment name (for logs and errors).
+    pub name: Arc<str>,
+    /// Set to ask the deployment to drain and stop.
+    stop: AtomicBool,
+    /// Set once when a lane fails; the poll loop then stops the deployment.
+    failure: Mutex<Option<String>>,
+    failed: AtomicBool,
+    /// Lanes of currently assigned partitions, by (topic, partition).
+    lanes: Mutex<HashMap<(String, i32), lane::LaneHandle>>,
+    /// Bumped on every revocation so the poll loop drops batches it was
+    /// building for partitions it no longer owns.
+    revocations: AtomicU64,
+    revoked: Mutex<Vec<(String, i32)>>,
+    /// How long revocation and shutdown wait for lanes to finish.
+    drain_timeout: Duration,
+    pub counters: Counters,
+    state: watch::Sender<DeploymentState>,
+}
+
+impl Shared {
+    fn fail(&self, reason: String) {
+        let mut f = self.failure.lock().unwrap();
+        if f.is_none() {
+            tracing::error!(deployment = &*self.name, reason = %reason,
+                "deployment failed; it stops consuming and commits only fully handled records");
+            *f = Some(reason);
+            self.failed.store(true, Ordering::Release);
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire) || self.failed.load(Ordering::Acquire)
+    }
+}
+
+/// Everything a deployment needs, resolved at start.
+pub struct DeploymentSpec {
+    pub config: DeploymentConfig,
+    pub template: ConsumerTemplate,
+}
+
+/// A started deployment.
+pub struct Deployment {
+    shared: Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    state: watch::Receiver<DeploymentState>,
+}
+
+impl Deployment {
+    /// Create the consumer, check the topics exist and start the poll thread.
+    pub fn start(
+        spec: DeploymentSpec,
+        kafka_config: &KafkaConfig,
+        producer: Arc<OutputProducer>,
+        drain_timeout: Duration,
+    ) -> Result<Deployment> {
+        let name: Arc<str> = spec.config.name.as_str().into();
+        let (state_tx, state_rx) = watch::channel(DeploymentState::Starting);
+        let shared = Arc::new(Shared {
+            name: name.clone(),
+            stop: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            failed: AtomicBool::new(false),
+            lanes: Mutex::new(HashMap::new()),
+            revocations: AtomicU64::new(0),
+            revoked: Mutex::new(Vec::new()),
+            drain_timeout,
+            counters: Counters::default(),
+            state: state_tx,
+        });
+        let consumer: BaseConsumer<DeploymentContext> =
+            kafka::consumer_config(kafka_config, &spec.config)
+                .create_with_context(DeploymentContext::new(shared.clone()))
+                .with_context(|| format!("deployment {name:?}: invalid Kafka consumer settings"))?;
+        check_topics(&consumer, &spec.config)?;
+        let consumer = Arc::new(consumer);
+        let inputs: Vec<&str> = spec.config.inputs.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&inputs)
+            .with_context(|| format!("deployment {name:?}: cannot subscribe to {inputs:?}"))?;
+
+        let lane_ctx = Arc::new(lane::LaneCtx {
+            shared: shared.clone(),
+            consumer: consumer.clone(),
+            producer,
+            template: spec.template,
+            runtime: tokio::runtime::Handle::current(),
+        });
+        let batch: BatchConfig = spec.config.batch.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("poll-{name}"))
+            .spawn({
+                let shared = shared.clone();
+                move || poller::run(shared, consumer, lane_ctx, batch)
+            })
+            .context("failed to start the poll thread")?;
+        shared.state.send_replace(DeploymentState::Running);
+        tracing::info!(deployment = &*name, group = %spec.config.group,
+            inputs = ?spec.config.inputs, outputs = ?spec.config.outputs, "deployment started");
+        Ok(Deployment {
+            shared,
+            thread: Some(thread),
+            state: state_rx,
+        })
+    }
+
+    /// The deployment's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The current state.
+    pub fn state(&self) -> DeploymentState {
+        self.state.borrow().clone()
+    }
+
+    /// Counters since start.
+    pub fn counters(&self) -> &Counters {
+        &self.shared.counters
+    }
+
+    /// Resolves when the deployment has stopped or failed.
+    pub async fn finished(&self) -> DeploymentState {
+        let mut rx = self.state.clone();
+        let state = rx
+            .wait_for(|s| matches!(s, DeploymentState::Stopped | DeploymentState::Failed(_)))
+            .await
+            .map(|s| s.clone());
+        state.unwrap_or_else(|_| self.state())
+    }
+
+    /// Ask the deployment to drain and stop, and wait for it.
+    pub async fn stop(mut self) -> DeploymentState {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        self.state()
+    }
+}
+
+/// Fail fast, with the topic's name, when an input or output topic is
+/// missing: otherwise the consumer would idle and outputs would time out.
+fn check_topics(consumer: &BaseConsumer<DeploymentContext>, d: &DeploymentConfig) -> Result<()> {
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .with_context(|| {
+            format!(
+                "deployment {:?}: cannot fetch metadata from Kafka (is it running and reachable?)",
+                d.name
+            )
+        })?;
+    let known: std::collections::HashSet<&str> =
+        metadata.topics().iter().map(|t| t.name()).collect();
+    for (role, topic) in d
+        .inputs
+        .iter()
+        .map(|t| ("input", t))
+        .chain(d.outputs.iter().map(|t| ("output", t)))
+    {
+        if !known.contains(topic.as_str()) {
+            anyhow::bail!(
+                "deployment {:?}: {role} topic {topic:?} does not exist in Kafka; create it first (ingesta does not auto-create topics)",
+                d.name
+            );
+        }
+    }
+    Ok(())
+}

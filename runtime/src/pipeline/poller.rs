@@ -1,0 +1,275 @@
+//! The deployment's poll thread: consume, cut batches, hand them to lanes.
+//!
+//! The thread does as little as possible per record (one copy into the
+//! partition's batch buffer) so that it keeps pace with a raw consume loop
+//! while the wasm calls run on other threads. When a lane is busy the
+//! partition is paused instead of blocking the thread, so one slow partition
+//! never stalls the others or the consumer's group membership.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rdkafka::TopicPartitionList;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::Message;
+
+use super::lane::{self, LaneCtx};
+use super::{DeploymentState, Shared};
+use crate::config::BatchConfig;
+use crate::kafka::BatchBuilder;
+use crate::wasm::bindings::Batch;
+
+/// Rebalance hooks: drain a partition's lane and commit before giving it up.
+pub struct DeploymentContext {
+    shared: Arc<Shared>,
+}
+
+impl DeploymentContext {
+    pub(super) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+}
+
+impl ClientContext for DeploymentContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        crate::kafka::route_log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "ingesta::kafka", deployment = &*self.shared.name, %error,
+            reason, "consumer error");
+    }
+}
+
+impl ConsumerContext for DeploymentContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                let parts: Vec<(String, i32)> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect();
+                tracing::info!(deployment = &*self.shared.name, partitions = ?parts,
+                    "partitions revoked; draining their lanes");
+                self.shared
+                    .revoked
+                    .lock()
+                    .unwrap()
+                    .extend(parts.iter().cloned());
+                self.shared.revocations.fetch_add(1, Ordering::AcqRel);
+                drain_lanes(&self.shared, Some(&parts));
+                commit(consumer, &self.shared.name);
+            }
+            Rebalance::Assign(tpl) => {
+                tracing::info!(
+                    deployment = &*self.shared.name,
+                    partitions = tpl.count(),
+                    "partitions assigned"
+                );
+            }
+            Rebalance::Error(e) => {
+                tracing::warn!(deployment = &*self.shared.name, error = %e, "rebalance error");
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => tracing::trace!(deployment = &*self.shared.name, ?offsets, "committed"),
+            // Nothing new to commit is not a problem.
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => tracing::warn!(deployment = &*self.shared.name, error = %e,
+                "offset commit failed; it is retried with the next commit"),
+        }
+    }
+}
+
+/// Close the lanes of `parts` (all lanes if `None`) and wait for them to
+/// finish the batches they hold, up to the drain timeout.
+fn drain_lanes(shared: &Shared, parts: Option<&[(String, i32)]>) {
+    let handles: Vec<_> = {
+        let mut lanes = shared.lanes.lock().unwrap();
+        match parts {
+            None => lanes.drain().map(|(_, h)| h).collect(),
+            Some(parts) => parts.iter().filter_map(|p| lanes.remove(p)).collect(),
+        }
+    };
+    let deadline = Instant::now() + shared.drain_timeout;
+    for h in handles {
+        let (topic, partition) = (h.topic.clone(), h.partition);
+        if !h.close_and_wait(deadline) {
+            tracing::warn!(deployment = &*shared.name, %topic, partition,
+                "lane did not drain in time; its unfinished records will be delivered again");
+        }
+    }
+}
+
+fn commit(consumer: &BaseConsumer<DeploymentContext>, name: &str) {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => tracing::warn!(deployment = name, error = %e,
+            "final offset commit failed; records after the last commit will be delivered again"),
+    }
+}
+
+/// A partition the poll loop is building batches for.
+struct PartState {
+    topic: String,
+    partition: i32,
+    builder: BatchBuilder,
+    /// Batches cut while the lane was busy, oldest first. Non-empty means the
+    /// partition is paused.
+    waiting: VecDeque<Batch>,
+}
+
+/// The poll loop. Runs until stop is requested or a lane fails.
+pub(super) fn run(
+    shared: Arc<Shared>,
+    consumer: Arc<BaseConsumer<DeploymentContext>>,
+    lane_ctx: Arc<LaneCtx>,
+    batch: BatchConfig,
+) {
+    let max_wait = Duration::from_millis(batch.max_wait_ms);
+    let mut parts: Vec<PartState> = Vec::new();
+    let mut seen_revocations = 0;
+    let mut next_flush: Option<Instant> = None;
+
+    while !shared.stopping() {
+        let timeout = match next_flush {
+            Some(t) => t
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1)),
+            None => Duration::from_millis(100),
+        };
+        let polled = consumer.poll(timeout);
+
+        // A revocation may have happened inside poll(): forget what we were
+        // building for partitions we no longer own (nothing of it was
+        // acknowledged, so the new owner will deliver it again).
+        let revocations = shared.revocations.load(Ordering::Acquire);
+        if revocations != seen_revocations {
+            seen_revocations = revocations;
+            let revoked = std::mem::take(&mut *shared.revoked.lock().unwrap());
+            parts.retain(|p| !revoked.contains(&(p.topic.clone(), p.partition)));
+        }
+
+        match polled {
+            None => {}
+            Some(Err(e)) => {
+                tracing::warn!(deployment = &*shared.name, error = %e, "consume error");
+            }
+            Some(Ok(msg)) => {
+                let (topic, partition) = (msg.topic(), msg.partition());
+                let idx = match parts
+                    .iter()
+                    .position(|p| p.partition == partition && p.topic == topic)
+                {
+                    Some(i) => i,
+                    None => {
+                        parts.push(PartState {
+                            topic: topic.to_owned(),
+                            partition,
+                            builder: BatchBuilder::new(topic, partition),
+                            waiting: VecDeque::new(),
+                        });
+                        parts.len() - 1
+                    }
+                };
+                let p = &mut parts[idx];
+                p.builder.push(&msg);
+                drop(msg);
+                if p.builder.len() >= batch.max_records || p.builder.bytes() >= batch.max_bytes {
+                    cut(p, &shared, &consumer, &lane_ctx);
+                } else if p.builder.len() == 1 {
+                    let due = p.builder.started() + max_wait;
+                    next_flush = Some(next_flush.map_or(due, |t| t.min(due)));
+                }
+            }
+        }
+
+        // Time-based cuts and retries of waiting batches.
+        let now = Instant::now();
+        if next_flush.is_some_and(|t| t <= now) || parts.iter().any(|p| !p.waiting.is_empty()) {
+            next_flush = None;
+            for p in &mut parts {
+                if !p.waiting.is_empty() {
+                    retry_waiting(p, &shared, &consumer, &lane_ctx);
+                }
+                if !p.builder.is_empty() {
+                    let due = p.builder.started() + max_wait;
+                    if due <= now {
+                        cut(p, &shared, &consumer, &lane_ctx);
+                    } else {
+                        next_flush = Some(next_flush.map_or(due, |t| t.min(due)));
+                    }
+                }
+            }
+        }
+    }
+
+    // Drain: lanes finish what they hold; partial batches are dropped (not
+    // acknowledged, so they are delivered again after restart).
+    drain_lanes(&shared, None);
+    commit(&consumer, &shared.name);
+    consumer.unsubscribe();
+    let failure = shared.failure.lock().unwrap().clone();
+    let state = match failure {
+        Some(reason) => DeploymentState::Failed(reason),
+        None => DeploymentState::Stopped,
+    };
+    tracing::info!(deployment = &*shared.name, ?state, "deployment stopped");
+    shared.state.send_replace(state);
+}
+
+/// Hand the current batch to the lane, or queue it and pause the partition.
+fn cut(
+    p: &mut PartState,
+    shared: &Shared,
+    consumer: &BaseConsumer<DeploymentContext>,
+    lane_ctx: &Arc<LaneCtx>,
+) {
+    let batch = p.builder.take();
+    if !p.waiting.is_empty() {
+        p.waiting.push_back(batch);
+        return;
+    }
+    if let Err(batch) = lane::dispatch(shared, lane_ctx, batch) {
+        p.waiting.push_back(batch);
+        pause(consumer, p, true, &shared.name);
+    }
+}
+
+fn retry_waiting(
+    p: &mut PartState,
+    shared: &Shared,
+    consumer: &BaseConsumer<DeploymentContext>,
+    lane_ctx: &Arc<LaneCtx>,
+) {
+    while let Some(batch) = p.waiting.pop_front() {
+        if let Err(batch) = lane::dispatch(shared, lane_ctx, batch) {
+            p.waiting.push_front(batch);
+            return;
+        }
+    }
+    pause(consumer, p, false, &shared.name);
+}
+
+fn pause(consumer: &BaseConsumer<DeploymentContext>, p: &PartState, paused: bool, name: &str) {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&p.topic, p.partition);
+    let result = if paused {
+        consumer.pause(&tpl)
+    } else {
+        consumer.resume(&tpl)
+    };
+    if let Err(e) = result {
+        tracing::warn!(deployment = name, topic = %p.topic, partition = p.partition, paused,
+            error = %e, "cannot change partition pause state");
+    }
+}

@@ -1,0 +1,314 @@
+//! The host side of our WIT imports: what a guest may do, and nothing more.
+//!
+//! A [`HostState`] lives inside each instance's store. It buffers the records
+//! a call emits (they are published only if the call succeeds), enforces the
+//! deployment's topic grants, answers config reads and turns guest log lines
+//! and stdout/stderr into `tracing` events tagged with the deployment. WASI is
+//! present only so ordinary toolchain output runs: no preopened directories,
+//! no environment, no sockets.
+
+use std::collections::{BTreeMap, HashSet};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::ingesta::runtime::{config, emit, log};
+use super::bindings::{Consumer, Outbox};
+
+/// What one deployment's instances are allowed to see and do.
+#[derive(Debug)]
+pub struct DeploymentGrants {
+    /// Deployment name, for logs and errors.
+    pub deployment: Arc<str>,
+    /// Topics the deployment may emit to.
+    pub outputs: HashSet<String>,
+    /// The deployment's config map, served to the `config` import.
+    pub config: BTreeMap<String, String>,
+    /// Linear memory cap per instance.
+    pub memory_bytes: usize,
+    /// Wall-clock budget of one call.
+    pub deadline: Duration,
+}
+
+/// Per-instance host state (the `T` of `Store<T>`).
+pub struct HostState {
+    grants: Arc<DeploymentGrants>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    /// Outboxes emitted during the current call, in order.
+    outboxes: Vec<Outbox>,
+    /// The first emit refused during the current call; it fails the call
+    /// even if the guest ignores the error it was given.
+    refused: Option<String>,
+    /// When the current call started, for the deadline.
+    call_started: Instant,
+}
+
+impl HostState {
+    /// Fresh state for a new instance of the deployment.
+    pub fn new(grants: Arc<DeploymentGrants>) -> Self {
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(GuestOutput {
+            deployment: grants.deployment.clone(),
+            stream: "stdout",
+        })
+        .stderr(GuestOutput {
+            deployment: grants.deployment.clone(),
+            stream: "stderr",
+        })
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }));
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(grants.memory_bytes)
+            .trap_on_grow_failure(true)
+            .build();
+        Self {
+            grants,
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limits,
+            outboxes: Vec::new(),
+            refused: None,
+            call_started: Instant::now(),
+        }
+    }
+
+    /// The deployment's grants.
+    pub fn grants(&self) -> &DeploymentGrants {
+        &self.grants
+    }
+
+    pub(super) fn limits_mut(&mut self) -> &mut StoreLimits {
+        &mut self.limits
+    }
+
+    /// Reset per-call state before a call.
+    pub(super) fn begin_call(&mut self) {
+        self.outboxes.clear();
+        self.refused = None;
+        self.call_started = Instant::now();
+    }
+
+    /// Whether the current call has used up its wall-clock budget.
+    pub(super) fn deadline_passed(&self) -> bool {
+        self.call_started.elapsed() >= self.grants.deadline
+    }
+
+    /// The outboxes of the call that just returned, and any refused emit.
+    pub(super) fn finish_call(&mut self) -> (Vec<Outbox>, Option<String>) {
+        (std::mem::take(&mut self.outboxes), self.refused.take())
+    }
+
+    fn check_outbox(&self, outbox: &Outbox) -> Result<(), emit::EmitError> {
+        for topic in &outbox.topics {
+            if !self.grants.outputs.contains(topic) {
+                return Err(emit::EmitError::TopicNotAllowed(topic.clone()));
+            }
+        }
+        let data_len = outbox.data.len() as u64;
+        let in_data = |s: &super::bindings::Span| u64::from(s.start) + u64::from(s.len) <= data_len;
+        for (i, r) in outbox.records.iter().enumerate() {
+            let bad = (r.topic as usize) >= outbox.topics.len()
+                || r.key.as_ref().is_some_and(|s| !in_data(s))
+                || r.value.as_ref().is_some_and(|s| !in_data(s))
+                || u64::from(r.header_start) + u64::from(r.header_count)
+                    > outbox.headers.len() as u64;
+            if bad {
+                return Err(emit::EmitError::Malformed(format!(
+                    "outbox record {i} points outside the outbox"
+                )));
+            }
+        }
+        for (i, h) in outbox.headers.iter().enumerate() {
+            let key_ok = in_data(&h.key)
+                && std::str::from_utf8(
+                    &outbox.data[h.key.start as usize..(h.key.start + h.key.len) as usize],
+                )
+                .is_ok();
+            if !key_ok || h.value.as_ref().is_some_and(|s| !in_data(s)) {
+                return Err(emit::EmitError::Malformed(format!(
+                    "outbox header {i} is out of range or its name is not UTF-8"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl emit::Host for HostState {
+    fn emit(&mut self, records: Outbox) -> Result<(), emit::EmitError> {
+        if let Some(reason) = &self.refused {
+            return Err(emit::EmitError::Malformed(format!(
+                "an earlier emit in this call was refused: {reason}"
+            )));
+        }
+        match self.check_outbox(&records) {
+            Ok(()) => {
+                self.outboxes.push(records);
+                Ok(())
+            }
+            Err(e) => {
+                self.refused = Some(describe_emit_error(&e));
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A sentence for logs, status and dead-letter headers.
+pub fn describe_emit_error(e: &emit::EmitError) -> String {
+    match e {
+        emit::EmitError::TopicNotAllowed(t) => {
+            format!("emit to topic {t:?} refused: the deployment is not granted it")
+        }
+        emit::EmitError::Malformed(m) => format!("malformed emit: {m}"),
+        emit::EmitError::LimitExceeded(m) => format!("emit limit exceeded: {m}"),
+    }
+}
+
+/// Guest log lines longer than this are cut, so one call cannot make the
+/// runner buffer or print megabytes.
+const MAX_LOG_LINE: usize = 4096;
+
+fn clip(message: &str) -> &str {
+    if message.len() <= MAX_LOG_LINE {
+        return message;
+    }
+    let mut end = MAX_LOG_LINE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    &message[..end]
+}
+
+impl log::Host for HostState {
+    fn log(&mut self, level: log::Level, message: String) {
+        let deployment = &*self.grants.deployment;
+        let message = clip(&message);
+        match level {
+            log::Level::Trace => {
+                tracing::trace!(target: "ingesta::guest", deployment, "{message}")
+            }
+            log::Level::Debug => {
+                tracing::debug!(target: "ingesta::guest", deployment, "{message}")
+            }
+            log::Level::Info => tracing::info!(target: "ingesta::guest", deployment, "{message}"),
+            log::Level::Warn => tracing::warn!(target: "ingesta::guest", deployment, "{message}"),
+            // A guest's error is the tenant's business, not data loss in
+            // the runner: keep it below the runner's own ERROR level.
+            log::Level::Error => {
+                tracing::warn!(target: "ingesta::guest", deployment, guest_level = "error", "{message}")
+            }
+        }
+    }
+}
+
+impl config::Host for HostState {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.grants.config.get(&key).cloned()
+    }
+
+    fn entries(&mut self) -> Vec<(String, String)> {
+        self.grants
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+impl super::bindings::ingesta::runtime::types::Host for HostState {}
+
+/// The linker for consumer components: our imports plus the WASI subset.
+pub fn consumer_linker(engine: &Engine) -> Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    Consumer::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+    Ok(linker)
+}
+
+/// Guest stdout/stderr, turned into log lines of the deployment.
+struct GuestOutput {
+    deployment: Arc<str>,
+    stream: &'static str,
+}
+
+impl IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestOutput {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(LineWriter {
+            deployment: self.deployment.clone(),
+            stream: self.stream,
+            pending: Vec::new(),
+        })
+    }
+}
+
+/// Splits written bytes into lines and logs each (clipped) line.
+struct LineWriter {
+    deployment: Arc<str>,
+    stream: &'static str,
+    pending: Vec<u8>,
+}
+
+impl LineWriter {
+    fn emit_line(&self, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        tracing::info!(target: "ingesta::guest", deployment = &*self.deployment,
+            stream = self.stream, "{}", clip(text.trim_end_matches('\r')));
+    }
+}
+
+impl tokio::io::AsyncWrite for LineWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        for &b in buf {
+            if b == b'\n' {
+                let line = std::mem::take(&mut self.pending);
+                self.emit_line(&line);
+            } else if self.pending.len() < MAX_LOG_LINE {
+                self.pending.push(b);
+            }
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if !self.pending.is_empty() {
+            let line = std::mem::take(&mut self.pending);
+            self.emit_line(&line);
+        }
+        Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,166 @@
+//! One live consumer instance and the outcome of calling it.
+//!
+//! Errors are split the way the failure policy needs them: a guest's own
+//! `handler-error` (retryable or permanent) leaves the instance usable; a
+//! trap (panic, out of memory, deadline, stack overflow...) means the
+//! instance's state can no longer be trusted and it must be replaced.
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use wasmtime::component::InstancePre;
+use wasmtime::{Store, UpdateDeadline};
+
+use super::bindings::{Batch, Consumer, ConsumerPre, ErrorClass, HandlerError, Outbox};
+use super::host::{DeploymentGrants, HostState};
+
+/// Why an instance stopped abruptly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrapKind {
+    /// The call ran past its wall-clock budget.
+    Deadline,
+    /// The guest tried to grow memory past its cap.
+    OutOfMemory,
+    /// The guest's call stack overflowed.
+    StackOverflow,
+    /// `unreachable` — what a Rust panic, Go panic or Python abort becomes.
+    Panic,
+    /// Any other trap (out-of-bounds access, division by zero...).
+    Other,
+}
+
+impl TrapKind {
+    /// Short stable name for logs, metrics and dead-letter headers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrapKind::Deadline => "deadline",
+            TrapKind::OutOfMemory => "out-of-memory",
+            TrapKind::StackOverflow => "stack-overflow",
+            TrapKind::Panic => "panic",
+            TrapKind::Other => "trap",
+        }
+    }
+}
+
+/// What one call produced.
+pub enum CallOutcome {
+    /// The handler succeeded; these outboxes must be published.
+    Ok(Vec<Outbox>),
+    /// The handler returned an error; the instance is still usable.
+    Failed(HandlerError),
+    /// The instance trapped and must be discarded.
+    Trapped { kind: TrapKind, message: String },
+}
+
+/// Raised from the epoch callback when a call overruns its budget.
+#[derive(Debug, thiserror::Error)]
+#[error("call exceeded its deadline of {0} ms")]
+struct DeadlineExceeded(u128);
+
+/// A deployment's linked component, ready to instantiate.
+#[derive(Clone)]
+pub struct ConsumerTemplate {
+    pre: ConsumerPre<HostState>,
+    grants: Arc<DeploymentGrants>,
+}
+
+impl ConsumerTemplate {
+    /// Link `pre` once per deployment; instantiation then only allocates.
+    pub fn new(pre: InstancePre<HostState>, grants: Arc<DeploymentGrants>) -> Result<Self> {
+        let pre = ConsumerPre::new(pre)
+            .map_err(anyhow::Error::from)
+            .context("component does not match the consumer world")?;
+        Ok(Self { pre, grants })
+    }
+
+    /// The deployment's grants.
+    pub fn grants(&self) -> &Arc<DeploymentGrants> {
+        &self.grants
+    }
+}
+
+/// An instance with its own store (memory, limits, buffered outputs).
+pub struct ConsumerInstance {
+    store: Store<HostState>,
+    bindings: Consumer,
+}
+
+impl ConsumerInstance {
+    /// Instantiate from the deployment's template.
+    pub async fn new(template: &ConsumerTemplate) -> Result<Self> {
+        let engine = template.pre.engine();
+        let mut store = Store::new(engine, HostState::new(template.grants.clone()));
+        store.limiter(|s| s.limits_mut());
+        store.epoch_deadline_callback(|ctx| {
+            let host = ctx.data();
+            if host.deadline_passed() {
+                return Err(DeadlineExceeded(host.grants().deadline.as_millis()).into());
+            }
+            // Yield at every tick so one long call cannot monopolise an
+            // executor thread that other partitions and tenants share.
+            Ok(UpdateDeadline::Yield(1))
+        });
+        let bindings = template
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(anyhow::Error::from)
+            .context("failed to instantiate the module")?;
+        Ok(Self { store, bindings })
+    }
+
+    /// Call the handler with one batch.
+    pub async fn handle(&mut self, batch: &Batch) -> CallOutcome {
+        self.store.data_mut().begin_call();
+        self.store.set_epoch_deadline(1);
+        let result = self
+            .bindings
+            .ingesta_runtime_handler()
+            .call_handle(&mut self.store, batch)
+            .await;
+        let (outboxes, refused) = self.store.data_mut().finish_call();
+        match result {
+            Ok(Ok(())) => match refused {
+                None => CallOutcome::Ok(outboxes),
+                Some(message) => CallOutcome::Failed(HandlerError {
+                    class: ErrorClass::Permanent,
+                    message,
+                    record_index: None,
+                }),
+            },
+            Ok(Err(e)) => CallOutcome::Failed(match refused {
+                // The refusal is the root cause; the guest's error is usually
+                // just the SDK passing it on.
+                Some(message) => HandlerError {
+                    class: ErrorClass::Permanent,
+                    message,
+                    record_index: e.record_index,
+                },
+                None => e,
+            }),
+            Err(e) => {
+                let (kind, message) = classify_trap(&e);
+                CallOutcome::Trapped { kind, message }
+            }
+        }
+    }
+}
+
+fn classify_trap(e: &wasmtime::Error) -> (TrapKind, String) {
+    if let Some(d) = e.downcast_ref::<DeadlineExceeded>() {
+        return (TrapKind::Deadline, d.to_string());
+    }
+    let kind = match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::StackOverflow) => TrapKind::StackOverflow,
+        Some(wasmtime::Trap::UnreachableCodeReached) => TrapKind::Panic,
+        Some(_) => TrapKind::Other,
+        None if format!("{e:#}").contains("growing memory") => TrapKind::OutOfMemory,
+        None => TrapKind::Other,
+    };
+    // The root cause plus the guest backtrace, if wasmtime captured one.
+    let message = match kind {
+        TrapKind::OutOfMemory => format!("memory limit exceeded: {e:#}"),
+        _ => format!("{e:#}"),
+    };
+    (kind, message.lines().next().unwrap_or_default().to_owned())
+}

@@ -1,0 +1,19 @@
+//! Everything that touches wasmtime: the shared engine, loading and checking
+//! components, the host side of our WIT imports, and running calls.
+//!
+//! Cost model: the [`Engine`](wasmtime::Engine) is created once per runner;
+//! each component is compiled once per content digest (and cached on disk);
+//! each deployment links it once into a [`ConsumerPre`](bindings::ConsumerPre);
+//! instances come from the pooling allocator, so creating one costs tens of
+//! microseconds and a trapped instance is simply replaced.
+
+pub mod bindings;
+mod engine;
+mod host;
+mod instance;
+mod module;
+
+pub use engine::{WasmEngine, WasmEngineConfig};
+pub use host::{DeploymentGrants, HostState, consumer_linker, describe_emit_error};
+pub use instance::{CallOutcome, ConsumerInstance, ConsumerTemplate, TrapKind};
+pub use module::{LoadedModule, ModuleError, World};

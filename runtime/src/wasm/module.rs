@@ -1,0 +1,219 @@
+//! Loading a user's component: check it, identify its world, compile it once.
+//!
+//! Every rejection says which file and what is wrong with it, because the
+//! person reading it is a tenant developer who just built a module. Compiled
+//! artifacts are cached on disk by content digest and engine fingerprint;
+//! only artifacts this runner wrote itself are ever deserialized.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// The WIT package version this runner implements.
+pub const WIT_VERSION: &str = "0.1.0";
+const CONSUMER_EXPORT: &str = "ingesta:runtime/handler@0.1.0";
+
+/// Which ingesta world a component implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum World {
+    Consumer,
+}
+
+impl std::fmt::Display for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            World::Consumer => f.write_str("consumer"),
+        }
+    }
+}
+
+/// Why a module was refused. `source` names the file or upload.
+#[derive(Debug, Error)]
+pub enum ModuleError {
+    #[error("cannot read module {source_name}: {error}")]
+    Read {
+        source_name: String,
+        error: std::io::Error,
+    },
+    #[error(
+        "module {source_name} is not a WebAssembly binary (it does not start with the \\0asm magic bytes); build it for the wasm32-wasip2 target"
+    )]
+    NotWasm { source_name: String },
+    #[error(
+        "module {source_name} is a core WebAssembly module, not a component; build it for wasm32-wasip2 (or wrap it with `wasm-tools component new`) so it implements the ingesta:runtime world"
+    )]
+    CoreModule { source_name: String },
+    #[error("module {source_name} is not a valid WebAssembly component: {error}")]
+    Invalid { source_name: String, error: String },
+    #[error(
+        "module {source_name} does not implement the ingesta consumer world: it exports [{exports}] but a consumer must export `{CONSUMER_EXPORT}` (use the SDK's export macro)"
+    )]
+    UnknownWorld {
+        source_name: String,
+        exports: String,
+    },
+    #[error(
+        "module {source_name} was built against `{found}`, but this runner implements ingesta:runtime@{WIT_VERSION}; rebuild it with a matching SDK"
+    )]
+    VersionMismatch { source_name: String, found: String },
+    #[error(
+        "module {source_name} imports `{import}`, which ingesta does not provide; modules may import only ingesta:runtime@{WIT_VERSION} interfaces and WASI 0.2"
+    )]
+    ForbiddenImport { source_name: String, import: String },
+    #[error("module {source_name} cannot be linked: {error}")]
+    Link { source_name: String, error: String },
+}
+
+/// A checked, compiled component.
+#[derive(Clone)]
+pub struct LoadedModule {
+    /// `sha256:<hex>` of the uploaded bytes.
+    pub digest: String,
+    pub world: World,
+    /// Size of the uploaded bytes.
+    pub size: usize,
+    pub component: Component,
+}
+
+impl LoadedModule {
+    /// Read a module file and load it.
+    pub fn from_file(
+        engine: &Engine,
+        path: &Path,
+        cache_dir: &Path,
+    ) -> Result<LoadedModule, ModuleError> {
+        let source_name = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|error| ModuleError::Read {
+            source_name: source_name.clone(),
+            error,
+        })?;
+        Self::from_bytes(engine, &source_name, &bytes, cache_dir)
+    }
+
+    /// Check and compile `bytes` (reusing the disk cache when possible).
+    pub fn from_bytes(
+        engine: &Engine,
+        source_name: &str,
+        bytes: &[u8],
+        cache_dir: &Path,
+    ) -> Result<LoadedModule, ModuleError> {
+        let source_name = source_name.to_owned();
+        if !bytes.starts_with(b"\0asm") {
+            return Err(ModuleError::NotWasm { source_name });
+        }
+        if wasmparser::Parser::is_core_wasm(bytes) {
+            return Err(ModuleError::CoreModule { source_name });
+        }
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        let component = compile_cached(engine, &source_name, bytes, &digest, cache_dir)?;
+        let world = identify_world(engine, &source_name, &component)?;
+        Ok(LoadedModule {
+            digest,
+            world,
+            size: bytes.len(),
+            component,
+        })
+    }
+}
+
+fn identify_world(
+    engine: &Engine,
+    source_name: &str,
+    component: &Component,
+) -> Result<World, ModuleError> {
+    let ty = component.component_type();
+    for (name, _) in ty.imports(engine) {
+        let ours = name.starts_with("ingesta:runtime/");
+        if ours && !name.ends_with(&format!("@{WIT_VERSION}")) {
+            return Err(ModuleError::VersionMismatch {
+                source_name: source_name.to_owned(),
+                found: name.to_owned(),
+            });
+        }
+        if !ours && !name.starts_with("wasi:") {
+            return Err(ModuleError::ForbiddenImport {
+                source_name: source_name.to_owned(),
+                import: name.to_owned(),
+            });
+        }
+    }
+    let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
+    if exports.contains(&CONSUMER_EXPORT) {
+        return Ok(World::Consumer);
+    }
+    if let Some(other) = exports
+        .iter()
+        .find(|e| e.starts_with("ingesta:runtime/handler@"))
+    {
+        return Err(ModuleError::VersionMismatch {
+            source_name: source_name.to_owned(),
+            found: (*other).to_owned(),
+        });
+    }
+    Err(ModuleError::UnknownWorld {
+        source_name: source_name.to_owned(),
+        exports: exports.join(", "),
+    })
+}
+
+fn compile_cached(
+    engine: &Engine,
+    source_name: &str,
+    bytes: &[u8],
+    digest: &str,
+    cache_dir: &Path,
+) -> Result<Component, ModuleError> {
+    let path = cache_path(engine, digest, cache_dir);
+    if path.is_file() {
+        // SAFETY: the cache directory holds only artifacts this runner
+        // serialized itself from validated components (named by the digest of
+        // their source and the engine's fingerprint); uploads are never
+        // deserialized.
+        match unsafe { Component::deserialize_file(engine, &path) } {
+            Ok(c) => return Ok(c),
+            Err(e) => tracing::warn!(path = %path.display(), error = %e,
+                "ignoring unreadable compiled-module cache entry"),
+        }
+    }
+    let started = Instant::now();
+    let component = Component::from_binary(engine, bytes).map_err(|e| ModuleError::Invalid {
+        source_name: source_name.to_owned(),
+        error: format!("{e:#}"),
+    })?;
+    tracing::info!(
+        module = source_name,
+        digest,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        size = bytes.len(),
+        "compiled module"
+    );
+    if let Err(e) = write_cache(&component, &path) {
+        tracing::warn!(path = %path.display(), error = %e,
+            "could not cache compiled module; it will be compiled again next start");
+    }
+    Ok(component)
+}
+
+fn cache_path(engine: &Engine, digest: &str, cache_dir: &Path) -> PathBuf {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    let hex = digest.trim_start_matches("sha256:");
+    cache_dir.join(format!("{hex}-{:016x}.cwasm", h.finish()))
+}
+
+fn write_cache(component: &Component, path: &Path) -> anyhow::Result<()> {
+    let dir = path.parent().expect("cache path has a parent");
+    std::fs::create_dir_all(dir)?;
+    let bytes = component.serialize()?;
+    // Write then rename, so a concurrent reader never sees half a file.
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
