@@ -78,7 +78,10 @@ impl AckGroup {
         while !self.is_settled() {
             self.done.notified().await;
         }
-        match self.error.lock().unwrap().take() {
+        // Cloned, not taken: the group may be awaited more than once (the
+        // lane polls it in a select and then settles it), and every wait
+        // must see the failure.
+        match self.error.lock().unwrap().clone() {
             None => Ok(()),
             Some(e) => Err(PublishError(e)),
         }
@@ -187,5 +190,41 @@ impl OutputProducer {
     /// Wait for every queued output to be delivered (used at shutdown).
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.producer.flush(timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failure_is_seen_by_every_wait() {
+        let group = AckGroup::new();
+        group.add();
+        group.add();
+        group.settle(None);
+        group.settle(Some("broker said no".into()));
+        assert!(!group.is_settled(), "the sender's own count is still held");
+        group.settle(None);
+        assert!(group.is_settled());
+        assert_eq!(group.sent(), 2);
+        for _ in 0..2 {
+            let err = group.wait().await.unwrap_err();
+            assert_eq!(err.0, "broker said no");
+        }
+    }
+
+    #[tokio::test]
+    async fn wait_wakes_when_the_last_ack_arrives() {
+        let group = AckGroup::new();
+        group.add();
+        group.settle(None);
+        let waiter = tokio::spawn({
+            let group = group.clone();
+            async move { group.wait().await }
+        });
+        tokio::task::yield_now().await;
+        group.settle(None);
+        waiter.await.unwrap().unwrap();
     }
 }

@@ -135,7 +135,17 @@ impl Lane {
                 rx.recv().await
             };
             let Some(batch) = next else { break };
-            self.handle(batch).await?;
+            if let Err(failure) = self.handle(batch).await {
+                // Earlier batches succeeded: keep their progress, so the
+                // committed offset stops exactly at the failing batch.
+                while !self.unacked.is_empty() {
+                    if let Err(e) = self.settle_front().await {
+                        tracing::warn!(error = %e, "earlier batch could not be settled");
+                        break;
+                    }
+                }
+                return Err(failure);
+            }
         }
         while !self.unacked.is_empty() {
             self.settle_front().await?;

@@ -217,3 +217,52 @@ fn write_cache(component: &Component, path: &Path) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine() -> Engine {
+        let mut c = wasmtime::Config::new();
+        c.wasm_component_model(true);
+        Engine::new(&c).unwrap()
+    }
+
+    fn load(bytes: &[u8]) -> Result<LoadedModule, ModuleError> {
+        let dir = tempfile::tempdir().unwrap();
+        LoadedModule::from_bytes(&engine(), "upload.wasm", bytes, dir.path())
+    }
+
+    #[test]
+    fn text_is_not_wasm() {
+        let err = load(b"hello world").err().unwrap().to_string();
+        assert!(err.contains("upload.wasm"), "{err}");
+        assert!(err.contains("not a WebAssembly binary"), "{err}");
+    }
+
+    #[test]
+    fn core_module_is_named_as_such() {
+        let err = load(b"\0asm\x01\0\0\0").err().unwrap().to_string();
+        assert!(err.contains("core WebAssembly module"), "{err}");
+    }
+
+    #[test]
+    fn truncated_component_is_invalid() {
+        // A component header followed by a section that claims more bytes
+        // than there are.
+        let err = load(b"\0asm\x0d\0\x01\0\x01\xff\x01")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("not a valid WebAssembly component"), "{err}");
+    }
+
+    #[test]
+    fn empty_component_implements_no_world() {
+        let err = load(b"\0asm\x0d\0\x01\0").err().unwrap().to_string();
+        assert!(
+            err.contains("does not implement the ingesta consumer world"),
+            "{err}"
+        );
+    }
+}
