@@ -1,0 +1,260 @@
+//! Running handlers natively, for unit tests (not built for `wasm32`).
+//!
+//! ```
+//! # use ingesta::prelude::*;
+//! # #[derive(Default)]
+//! # struct Upper;
+//! # impl Handler for Upper {
+//! #     fn on_record(&mut self, record: &Record) -> Result<()> {
+//! #         emit("shouty", record.key(), record.value_str()?.to_uppercase());
+//! #         Ok(())
+//! #     }
+//! # }
+//! use ingesta::testing::{self, TestBatch};
+//!
+//! // In a #[test] function:
+//! let batch = TestBatch::new("words", 0).record("k", "hi").record("k", "yo");
+//! let out = testing::run(&mut Upper, &batch).unwrap();
+//! assert_eq!(out[0].value_str(), Some("HI"));
+//! assert_eq!(out[1].topic, "shouty");
+//! ```
+//!
+//! The stand-in host keeps its state (configuration, captured logs) per
+//! thread, and the test harness runs each test on its own thread, so tests
+//! do not see each other's setup.
+
+use crate::batch::{Batch, TimestampType};
+use crate::emit::{self, Payload};
+use crate::error::Result;
+use crate::handler::{self, Handler};
+use crate::host::imp::with_host;
+use crate::log::Level;
+use crate::wit;
+
+/// A batch assembled in memory, laid out exactly as the host sends one.
+#[derive(Clone, Debug)]
+pub struct TestBatch {
+    pub(crate) raw: wit::Batch,
+    next_offset: i64,
+}
+
+impl TestBatch {
+    /// An empty batch from `topic`/`partition`; records get offsets from 0.
+    pub fn new(topic: &str, partition: i32) -> Self {
+        Self {
+            raw: wit::Batch {
+                topic: topic.to_owned(),
+                partition,
+                data: Vec::new(),
+                records: Vec::new(),
+                headers: Vec::new(),
+            },
+            next_offset: 0,
+        }
+    }
+
+    /// The next record added gets `offset` (later ones count up from it).
+    pub fn at_offset(mut self, offset: i64) -> Self {
+        self.next_offset = offset;
+        self
+    }
+
+    /// Adds a record with no headers and no timestamp.
+    pub fn record(self, key: impl Payload, value: impl Payload) -> Self {
+        self.push(TestRecord::new(key, value))
+    }
+
+    /// Adds a fully specified record.
+    pub fn push(mut self, record: TestRecord) -> Self {
+        let offset = record.offset.unwrap_or(self.next_offset);
+        self.next_offset = offset + 1;
+        let header_start = self.raw.headers.len();
+        for (name, value) in &record.headers {
+            let key = self.append(name.as_bytes());
+            let value = value.as_deref().map(|v| self.append(v));
+            self.raw.headers.push(wit::HeaderEntry { key, value });
+        }
+        let key = record.key.as_deref().map(|k| self.append(k));
+        let value = record.value.as_deref().map(|v| self.append(v));
+        let (timestamp, timestamp_type) = match record.timestamp {
+            None => (0, wit::TimestampType::NotAvailable),
+            Some((_, TimestampType::NotAvailable)) => (0, wit::TimestampType::NotAvailable),
+            Some((ts, TimestampType::CreateTime)) => (ts, wit::TimestampType::CreateTime),
+            Some((ts, TimestampType::LogAppendTime)) => (ts, wit::TimestampType::LogAppendTime),
+        };
+        self.raw.records.push(wit::RecordEntry {
+            offset,
+            timestamp,
+            timestamp_type,
+            key,
+            value,
+            header_start: to_u32(header_start),
+            header_count: to_u32(record.headers.len()),
+        });
+        self
+    }
+
+    /// The batch as a handler sees it, e.g. to call `on_record` directly.
+    pub fn as_batch(&self) -> Batch<'_> {
+        Batch::new(&self.raw)
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> wit::Span {
+        let start = self.raw.data.len();
+        self.raw.data.extend_from_slice(bytes);
+        wit::Span {
+            start: to_u32(start),
+            len: to_u32(bytes.len()),
+        }
+    }
+}
+
+/// One record for a [`TestBatch`].
+#[derive(Clone, Debug, Default)]
+pub struct TestRecord {
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<(String, Option<Vec<u8>>)>,
+    timestamp: Option<(i64, TimestampType)>,
+    offset: Option<i64>,
+}
+
+impl TestRecord {
+    /// A record with this key and value (`()` or `None` for null).
+    pub fn new(key: impl Payload, value: impl Payload) -> Self {
+        Self {
+            key: owned(key),
+            value: owned(value),
+            ..Self::default()
+        }
+    }
+
+    /// Appends a header.
+    pub fn header(mut self, name: &str, value: impl Payload) -> Self {
+        self.headers.push((name.to_owned(), owned(value)));
+        self
+    }
+
+    /// Sets the timestamp (milliseconds since the Unix epoch) and its kind.
+    pub fn timestamp(mut self, millis: i64, kind: TimestampType) -> Self {
+        self.timestamp = Some((millis, kind));
+        self
+    }
+
+    /// Overrides the offset (otherwise the batch assigns the next one).
+    pub fn offset(mut self, offset: i64) -> Self {
+        self.offset = Some(offset);
+        self
+    }
+}
+
+/// A record the handler published.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Emitted {
+    /// Destination topic.
+    pub topic: String,
+    /// Key bytes, `None` for null.
+    pub key: Option<Vec<u8>>,
+    /// Value bytes, `None` for null.
+    pub value: Option<Vec<u8>>,
+    /// Headers in order, values `None` for null.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Emitted {
+    /// The key as text; `None` if null. Panics if it is not UTF-8.
+    pub fn key_str(&self) -> Option<&str> {
+        self.key
+            .as_deref()
+            .map(|k| std::str::from_utf8(k).expect("key is not UTF-8"))
+    }
+
+    /// The value as text; `None` if null. Panics if it is not UTF-8.
+    pub fn value_str(&self) -> Option<&str> {
+        self.value
+            .as_deref()
+            .map(|v| std::str::from_utf8(v).expect("value is not UTF-8"))
+    }
+
+    /// The value parsed as JSON. Panics if it is null or not JSON.
+    pub fn value_json(&self) -> serde_json::Value {
+        let value = self.value.as_deref().expect("value is null");
+        serde_json::from_slice(value).expect("value is not JSON")
+    }
+}
+
+/// Runs one call of `handler` on `batch`, as the runner would: on success,
+/// returns every record the call published, in order; on failure, returns
+/// the handler's error (and, as with the real host, publishes nothing).
+///
+/// Emits made outside a call (say, in an earlier test on this thread without
+/// `run`) are discarded first.
+pub fn run<H: Handler>(handler: &mut H, batch: &TestBatch) -> Result<Vec<Emitted>> {
+    emit::outbox(|outbox| outbox.discard());
+    with_host(|host| host.emitted.clear());
+    let result = handler::run(handler, &batch.raw, &mut crate::host::emit);
+    let outboxes = with_host(|host| std::mem::take(&mut host.emitted));
+    result?;
+    Ok(outboxes.iter().flat_map(decode).collect())
+}
+
+/// Sets the deployment configuration seen by `ingesta::config`.
+pub fn set_config<K, V>(entries: impl IntoIterator<Item = (K, V)>)
+where
+    K: Into<String>,
+    V: Into<String>,
+{
+    let entries = entries
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+    with_host(|host| host.config = entries);
+    crate::config::reset_cache();
+}
+
+/// Makes the stand-in host refuse outboxes that name `topic`, as the real
+/// one does for a topic the deployment is not granted; `None` lifts it.
+pub fn deny_topic(topic: Option<&str>) {
+    with_host(|host| host.deny_topic = topic.map(str::to_owned));
+}
+
+/// Takes the log lines written so far on this thread.
+pub fn take_logs() -> Vec<(Level, String)> {
+    with_host(|host| std::mem::take(&mut host.logs))
+}
+
+/// Reads an outbox back into records, checking every span on the way.
+pub(crate) fn decode(outbox: &wit::Outbox) -> Vec<Emitted> {
+    let bytes = |span: wit::Span| {
+        let start = span.start as usize;
+        outbox.data[start..start + span.len as usize].to_vec()
+    };
+    outbox
+        .records
+        .iter()
+        .map(|entry| {
+            let start = entry.header_start as usize;
+            let headers = outbox.headers[start..start + entry.header_count as usize]
+                .iter()
+                .map(|h| {
+                    let name = String::from_utf8(bytes(h.key)).expect("header name is not UTF-8");
+                    (name, h.value.map(bytes))
+                })
+                .collect();
+            Emitted {
+                topic: outbox.topics[entry.topic as usize].clone(),
+                key: entry.key.map(bytes),
+                value: entry.value.map(bytes),
+                headers,
+            }
+        })
+        .collect()
+}
+
+fn owned(payload: impl Payload) -> Option<Vec<u8>> {
+    payload.into_payload().map(|bytes| bytes.into_owned())
+}
+
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).expect("test batch exceeds 4 GiB")
+}
