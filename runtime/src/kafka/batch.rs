@@ -1,15 +1,18 @@
 //! Building a WIT [`Batch`] straight from borrowed Kafka messages.
 //!
 //! Keys, values and header bytes are appended to one buffer and described by
-//! spans, so a record costs one copy into the buffer and no allocation; the
-//! whole buffer then crosses into the guest as a single `list<u8>`.
+//! fixed-size entries (`ingesta_abi`), so a record costs one copy into the
+//! buffer and no allocation, and the whole batch crosses into the guest as
+//! three byte lists.
 
 use std::time::Instant;
 
 use rdkafka::Message;
 use rdkafka::message::{BorrowedMessage, Headers};
 
-use crate::wasm::bindings::{Batch, HeaderEntry, RecordEntry, Span, TimestampType};
+use ingesta_abi::{HeaderEntry, RecordEntry, Span, Timestamp};
+
+use crate::wasm::bindings::Batch;
 
 /// Accumulates consecutive records of one partition into a batch.
 pub struct BatchBuilder {
@@ -17,6 +20,9 @@ pub struct BatchBuilder {
     /// When the first record arrived; a partial batch is handed over once
     /// it is older than the deployment's `max_wait`.
     started: Instant,
+    /// Entries in `batch.records` and `batch.headers`.
+    records: usize,
+    headers: u32,
 }
 
 impl BatchBuilder {
@@ -31,58 +37,55 @@ impl BatchBuilder {
                 headers: Vec::new(),
             },
             started: Instant::now(),
+            records: 0,
+            headers: 0,
         }
     }
 
     /// Append one message (which must belong to this builder's partition).
     pub fn push(&mut self, msg: &BorrowedMessage<'_>) {
-        if self.batch.records.is_empty() {
+        if self.records == 0 {
             self.started = Instant::now();
         }
-        let (timestamp_type, timestamp) = match msg.timestamp() {
-            rdkafka::Timestamp::NotAvailable => (TimestampType::NotAvailable, 0),
-            rdkafka::Timestamp::CreateTime(t) => (TimestampType::CreateTime, t),
-            rdkafka::Timestamp::LogAppendTime(t) => (TimestampType::LogAppendTime, t),
+        let timestamp = match msg.timestamp() {
+            rdkafka::Timestamp::NotAvailable => Timestamp::NotAvailable,
+            rdkafka::Timestamp::CreateTime(t) => Timestamp::CreateTime(t),
+            rdkafka::Timestamp::LogAppendTime(t) => Timestamp::LogAppendTime(t),
         };
-        let key = msg.key().map(|k| self.append(k));
-        let value = msg.payload().map(|v| self.append(v));
-        let header_start = self.batch.headers.len() as u32;
+        let data = &mut self.batch.data;
+        let key = msg.key().map(|k| Span::append(data, k));
+        let value = msg.payload().map(|v| Span::append(data, v));
+        let header_start = self.headers;
         if let Some(headers) = msg.headers() {
             for h in headers.iter() {
-                let key = self.append(h.key.as_bytes());
-                let value = h.value.map(|v| self.append(v));
-                self.batch.headers.push(HeaderEntry { key, value });
+                HeaderEntry {
+                    name: Span::append(data, h.key.as_bytes()),
+                    value: h.value.map(|v| Span::append(data, v)),
+                }
+                .encode(&mut self.batch.headers);
+                self.headers += 1;
             }
         }
-        let header_count = self.batch.headers.len() as u32 - header_start;
-        self.batch.records.push(RecordEntry {
+        RecordEntry {
             offset: msg.offset(),
             timestamp,
-            timestamp_type,
             key,
             value,
             header_start,
-            header_count,
-        });
-    }
-
-    fn append(&mut self, bytes: &[u8]) -> Span {
-        let start = self.batch.data.len() as u32;
-        self.batch.data.extend_from_slice(bytes);
-        Span {
-            start,
-            len: bytes.len() as u32,
+            header_count: self.headers - header_start,
         }
+        .encode(&mut self.batch.records);
+        self.records += 1;
     }
 
     /// Number of records so far.
     pub fn len(&self) -> usize {
-        self.batch.records.len()
+        self.records
     }
 
     /// Whether no record has been added.
     pub fn is_empty(&self) -> bool {
-        self.batch.records.is_empty()
+        self.records == 0
     }
 
     /// Bytes of keys, values and headers so far.
@@ -104,6 +107,8 @@ impl BatchBuilder {
             records: Vec::with_capacity(self.batch.records.capacity()),
             headers: Vec::new(),
         };
+        self.records = 0;
+        self.headers = 0;
         std::mem::replace(&mut self.batch, empty)
     }
 }

@@ -19,7 +19,9 @@ use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer}
 use thiserror::Error;
 use tokio::sync::Notify;
 
-use crate::wasm::bindings::{Outbox, Span};
+use ingesta_abi::{HeaderEntry, OutgoingEntry, Span};
+
+use crate::wasm::bindings::Outbox;
 
 /// Publishing a batch's outputs failed; the batch's input must not be
 /// acknowledged.
@@ -137,27 +139,30 @@ impl OutputProducer {
     pub async fn publish(&self, outboxes: &[Outbox]) -> Arc<AckGroup> {
         let group = AckGroup::new();
         'outboxes: for outbox in outboxes {
-            let slice = |s: &Span| &outbox.data[s.start as usize..(s.start + s.len) as usize];
-            for r in &outbox.records {
+            // The host checked every span and index when the guest emitted
+            // the outbox (`HostState::check_outbox`), so lookups cannot fail.
+            let slice = |s: Span| s.get(&outbox.data).unwrap_or_default();
+            for i in 0..OutgoingEntry::count(&outbox.records) {
+                let Some(r) = OutgoingEntry::read(&outbox.records, i) else {
+                    break;
+                };
                 let topic = &outbox.topics[r.topic as usize];
                 let mut record = BaseRecord::<[u8], [u8], _>::with_opaque_to(topic, group.clone());
-                if let Some(k) = &r.key {
+                if let Some(k) = r.key {
                     record = record.key(slice(k));
                 }
-                if let Some(v) = &r.value {
+                if let Some(v) = r.value {
                     record = record.payload(slice(v));
                 }
                 if r.header_count > 0 {
-                    let start = r.header_start as usize;
-                    let entries = &outbox.headers[start..start + r.header_count as usize];
-                    let mut headers = OwnedHeaders::new_with_capacity(entries.len());
-                    for h in entries {
-                        // The host checked header names are UTF-8 when the
-                        // guest emitted them.
-                        let key = std::str::from_utf8(slice(&h.key)).unwrap_or("");
+                    let mut headers = OwnedHeaders::new_with_capacity(r.header_count as usize);
+                    for h in r.header_start..r.header_start + r.header_count {
+                        let Some(h) = HeaderEntry::read(&outbox.headers, h as usize) else {
+                            break;
+                        };
                         headers = headers.insert(Header {
-                            key,
-                            value: h.value.as_ref().map(slice),
+                            key: std::str::from_utf8(slice(h.name)).unwrap_or_default(),
+                            value: h.value.map(slice),
                         });
                     }
                     record = record.headers(headers);

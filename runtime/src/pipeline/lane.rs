@@ -19,6 +19,8 @@ use tracing::Instrument;
 
 use super::Shared;
 use super::poller::DeploymentContext;
+use ingesta_abi::{OutgoingEntry, RecordEntry};
+
 use crate::kafka::{AckGroup, OutputProducer};
 use crate::wasm::bindings::{Batch, ErrorClass};
 use crate::wasm::{CallOutcome, ConsumerInstance, ConsumerTemplate};
@@ -154,14 +156,18 @@ impl Lane {
     }
 
     async fn handle(&mut self, batch: Batch) -> Result<(), String> {
-        let (Some(first), Some(last)) = (batch.records.first(), batch.records.last()) else {
+        let count = RecordEntry::count(&batch.records);
+        let offset_at = |i: usize| RecordEntry::read(&batch.records, i).map(|e| e.offset);
+        let (Some(first_offset), Some(last_offset)) =
+            (offset_at(0), offset_at(count.wrapping_sub(1)))
+        else {
             return Ok(());
         };
-        let (first_offset, next_offset) = (first.offset, last.offset + 1);
+        let next_offset = last_offset + 1;
         let counters = &self.ctx.shared.counters;
         counters
             .records_in
-            .fetch_add(batch.records.len() as u64, Ordering::Relaxed);
+            .fetch_add(count as u64, Ordering::Relaxed);
         counters.batches.fetch_add(1, Ordering::Relaxed);
 
         if self.instance.is_none() {
@@ -173,7 +179,10 @@ impl Lane {
         let instance = self.instance.as_mut().expect("instance was just created");
         match instance.handle(&batch).await {
             CallOutcome::Ok(outboxes) => {
-                let outputs: usize = outboxes.iter().map(|o| o.records.len()).sum();
+                let outputs: usize = outboxes
+                    .iter()
+                    .map(|o| OutgoingEntry::count(&o.records))
+                    .sum();
                 if outputs == 0 && self.unacked.is_empty() {
                     return self.store(next_offset);
                 }
@@ -189,9 +198,9 @@ impl Lane {
                 Ok(())
             }
             CallOutcome::Failed(e) => {
-                let at = match e.record_index.and_then(|i| batch.records.get(i as usize)) {
-                    Some(r) => format!("offset {}", r.offset),
-                    None => format!("the batch at offsets {first_offset}..={}", last.offset),
+                let at = match e.record_index.and_then(|i| offset_at(i as usize)) {
+                    Some(offset) => format!("offset {offset}"),
+                    None => format!("the batch at offsets {first_offset}..={last_offset}"),
                 };
                 let class = match e.class {
                     ErrorClass::Retryable => "retryable",
@@ -209,7 +218,7 @@ impl Lane {
                     kind.as_str(),
                     self.topic,
                     self.partition,
-                    last.offset
+                    last_offset
                 ))
             }
         }

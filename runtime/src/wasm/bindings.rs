@@ -10,7 +10,4 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::ingesta::runtime::handler;
-pub use ingesta::runtime::types::{
-    Batch, ErrorClass, HandlerError, HeaderEntry, Outbox, OutgoingEntry, RecordEntry, Span,
-    TimestampType,
-};
+pub use ingesta::runtime::types::{Batch, ErrorClass, HandlerError, Outbox};

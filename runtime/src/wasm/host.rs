@@ -20,6 +20,8 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::ingesta::runtime::{config, emit, log};
+use ingesta_abi::{HEADER_ENTRY_SIZE, HeaderEntry, OUTGOING_ENTRY_SIZE, OutgoingEntry, Span};
+
 use super::bindings::{Consumer, Outbox};
 
 /// What one deployment's instances are allowed to see and do.
@@ -115,30 +117,42 @@ impl HostState {
                 return Err(emit::EmitError::TopicNotAllowed(topic.clone()));
             }
         }
-        let data_len = outbox.data.len() as u64;
-        let in_data = |s: &super::bindings::Span| u64::from(s.start) + u64::from(s.len) <= data_len;
-        for (i, r) in outbox.records.iter().enumerate() {
+        let malformed = |what: String| Err(emit::EmitError::Malformed(what));
+        if !outbox.records.len().is_multiple_of(OUTGOING_ENTRY_SIZE) {
+            return malformed(format!(
+                "outbox records are {} bytes, not a multiple of the {OUTGOING_ENTRY_SIZE}-byte entry",
+                outbox.records.len()
+            ));
+        }
+        if !outbox.headers.len().is_multiple_of(HEADER_ENTRY_SIZE) {
+            return malformed(format!(
+                "outbox headers are {} bytes, not a multiple of the {HEADER_ENTRY_SIZE}-byte entry",
+                outbox.headers.len()
+            ));
+        }
+        let data = &outbox.data;
+        let in_data = |s: Option<Span>| s.is_none_or(|s| s.get(data).is_some());
+        let headers = HeaderEntry::count(&outbox.headers) as u64;
+        for i in 0..OutgoingEntry::count(&outbox.records) {
+            let r = OutgoingEntry::read(&outbox.records, i).expect("length checked above");
             let bad = (r.topic as usize) >= outbox.topics.len()
-                || r.key.as_ref().is_some_and(|s| !in_data(s))
-                || r.value.as_ref().is_some_and(|s| !in_data(s))
-                || u64::from(r.header_start) + u64::from(r.header_count)
-                    > outbox.headers.len() as u64;
+                || !in_data(r.key)
+                || !in_data(r.value)
+                || u64::from(r.header_start) + u64::from(r.header_count) > headers;
             if bad {
-                return Err(emit::EmitError::Malformed(format!(
-                    "outbox record {i} points outside the outbox"
-                )));
+                return malformed(format!("outbox record {i} points outside the outbox"));
             }
         }
-        for (i, h) in outbox.headers.iter().enumerate() {
-            let key_ok = in_data(&h.key)
-                && std::str::from_utf8(
-                    &outbox.data[h.key.start as usize..(h.key.start + h.key.len) as usize],
-                )
-                .is_ok();
-            if !key_ok || h.value.as_ref().is_some_and(|s| !in_data(s)) {
-                return Err(emit::EmitError::Malformed(format!(
+        for i in 0..HeaderEntry::count(&outbox.headers) {
+            let h = HeaderEntry::read(&outbox.headers, i).expect("length checked above");
+            let name_ok = h
+                .name
+                .get(data)
+                .is_some_and(|n| std::str::from_utf8(n).is_ok());
+            if !name_ok || !in_data(h.value) {
+                return malformed(format!(
                     "outbox header {i} is out of range or its name is not UTF-8"
-                )));
+                ));
             }
         }
         Ok(())

@@ -1,12 +1,15 @@
 //! Borrowed views over the WIT `batch`: [`Batch`], [`Record`] and headers.
 //!
-//! The host sends a batch as one byte buffer plus spans into it; these views
-//! resolve spans on access so handling a record never copies or allocates.
+//! The host sends a batch as one byte buffer plus fixed-size entries that
+//! point into it (layout in `ingesta_abi`); these views decode an entry when
+//! a record is visited and resolve its spans on access, so handling a record
+//! never copies or allocates.
 
 use std::iter::FusedIterator;
-use std::ops::Range;
 
 use serde::Deserialize;
+
+use ingesta_abi::{HeaderEntry, RecordEntry, Span, Timestamp};
 
 use crate::error::{Error, Result};
 use crate::wit;
@@ -34,17 +37,17 @@ impl<'a> Batch<'a> {
 
     /// Number of records.
     pub fn len(&self) -> usize {
-        self.raw.records.len()
+        RecordEntry::count(&self.raw.records)
     }
 
     /// Whether the batch has no records (the runner never sends one).
     pub fn is_empty(&self) -> bool {
-        self.raw.records.is_empty()
+        self.len() == 0
     }
 
     /// The record at `index`, if there is one.
     pub fn get(&self, index: usize) -> Option<Record<'a>> {
-        self.raw.records.get(index).map(|entry| Record {
+        RecordEntry::read(&self.raw.records, index).map(|entry| Record {
             batch: self.raw,
             entry,
             index,
@@ -55,18 +58,18 @@ impl<'a> Batch<'a> {
     pub fn records(&self) -> Records<'a> {
         Records {
             batch: self.raw,
-            indices: 0..self.raw.records.len(),
+            indices: 0..self.len(),
         }
     }
 
     /// Offset of the first record.
     pub fn first_offset(&self) -> Option<i64> {
-        self.raw.records.first().map(|r| r.offset)
+        self.get(0).map(|r| r.offset())
     }
 
     /// Offset of the last record.
     pub fn last_offset(&self) -> Option<i64> {
-        self.raw.records.last().map(|r| r.offset)
+        self.get(self.len().checked_sub(1)?).map(|r| r.offset())
     }
 }
 
@@ -95,14 +98,15 @@ impl<'a> IntoIterator for &Batch<'a> {
 #[derive(Clone)]
 pub struct Records<'a> {
     batch: &'a wit::Batch,
-    indices: Range<usize>,
+    indices: std::ops::Range<usize>,
 }
 
 impl<'a> Records<'a> {
     fn record(&self, index: usize) -> Record<'a> {
         Record {
             batch: self.batch,
-            entry: &self.batch.records[index],
+            entry: RecordEntry::read(&self.batch.records, index)
+                .expect("index is within the batch"),
             index,
         }
     }
@@ -148,7 +152,7 @@ pub enum TimestampType {
 #[derive(Clone, Copy)]
 pub struct Record<'a> {
     batch: &'a wit::Batch,
-    entry: &'a wit::RecordEntry,
+    entry: RecordEntry,
     index: usize,
 }
 
@@ -176,18 +180,18 @@ impl<'a> Record<'a> {
     /// Milliseconds since the Unix epoch, or `None` when the broker had no
     /// timestamp. See [`timestamp_type`](Self::timestamp_type) for its meaning.
     pub fn timestamp(&self) -> Option<i64> {
-        match self.entry.timestamp_type {
-            wit::TimestampType::NotAvailable => None,
-            _ => Some(self.entry.timestamp),
+        match self.entry.timestamp {
+            Timestamp::NotAvailable => None,
+            Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
         }
     }
 
     /// Whether the timestamp was set by the producer or the broker.
     pub fn timestamp_type(&self) -> TimestampType {
-        match self.entry.timestamp_type {
-            wit::TimestampType::NotAvailable => TimestampType::NotAvailable,
-            wit::TimestampType::CreateTime => TimestampType::CreateTime,
-            wit::TimestampType::LogAppendTime => TimestampType::LogAppendTime,
+        match self.entry.timestamp {
+            Timestamp::NotAvailable => TimestampType::NotAvailable,
+            Timestamp::CreateTime(_) => TimestampType::CreateTime,
+            Timestamp::LogAppendTime(_) => TimestampType::LogAppendTime,
         }
     }
 
@@ -228,10 +232,10 @@ impl<'a> Record<'a> {
     /// with `None` for a null header value.
     pub fn headers(&self) -> Headers<'a> {
         let start = self.entry.header_start as usize;
-        let end = start + self.entry.header_count as usize;
         Headers {
             data: &self.batch.data,
-            entries: self.batch.headers[start..end].iter(),
+            entries: &self.batch.headers,
+            indices: start..start + self.entry.header_count as usize,
         }
     }
 
@@ -256,8 +260,9 @@ impl<'a> Record<'a> {
         .at_record(self.index)
     }
 
-    fn bytes(&self, span: wit::Span) -> &'a [u8] {
-        &self.batch.data[range(span)]
+    fn bytes(&self, span: Span) -> &'a [u8] {
+        // The host builds every span inside `data`.
+        span.get(&self.batch.data).unwrap_or_default()
     }
 
     fn text(&self, what: &str, bytes: Option<&'a [u8]>) -> Result<&'a str> {
@@ -285,16 +290,23 @@ impl std::fmt::Debug for Record<'_> {
 #[derive(Clone)]
 pub struct Headers<'a> {
     data: &'a [u8],
-    entries: std::slice::Iter<'a, wit::HeaderEntry>,
+    entries: &'a [u8],
+    indices: std::ops::Range<usize>,
 }
 
 impl<'a> Headers<'a> {
-    fn resolve(&self, entry: &wit::HeaderEntry) -> (&'a str, Option<&'a [u8]>) {
-        let name = &self.data[range(entry.key)];
+    fn resolve(&self, index: usize) -> Option<(&'a str, Option<&'a [u8]>)> {
+        let entry = HeaderEntry::read(self.entries, index)?;
+        let name = entry.name.get(self.data).unwrap_or_default();
         // The host guarantees UTF-8 names; should one slip through, a
         // replacement character is kinder than trapping on every retry.
         let name = std::str::from_utf8(name).unwrap_or("\u{FFFD}");
-        (name, entry.value.map(|span| &self.data[range(span)]))
+        Some((
+            name,
+            entry
+                .value
+                .map(|span| span.get(self.data).unwrap_or_default()),
+        ))
     }
 }
 
@@ -302,29 +314,24 @@ impl<'a> Iterator for Headers<'a> {
     type Item = (&'a str, Option<&'a [u8]>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let entry = self.entries.next()?;
-        Some(self.resolve(entry))
+        let index = self.indices.next()?;
+        self.resolve(index)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.entries.size_hint()
+        self.indices.size_hint()
     }
 }
 
 impl DoubleEndedIterator for Headers<'_> {
     fn next_back(&mut self) -> Option<Self::Item> {
-        let entry = self.entries.next_back()?;
-        Some(self.resolve(entry))
+        let index = self.indices.next_back()?;
+        self.resolve(index)
     }
 }
 
 impl ExactSizeIterator for Headers<'_> {}
 impl FusedIterator for Headers<'_> {}
-
-fn range(span: wit::Span) -> Range<usize> {
-    let start = span.start as usize;
-    start..start + span.len as usize
-}
 
 #[cfg(test)]
 mod tests {
@@ -496,34 +503,37 @@ mod tests {
     fn spans_into_a_shared_buffer_resolve_independently() {
         // Hand-built layout: two records sharing one buffer, a header whose
         // bytes sit before the keys, and a zero-length (empty, not null) value.
+        let mut records = Vec::new();
+        RecordEntry {
+            offset: 5,
+            timestamp: Timestamp::NotAvailable,
+            key: Some(Span { start: 6, len: 4 }),
+            value: Some(Span { start: 14, len: 0 }),
+            header_start: 0,
+            header_count: 1,
+        }
+        .encode(&mut records);
+        RecordEntry {
+            offset: 6,
+            timestamp: Timestamp::NotAvailable,
+            key: Some(Span { start: 10, len: 4 }),
+            value: None,
+            header_start: 1,
+            header_count: 0,
+        }
+        .encode(&mut records);
+        let mut headers = Vec::new();
+        HeaderEntry {
+            name: Span { start: 0, len: 3 },
+            value: Some(Span { start: 3, len: 3 }),
+        }
+        .encode(&mut headers);
         let raw = wit::Batch {
             topic: "t".into(),
             partition: 0,
             data: b"hdrvalkeyAkeyB".to_vec(),
-            records: vec![
-                wit::RecordEntry {
-                    offset: 5,
-                    timestamp: 0,
-                    timestamp_type: wit::TimestampType::NotAvailable,
-                    key: Some(wit::Span { start: 6, len: 4 }),
-                    value: Some(wit::Span { start: 14, len: 0 }),
-                    header_start: 0,
-                    header_count: 1,
-                },
-                wit::RecordEntry {
-                    offset: 6,
-                    timestamp: 0,
-                    timestamp_type: wit::TimestampType::NotAvailable,
-                    key: Some(wit::Span { start: 10, len: 4 }),
-                    value: None,
-                    header_start: 1,
-                    header_count: 0,
-                },
-            ],
-            headers: vec![wit::HeaderEntry {
-                key: wit::Span { start: 0, len: 3 },
-                value: Some(wit::Span { start: 3, len: 3 }),
-            }],
+            records,
+            headers,
         };
         let batch = Batch::new(&raw);
         let a = batch.get(0).unwrap();

@@ -12,6 +12,8 @@ use std::convert::Infallible;
 
 use serde::Serialize;
 
+use ingesta_abi::{HeaderEntry, OutgoingEntry, Span};
+
 use crate::batch::Record;
 use crate::error::{Error, Result};
 use crate::host;
@@ -278,6 +280,8 @@ pub(crate) struct Outbox {
     /// Set when an early flush was refused: the host fails the call anyway,
     /// so later records are dropped and the batch reports this message.
     refused: Option<String>,
+    /// Header entries in `wire.headers`.
+    headers: u32,
 }
 
 impl Outbox {
@@ -290,6 +294,7 @@ impl Outbox {
                 headers: Vec::new(),
             },
             refused: None,
+            headers: 0,
         }
     }
 
@@ -312,7 +317,7 @@ impl Outbox {
             return Ok(());
         }
         let mark = self.wire.data.len();
-        let key = key.map(|bytes| self.append(bytes));
+        let key = key.map(|bytes| Span::append(&mut self.wire.data, bytes));
         let value_start = self.wire.data.len();
         let value = match write_value(&mut self.wire.data) {
             Ok(true) => Some(span(value_start, self.wire.data.len() - value_start)),
@@ -322,27 +327,25 @@ impl Outbox {
                 return Err(err);
             }
         };
-        let header_start = self.wire.headers.len();
+        let header_start = self.headers;
         for (name, value) in headers {
-            let key = self.append(name.as_bytes());
-            let value = value.map(|bytes| self.append(bytes));
-            self.wire.headers.push(wit::HeaderEntry { key, value });
+            HeaderEntry {
+                name: Span::append(&mut self.wire.data, name.as_bytes()),
+                value: value.map(|bytes| Span::append(&mut self.wire.data, bytes)),
+            }
+            .encode(&mut self.wire.headers);
+            self.headers += 1;
         }
         let topic = self.topic_index(topic);
-        self.wire.records.push(wit::OutgoingEntry {
+        OutgoingEntry {
             topic,
             key,
             value,
-            header_start: to_u32(header_start),
-            header_count: to_u32(self.wire.headers.len() - header_start),
-        });
+            header_start,
+            header_count: self.headers - header_start,
+        }
+        .encode(&mut self.wire.records);
         Ok(())
-    }
-
-    fn append(&mut self, bytes: &[u8]) -> wit::Span {
-        let start = self.wire.data.len();
-        self.wire.data.extend_from_slice(bytes);
-        span(start, bytes.len())
     }
 
     fn topic_index(&mut self, topic: &str) -> u32 {
@@ -400,6 +403,7 @@ impl Outbox {
         wire.data.clear();
         wire.records.clear();
         wire.headers.clear();
+        self.headers = 0;
     }
 }
 
@@ -439,8 +443,8 @@ fn no_headers<'h>() -> std::iter::Empty<(&'h str, Option<&'h [u8]>)> {
     std::iter::empty()
 }
 
-fn span(start: usize, len: usize) -> wit::Span {
-    wit::Span {
+fn span(start: usize, len: usize) -> Span {
+    Span {
         start: to_u32(start),
         len: to_u32(len),
     }
@@ -497,7 +501,9 @@ mod tests {
         emit("a", "k3", ());
         let wire = drain();
         assert_eq!(wire.topics, ["a", "b"]);
-        let topics: Vec<u32> = wire.records.iter().map(|r| r.topic).collect();
+        let topics: Vec<u32> = (0..OutgoingEntry::count(&wire.records))
+            .map(|i| OutgoingEntry::read(&wire.records, i).unwrap().topic)
+            .collect();
         assert_eq!(topics, [0, 1, 0]);
         assert_eq!(
             testing::decode(&wire),
@@ -515,10 +521,10 @@ mod tests {
         Message::to("t").value("v2").header("h", "hv").emit();
         let wire = drain();
         assert_eq!(wire.data, b"keyvaluev2hhv");
-        let r = &wire.records[1];
+        let r = OutgoingEntry::read(&wire.records, 1).unwrap();
         assert_eq!((r.header_start, r.header_count), (0, 1));
-        let h = wire.headers[0];
-        assert_eq!((h.key.start, h.key.len), (10, 1));
+        let h = HeaderEntry::read(&wire.headers, 0).unwrap();
+        assert_eq!((h.name.start, h.name.len), (10, 1));
         assert_eq!(h.value.map(|v| (v.start, v.len)), Some((11, 2)));
     }
 
@@ -606,7 +612,7 @@ mod tests {
             wire.data, b"1{\"id\":1,\"name\":\"x\"}",
             "no trace of the failed record"
         );
-        assert_eq!(wire.records.len(), 1);
+        assert_eq!(OutgoingEntry::count(&wire.records), 1);
     }
 
     #[test]
@@ -617,7 +623,7 @@ mod tests {
         emit("t", (), &big);
         let flushed = testing_host_outboxes();
         assert_eq!(flushed.len(), 1);
-        assert_eq!(flushed[0].records.len(), 2);
+        assert_eq!(OutgoingEntry::count(&flushed[0].records), 2);
         outbox(|o| assert_eq!(o.buffered_bytes(), 0, "buffers are reused after a flush"));
     }
 

@@ -30,12 +30,15 @@ use crate::handler::{self, Handler};
 use crate::host::imp::with_host;
 use crate::log::Level;
 use crate::wit;
+use ingesta_abi::{HeaderEntry, OutgoingEntry, RecordEntry, Span, Timestamp};
 
 /// A batch assembled in memory, laid out exactly as the host sends one.
 #[derive(Clone, Debug)]
 pub struct TestBatch {
     pub(crate) raw: wit::Batch,
     next_offset: i64,
+    /// Header entries in `raw.headers`.
+    headers: u32,
 }
 
 impl TestBatch {
@@ -50,6 +53,7 @@ impl TestBatch {
                 headers: Vec::new(),
             },
             next_offset: 0,
+            headers: 0,
         }
     }
 
@@ -68,44 +72,38 @@ impl TestBatch {
     pub fn push(mut self, record: TestRecord) -> Self {
         let offset = record.offset.unwrap_or(self.next_offset);
         self.next_offset = offset + 1;
-        let header_start = self.raw.headers.len();
+        let data = &mut self.raw.data;
+        let header_start = self.headers;
         for (name, value) in &record.headers {
-            let key = self.append(name.as_bytes());
-            let value = value.as_deref().map(|v| self.append(v));
-            self.raw.headers.push(wit::HeaderEntry { key, value });
+            HeaderEntry {
+                name: Span::append(data, name.as_bytes()),
+                value: value.as_deref().map(|v| Span::append(data, v)),
+            }
+            .encode(&mut self.raw.headers);
+            self.headers += 1;
         }
-        let key = record.key.as_deref().map(|k| self.append(k));
-        let value = record.value.as_deref().map(|v| self.append(v));
-        let (timestamp, timestamp_type) = match record.timestamp {
-            None => (0, wit::TimestampType::NotAvailable),
-            Some((_, TimestampType::NotAvailable)) => (0, wit::TimestampType::NotAvailable),
-            Some((ts, TimestampType::CreateTime)) => (ts, wit::TimestampType::CreateTime),
-            Some((ts, TimestampType::LogAppendTime)) => (ts, wit::TimestampType::LogAppendTime),
+        let key = record.key.as_deref().map(|k| Span::append(data, k));
+        let value = record.value.as_deref().map(|v| Span::append(data, v));
+        let timestamp = match record.timestamp {
+            None | Some((_, TimestampType::NotAvailable)) => Timestamp::NotAvailable,
+            Some((ts, TimestampType::CreateTime)) => Timestamp::CreateTime(ts),
+            Some((ts, TimestampType::LogAppendTime)) => Timestamp::LogAppendTime(ts),
         };
-        self.raw.records.push(wit::RecordEntry {
+        RecordEntry {
             offset,
             timestamp,
-            timestamp_type,
             key,
             value,
-            header_start: to_u32(header_start),
-            header_count: to_u32(record.headers.len()),
-        });
+            header_start,
+            header_count: self.headers - header_start,
+        }
+        .encode(&mut self.raw.records);
         self
     }
 
     /// The batch as a handler sees it, e.g. to call `on_record` directly.
     pub fn as_batch(&self) -> Batch<'_> {
         Batch::new(&self.raw)
-    }
-
-    fn append(&mut self, bytes: &[u8]) -> wit::Span {
-        let start = self.raw.data.len();
-        self.raw.data.extend_from_slice(bytes);
-        wit::Span {
-            start: to_u32(start),
-            len: to_u32(bytes.len()),
-        }
     }
 }
 
@@ -225,19 +223,20 @@ pub fn take_logs() -> Vec<(Level, String)> {
 
 /// Reads an outbox back into records, checking every span on the way.
 pub(crate) fn decode(outbox: &wit::Outbox) -> Vec<Emitted> {
-    let bytes = |span: wit::Span| {
-        let start = span.start as usize;
-        outbox.data[start..start + span.len as usize].to_vec()
+    let bytes = |span: Span| {
+        span.get(&outbox.data)
+            .expect("span points outside the outbox")
+            .to_vec()
     };
-    outbox
-        .records
-        .iter()
-        .map(|entry| {
-            let start = entry.header_start as usize;
-            let headers = outbox.headers[start..start + entry.header_count as usize]
-                .iter()
+    assert!(outbox.records.len().is_multiple_of(ingesta_abi::OUTGOING_ENTRY_SIZE));
+    (0..OutgoingEntry::count(&outbox.records))
+        .map(|i| {
+            let entry = OutgoingEntry::read(&outbox.records, i).unwrap();
+            let headers = (entry.header_start..entry.header_start + entry.header_count)
                 .map(|h| {
-                    let name = String::from_utf8(bytes(h.key)).expect("header name is not UTF-8");
+                    let h = HeaderEntry::read(&outbox.headers, h as usize)
+                        .expect("header index points outside the outbox");
+                    let name = String::from_utf8(bytes(h.name)).expect("header name is not UTF-8");
                     (name, h.value.map(bytes))
                 })
                 .collect();
@@ -253,8 +252,4 @@ pub(crate) fn decode(outbox: &wit::Outbox) -> Vec<Emitted> {
 
 fn owned(payload: impl Payload) -> Option<Vec<u8>> {
     payload.into_payload().map(|bytes| bytes.into_owned())
-}
-
-fn to_u32(n: usize) -> u32 {
-    u32::try_from(n).expect("test batch exceeds 4 GiB")
 }
