@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use ingesta::wasm::bindings::Batch;
-use ingesta::wasm::{
+use ingesta_abi::{OutgoingEntry, RecordEntry, Span, Timestamp};
+use ingesta_runtime::wasm::bindings::Batch;
+use ingesta_runtime::wasm::{
     CallOutcome, ConsumerInstance, ConsumerTemplate, DeploymentGrants, LoadedModule, WasmEngine,
     WasmEngineConfig, consumer_linker,
 };
-use ingesta_abi::{OutgoingEntry, RecordEntry, Span, Timestamp};
 
 const VALUE: usize = 100;
 const RECORDS: usize = 1_000_000;

@@ -6,8 +6,14 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use ingesta::config::Config;
-use ingesta::telemetry::{self, LogFormat};
+use ingesta_runtime::config::Config;
+use ingesta_runtime::telemetry::{self, LogFormat};
+
+/// mimalloc, overriding malloc for librdkafka too: the consume path makes
+/// several small allocations per record inside librdkafka, and this is worth
+/// ~60% throughput on it (see docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
@@ -66,15 +72,15 @@ fn run(command: Command) -> Result<()> {
     match command {
         Command::Serve { config } => {
             let config = Config::load(&config)?;
-            runtime.block_on(ingesta::runner::serve(
+            runtime.block_on(ingesta_runtime::runner::serve(
                 config,
-                ingesta::runner::shutdown_signal(),
+                ingesta_runtime::runner::shutdown_signal(),
             ))
         }
         Command::Check { config } => {
             let config = Config::load(&config)?;
-            let engine = ingesta::runner::engine_for(&config)?;
-            let specs = ingesta::runner::prepare(&config, &engine)?;
+            let engine = ingesta_runtime::runner::engine_for(&config)?;
+            let specs = ingesta_runtime::runner::prepare(&config, &engine)?;
             println!("ok: {} deployment(s) ready", specs.len());
             Ok(())
         }

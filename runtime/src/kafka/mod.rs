@@ -35,6 +35,9 @@ pub fn consumer_config(kafka: &KafkaConfig, deployment: &DeploymentConfig) -> Cl
         // The default pre-fetch queue (64 MiB) is per consumer; with hundreds
         // of deployments per runner that is too much memory to pin.
         .set("queued.max.messages.kbytes", "16384")
+        // When that queue is full librdkafka backs off fetching for 1 s by
+        // default, which shows up as a one-second stall after every burst.
+        .set("fetch.queue.backoff.ms", "10")
         .set("enable.partition.eof", "false")
         .set_log_level(RDKafkaLogLevel::Warning);
     apply(&mut c, &kafka.properties);

@@ -26,7 +26,7 @@ use crate::wasm::bindings::{Batch, ErrorClass};
 use crate::wasm::{CallOutcome, ConsumerInstance, ConsumerTemplate};
 
 /// Batches queued for a lane before the poll loop pauses the partition.
-const LANE_QUEUE: usize = 2;
+const LANE_QUEUE: usize = 4;
 /// Batches whose outputs may await acknowledgement at once.
 const MAX_UNACKED: usize = 8;
 

@@ -2,9 +2,13 @@
 //!
 //! The thread does as little as possible per record (one copy into the
 //! partition's batch buffer) so that it keeps pace with a raw consume loop
-//! while the wasm calls run on other threads. When a lane is busy the
-//! partition is paused instead of blocking the thread, so one slow partition
-//! never stalls the others or the consumer's group membership.
+//! while the wasm calls run on other threads. When a lane is busy its batches
+//! wait here, up to a byte budget; only past that budget is the partition
+//! paused. Pausing is the last resort because librdkafka discards what it
+//! pre-fetched for a paused partition and may take up to a second to fetch
+//! again after resume; short waits for acknowledgements must not trigger it.
+//! The thread never blocks on a lane, so one slow partition never stalls the
+//! others or the consumer's group membership.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -123,9 +127,21 @@ struct PartState {
     topic: String,
     partition: i32,
     builder: BatchBuilder,
-    /// Batches cut while the lane was busy, oldest first. Non-empty means the
-    /// partition is paused.
+    /// Batches cut while the lane was busy, oldest first.
     waiting: VecDeque<Batch>,
+    /// Bytes held in `waiting`.
+    waiting_bytes: usize,
+    /// Whether the partition is paused (because `waiting` is over budget).
+    paused: bool,
+}
+
+/// Bytes a partition may hold in waiting batches before it is paused.
+fn waiting_budget(batch: &BatchConfig) -> usize {
+    (batch.max_bytes * 4).clamp(8 << 20, 64 << 20)
+}
+
+fn batch_bytes(b: &Batch) -> usize {
+    b.data.len() + b.records.len() + b.headers.len()
 }
 
 /// The poll loop. Runs until stop is requested or a lane fails.
@@ -136,16 +152,33 @@ pub(super) fn run(
     batch: BatchConfig,
 ) {
     let max_wait = Duration::from_millis(batch.max_wait_ms);
+    let budget = waiting_budget(&batch);
+    let mut any_waiting = false;
     let mut parts: Vec<PartState> = Vec::new();
     let mut seen_revocations = 0;
     let mut next_flush: Option<Instant> = None;
 
+    // Reading the clock costs about as much as copying a record, so while
+    // records flow the clock is read only every CLOCK_EVERY records; time
+    // matters only for cutting partial batches, which flowing records fill.
+    const CLOCK_EVERY: u32 = 64;
+    let mut since_clock = 0u32;
+    let mut idle = true;
+
     while !shared.stopping() {
-        let timeout = match next_flush {
-            Some(t) => t
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(1)),
-            None => Duration::from_millis(100),
+        let timeout = if !idle {
+            Duration::ZERO
+        } else if any_waiting {
+            // Waiting batches are retried often: a lane frees up within
+            // milliseconds when its acknowledgements arrive.
+            Duration::from_millis(1)
+        } else {
+            match next_flush {
+                Some(t) => t
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+                None => Duration::from_millis(100),
+            }
         };
         let polled = consumer.poll(timeout);
 
@@ -159,6 +192,7 @@ pub(super) fn run(
             parts.retain(|p| !revoked.contains(&(p.topic.clone(), p.partition)));
         }
 
+        idle = polled.is_none();
         match polled {
             None => {}
             Some(Err(e)) => {
@@ -177,6 +211,8 @@ pub(super) fn run(
                             partition,
                             builder: BatchBuilder::new(topic, partition),
                             waiting: VecDeque::new(),
+                            waiting_bytes: 0,
+                            paused: false,
                         });
                         parts.len() - 1
                     }
@@ -185,7 +221,7 @@ pub(super) fn run(
                 p.builder.push(&msg);
                 drop(msg);
                 if p.builder.len() >= batch.max_records || p.builder.bytes() >= batch.max_bytes {
-                    cut(p, &shared, &consumer, &lane_ctx);
+                    any_waiting |= cut(p, &shared, &consumer, &lane_ctx, budget);
                 } else if p.builder.len() == 1 {
                     let due = p.builder.started() + max_wait;
                     next_flush = Some(next_flush.map_or(due, |t| t.min(due)));
@@ -194,9 +230,15 @@ pub(super) fn run(
         }
 
         // Time-based cuts and retries of waiting batches.
+        since_clock += 1;
+        if !idle && !any_waiting && since_clock < CLOCK_EVERY {
+            continue;
+        }
+        since_clock = 0;
         let now = Instant::now();
-        if next_flush.is_some_and(|t| t <= now) || parts.iter().any(|p| !p.waiting.is_empty()) {
+        if any_waiting || next_flush.is_some_and(|t| t <= now) {
             next_flush = None;
+            any_waiting = false;
             for p in &mut parts {
                 if !p.waiting.is_empty() {
                     retry_waiting(p, &shared, &consumer, &lane_ctx);
@@ -204,11 +246,12 @@ pub(super) fn run(
                 if !p.builder.is_empty() {
                     let due = p.builder.started() + max_wait;
                     if due <= now {
-                        cut(p, &shared, &consumer, &lane_ctx);
+                        cut(p, &shared, &consumer, &lane_ctx, budget);
                     } else {
                         next_flush = Some(next_flush.map_or(due, |t| t.min(due)));
                     }
                 }
+                any_waiting |= !p.waiting.is_empty();
             }
         }
     }
@@ -218,6 +261,9 @@ pub(super) fn run(
     drain_lanes(&shared, None);
     commit(&consumer, &shared.name);
     consumer.unsubscribe();
+    // Serve the revocation callback now, so the group sees us leave before
+    // the deployment reports itself stopped.
+    let _ = consumer.poll(Duration::from_millis(100));
     let failure = shared.failure.lock().unwrap().clone();
     let state = match failure {
         Some(reason) => DeploymentState::Failed(reason),
@@ -227,24 +273,36 @@ pub(super) fn run(
     shared.state.send_replace(state);
 }
 
-/// Hand the current batch to the lane, or queue it and pause the partition.
+/// Hand the current batch to the lane, or keep it waiting (pausing the
+/// partition once its waiting batches exceed `budget` bytes). Returns
+/// whether the partition now has waiting batches.
 fn cut(
     p: &mut PartState,
     shared: &Shared,
     consumer: &BaseConsumer<DeploymentContext>,
     lane_ctx: &Arc<LaneCtx>,
-) {
+    budget: usize,
+) -> bool {
     let batch = p.builder.take();
-    if !p.waiting.is_empty() {
-        p.waiting.push_back(batch);
-        return;
-    }
-    if let Err(batch) = lane::dispatch(shared, lane_ctx, batch) {
-        p.waiting.push_back(batch);
+    let batch = if p.waiting.is_empty() {
+        match lane::dispatch(shared, lane_ctx, batch) {
+            Ok(()) => return false,
+            Err(batch) => batch,
+        }
+    } else {
+        batch
+    };
+    p.waiting_bytes += batch_bytes(&batch);
+    p.waiting.push_back(batch);
+    if p.waiting_bytes > budget && !p.paused {
+        p.paused = true;
         pause(consumer, p, true, &shared.name);
     }
+    true
 }
 
+/// Hand waiting batches to the lane in order; resume the partition once
+/// none is left.
 fn retry_waiting(
     p: &mut PartState,
     shared: &Shared,
@@ -252,12 +310,17 @@ fn retry_waiting(
     lane_ctx: &Arc<LaneCtx>,
 ) {
     while let Some(batch) = p.waiting.pop_front() {
+        let size = batch_bytes(&batch);
         if let Err(batch) = lane::dispatch(shared, lane_ctx, batch) {
             p.waiting.push_front(batch);
             return;
         }
+        p.waiting_bytes -= size;
     }
-    pause(consumer, p, false, &shared.name);
+    if p.paused {
+        p.paused = false;
+        pause(consumer, p, false, &shared.name);
+    }
 }
 
 fn pause(consumer: &BaseConsumer<DeploymentContext>, p: &PartState, paused: bool, name: &str) {

@@ -228,7 +228,12 @@ pub(crate) fn decode(outbox: &wit::Outbox) -> Vec<Emitted> {
             .expect("span points outside the outbox")
             .to_vec()
     };
-    assert!(outbox.records.len().is_multiple_of(ingesta_abi::OUTGOING_ENTRY_SIZE));
+    assert!(
+        outbox
+            .records
+            .len()
+            .is_multiple_of(ingesta_abi::OUTGOING_ENTRY_SIZE)
+    );
     (0..OutgoingEntry::count(&outbox.records))
         .map(|i| {
             let entry = OutgoingEntry::read(&outbox.records, i).unwrap();
