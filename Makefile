@@ -3,7 +3,7 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
-GUESTS := -p noop -p identity -p activity-stats -p not-a-consumer
+GUESTS := -p noop -p identity -p activity-stats -p not-a-consumer -p hostile
 GUEST_DIR := target/wasm32-wasip2/guest
 
 .PHONY: all setup kafka-up kafka-down kafka-status build guests lint unit integration test demo bench clean

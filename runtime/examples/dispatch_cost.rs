@@ -68,6 +68,10 @@ async fn main() -> Result<()> {
         config: BTreeMap::from([("output_topic".to_owned(), "out".to_owned())]),
         memory_bytes: 64 << 20,
         deadline: Duration::from_secs(5),
+        fuel: None,
+        max_output_records: u64::MAX,
+        max_output_bytes: u64::MAX,
+        module_digest: module.digest.clone(),
     });
     let template = ConsumerTemplate::new(pre, grants)?;
     let mut instance = ConsumerInstance::new(&template).await?;

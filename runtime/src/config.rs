@@ -67,6 +67,8 @@ pub struct RuntimeConfig {
     /// How long shutdown or a partition revocation waits for in-flight
     /// batches before giving up on them (they are then re-delivered).
     pub drain_timeout_ms: u64,
+    /// Wasm call stack per instance, in KiB; deeper recursion traps.
+    pub wasm_stack_kib: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -75,6 +77,7 @@ impl Default for RuntimeConfig {
             compile_cache_dir: None,
             epoch_tick_ms: 10,
             drain_timeout_ms: 30_000,
+            wasm_stack_kib: 512,
         }
     }
 }
@@ -123,6 +126,9 @@ pub struct DeploymentConfig {
     /// Sandbox limits for this deployment's instances.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Retries, dead-lettering and poison-record isolation.
+    #[serde(default)]
+    pub failure: FailureConfig,
     /// Values the module reads through the `config` import.
     #[serde(default)]
     pub config: BTreeMap<String, Scalar>,
@@ -166,6 +172,13 @@ pub struct LimitsConfig {
     pub memory_mib: u64,
     /// Wall-clock budget of one call, in milliseconds.
     pub deadline_ms: u64,
+    /// Fuel (roughly, wasm instructions) one call may burn; unset means no
+    /// fuel metering. Deterministic where the deadline is wall-clock.
+    pub fuel: Option<u64>,
+    /// Most records one call may emit.
+    pub max_output_records: u64,
+    /// Most key+value+header bytes one call may emit.
+    pub max_output_bytes: u64,
 }
 
 impl Default for LimitsConfig {
@@ -173,6 +186,36 @@ impl Default for LimitsConfig {
         Self {
             memory_mib: 64,
             deadline_ms: 5_000,
+            fuel: None,
+            max_output_records: 100_000,
+            max_output_bytes: 64 << 20,
+        }
+    }
+}
+
+/// What happens when a handler fails.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FailureConfig {
+    /// Where records that cannot be processed go, with headers saying why.
+    /// Without one, such a record stops the deployment (it is never skipped).
+    pub dead_letter_topic: Option<String>,
+    /// Attempts for a retryable error (and for a single record that traps)
+    /// before the record is isolated and dead-lettered.
+    pub max_attempts: u32,
+    /// First retry delay; doubles on every further attempt.
+    pub backoff_initial_ms: u64,
+    /// Longest retry delay.
+    pub backoff_max_ms: u64,
+}
+
+impl Default for FailureConfig {
+    fn default() -> Self {
+        Self {
+            dead_letter_topic: None,
+            max_attempts: 3,
+            backoff_initial_ms: 100,
+            backoff_max_ms: 10_000,
         }
     }
 }
@@ -282,6 +325,9 @@ impl Config {
         if self.runtime.epoch_tick_ms == 0 {
             return Err("runtime.epoch_tick_ms must be at least 1".into());
         }
+        if !(64..=16 * 1024).contains(&self.runtime.wasm_stack_kib) {
+            return Err("runtime.wasm_stack_kib must be between 64 and 16384".into());
+        }
         let mut names = std::collections::BTreeSet::new();
         for d in &self.deployments {
             d.validate()?;
@@ -339,6 +385,37 @@ impl DeploymentConfig {
         }
         if l.deadline_ms == 0 || l.deadline_ms > 600_000 {
             return Err(ctx("limits.deadline_ms must be between 1 and 600000".into()));
+        }
+        if l.fuel == Some(0) {
+            return Err(ctx(
+                "limits.fuel must be at least 1 (or unset for no metering)".into(),
+            ));
+        }
+        if l.max_output_records == 0 || l.max_output_bytes == 0 {
+            return Err(ctx(
+                "limits.max_output_records and limits.max_output_bytes must be at least 1".into(),
+            ));
+        }
+        let f = &self.failure;
+        if f.max_attempts == 0 || f.max_attempts > 100 {
+            return Err(ctx("failure.max_attempts must be between 1 and 100".into()));
+        }
+        if f.backoff_initial_ms > f.backoff_max_ms {
+            return Err(ctx(
+                "failure.backoff_initial_ms must not exceed failure.backoff_max_ms".into(),
+            ));
+        }
+        if let Some(t) = &f.dead_letter_topic {
+            if !is_valid_topic(t) {
+                return Err(ctx(format!(
+                    "failure.dead_letter_topic {t:?} is not a valid topic name"
+                )));
+            }
+            if self.inputs.contains(t) {
+                return Err(ctx(format!(
+                    "failure.dead_letter_topic {t:?} is also an input, which would loop forever"
+                )));
+            }
         }
         check_managed(&self.kafka, "kafka", MANAGED_CONSUMER_KEYS).map_err(ctx)?;
         Ok(())

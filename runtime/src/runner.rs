@@ -64,6 +64,10 @@ pub fn prepare(config: &Config, engine: &WasmEngine) -> Result<Vec<DeploymentSpe
                 .collect(),
             memory_bytes: (d.limits.memory_mib as usize) << 20,
             deadline: Duration::from_millis(d.limits.deadline_ms),
+            fuel: d.limits.fuel,
+            max_output_records: d.limits.max_output_records,
+            max_output_bytes: d.limits.max_output_bytes,
+            module_digest: module.digest.clone(),
         });
         let template = ConsumerTemplate::new(pre, grants)
             .with_context(|| format!("deployment {:?}: module {}", d.name, d.module.display()))?;
@@ -84,10 +88,11 @@ pub fn engine_for(config: &Config) -> Result<WasmEngine> {
         .compile_cache_dir
         .clone()
         .unwrap_or_else(default_compile_cache);
-    WasmEngine::new(WasmEngineConfig::new(
-        Duration::from_millis(config.runtime.epoch_tick_ms),
-        cache,
-    ))
+    let mut engine =
+        WasmEngineConfig::new(Duration::from_millis(config.runtime.epoch_tick_ms), cache);
+    engine.max_wasm_stack = (config.runtime.wasm_stack_kib as usize) << 10;
+    engine.fuel = config.deployments.iter().any(|d| d.limits.fuel.is_some());
+    WasmEngine::new(engine)
 }
 
 /// A started runner: the shared engine and producer plus its deployments.

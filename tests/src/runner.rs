@@ -106,6 +106,8 @@ pub struct Deployment {
     pub max_wait_ms: Option<u64>,
     /// `[deployment.config]` entries, written as TOML strings.
     pub config: Vec<(String, String)>,
+    /// Other `[deployment.<table>]` entries, values written as raw TOML.
+    pub settings: Vec<(String, String, String)>,
 }
 
 impl Deployment {
@@ -121,7 +123,16 @@ impl Deployment {
             max_records: None,
             max_wait_ms: None,
             config: Vec::new(),
+            settings: Vec::new(),
         }
+    }
+
+    /// Set `key = raw_toml` in `[deployment.<table>]` (e.g. `limits`,
+    /// `failure`).
+    pub fn set(mut self, table: &str, key: &str, raw_toml: impl ToString) -> Self {
+        self.settings
+            .push((table.to_owned(), key.to_owned(), raw_toml.to_string()));
+        self
     }
 
     /// Add an output topic.
@@ -165,6 +176,15 @@ impl Deployment {
             }
             if let Some(ms) = self.max_wait_ms {
                 let _ = writeln!(t, "max_wait_ms = {ms}");
+            }
+        }
+        let mut tables: Vec<&str> = self.settings.iter().map(|(t, _, _)| t.as_str()).collect();
+        tables.sort_unstable();
+        tables.dedup();
+        for table in tables {
+            let _ = writeln!(t, "[deployment.{table}]");
+            for (_, k, v) in self.settings.iter().filter(|(tt, _, _)| tt == table) {
+                let _ = writeln!(t, "{k} = {v}");
             }
         }
         if !self.config.is_empty() {

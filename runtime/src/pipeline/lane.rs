@@ -18,11 +18,12 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::Shared;
+use super::failure::{self, Failure, Origin, Policy};
 use super::poller::DeploymentContext;
 use ingesta_abi::{OutgoingEntry, RecordEntry};
 
 use crate::kafka::{AckGroup, OutputProducer};
-use crate::wasm::bindings::{Batch, ErrorClass};
+use crate::wasm::bindings::{Batch, ErrorClass, Outbox};
 use crate::wasm::{CallOutcome, ConsumerInstance, ConsumerTemplate};
 
 /// Batches queued for a lane before the poll loop pauses the partition.
@@ -37,6 +38,8 @@ pub struct LaneCtx {
     pub producer: Arc<OutputProducer>,
     pub template: ConsumerTemplate,
     pub runtime: tokio::runtime::Handle,
+    /// Retries, splitting and dead-lettering.
+    pub policy: Policy,
 }
 
 /// The poll loop's end of a lane.
@@ -170,6 +173,149 @@ impl Lane {
             .fetch_add(count as u64, Ordering::Relaxed);
         counters.batches.fetch_add(1, Ordering::Relaxed);
 
+        let outboxes = self.process(&batch, count).await?;
+        let outputs: usize = outboxes
+            .iter()
+            .map(|o| OutgoingEntry::count(&o.records))
+            .sum();
+        if outputs == 0 && self.unacked.is_empty() {
+            return self.store(next_offset);
+        }
+        let acks = self.ctx.producer.publish(&outboxes).await;
+        self.ctx
+            .shared
+            .counters
+            .records_out
+            .fetch_add(acks.sent() as u64, Ordering::Relaxed);
+        self.unacked.push_back(Unacked {
+            acks,
+            first_offset,
+            next_offset,
+        });
+        Ok(())
+    }
+
+    /// Run the batch through the instance under the failure policy. Returns
+    /// every outbox to publish, in record order: the handler's outputs and
+    /// dead-letter records. Fails only when the deployment must stop.
+    async fn process(&mut self, batch: &Batch, count: usize) -> Result<Vec<Outbox>, String> {
+        /// Pending work, kept on a stack in reverse record order.
+        enum Work {
+            Range(usize, usize),
+            DeadLetter(usize, Failure),
+        }
+        fn split(work: &mut Vec<Work>, lo: usize, hi: usize) {
+            let mid = lo + (hi - lo) / 2;
+            work.push(Work::Range(mid, hi));
+            work.push(Work::Range(lo, mid));
+        }
+        let ctx = self.ctx.clone();
+        let policy = &ctx.policy;
+        let mut out = Vec::new();
+        let mut dead = 0usize;
+        let mut work = vec![Work::Range(0, count)];
+        while let Some(item) = work.pop() {
+            let (lo, hi) = match item {
+                Work::DeadLetter(index, failure) => {
+                    out.push(self.dead_letter(batch, index, &failure)?);
+                    dead += 1;
+                    continue;
+                }
+                Work::Range(lo, hi) => (lo, hi),
+            };
+            let part;
+            let target = if (lo, hi) == (0, count) {
+                batch
+            } else {
+                part = failure::slice(batch, lo..hi);
+                &part
+            };
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match self.call(target).await? {
+                    CallOutcome::Ok(outboxes) => {
+                        out.extend(outboxes);
+                        break;
+                    }
+                    CallOutcome::Failed(e) => {
+                        let failure = Failure {
+                            class: match e.class {
+                                ErrorClass::Retryable => "retryable",
+                                ErrorClass::Permanent => "permanent",
+                            }
+                            .to_owned(),
+                            message: e.message,
+                            attempts: attempt,
+                        };
+                        if e.class == ErrorClass::Retryable && attempt < policy.max_attempts {
+                            self.ctx
+                                .shared
+                                .counters
+                                .retries
+                                .fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(policy.backoff(attempt)).await;
+                            continue;
+                        }
+                        let culprit = e
+                            .record_index
+                            .map(|i| i as usize)
+                            .filter(|&i| e.class == ErrorClass::Permanent && i < hi - lo);
+                        match culprit {
+                            Some(i) => {
+                                if lo + i + 1 < hi {
+                                    work.push(Work::Range(lo + i + 1, hi));
+                                }
+                                work.push(Work::DeadLetter(lo + i, failure));
+                                if i > 0 {
+                                    work.push(Work::Range(lo, lo + i));
+                                }
+                            }
+                            None if hi - lo > 1 => split(&mut work, lo, hi),
+                            None => work.push(Work::DeadLetter(lo, failure)),
+                        }
+                        break;
+                    }
+                    CallOutcome::Trapped { kind, message } => {
+                        // The instance's state can no longer be trusted.
+                        self.instance = None;
+                        let counters = &self.ctx.shared.counters;
+                        counters.traps.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(kind = kind.as_str(), %message, records = hi - lo,
+                            "instance trapped; replacing it");
+                        if hi - lo > 1 {
+                            split(&mut work, lo, hi);
+                            break;
+                        }
+                        if attempt < policy.max_attempts {
+                            counters.retries.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        work.push(Work::DeadLetter(
+                            lo,
+                            Failure {
+                                class: format!("trap:{}", kind.as_str()),
+                                message,
+                                attempts: attempt,
+                            },
+                        ));
+                        break;
+                    }
+                }
+            }
+        }
+        if dead > 0 {
+            tracing::warn!(
+                dead_lettered = dead,
+                records = count,
+                "records of this batch could not be processed and were dead-lettered"
+            );
+        }
+        Ok(out)
+    }
+
+    /// One call, creating the instance first if there is none.
+    async fn call(&mut self, batch: &Batch) -> Result<CallOutcome, String> {
         if self.instance.is_none() {
             let fresh = ConsumerInstance::new(&self.ctx.template)
                 .await
@@ -177,51 +323,36 @@ impl Lane {
             self.instance = Some(fresh);
         }
         let instance = self.instance.as_mut().expect("instance was just created");
-        match instance.handle(&batch).await {
-            CallOutcome::Ok(outboxes) => {
-                let outputs: usize = outboxes
-                    .iter()
-                    .map(|o| OutgoingEntry::count(&o.records))
-                    .sum();
-                if outputs == 0 && self.unacked.is_empty() {
-                    return self.store(next_offset);
-                }
-                let acks = self.ctx.producer.publish(&outboxes).await;
-                counters
-                    .records_out
-                    .fetch_add(acks.sent() as u64, Ordering::Relaxed);
-                self.unacked.push_back(Unacked {
-                    acks,
-                    first_offset,
-                    next_offset,
-                });
-                Ok(())
-            }
-            CallOutcome::Failed(e) => {
-                let at = match e.record_index.and_then(|i| offset_at(i as usize)) {
-                    Some(offset) => format!("offset {offset}"),
-                    None => format!("the batch at offsets {first_offset}..={last_offset}"),
-                };
-                let class = match e.class {
-                    ErrorClass::Retryable => "retryable",
-                    ErrorClass::Permanent => "permanent",
-                };
-                Err(format!(
-                    "handler returned a {class} error for topic {:?} partition {} at {at}: {}",
-                    self.topic, self.partition, e.message
-                ))
-            }
-            CallOutcome::Trapped { kind, message } => {
-                self.instance = None;
-                Err(format!(
-                    "module trapped ({}) on topic {:?} partition {} at the batch at offsets {first_offset}..={}: {message}",
-                    kind.as_str(),
-                    self.topic,
-                    self.partition,
-                    last_offset
-                ))
-            }
-        }
+        Ok(instance.handle(batch).await)
+    }
+
+    /// The dead-letter record for record `index`, or the reason the
+    /// deployment must stop when there is no dead-letter topic.
+    fn dead_letter(
+        &self,
+        batch: &Batch,
+        index: usize,
+        failure: &Failure,
+    ) -> Result<Outbox, String> {
+        let offset = RecordEntry::read(&batch.records, index).map_or(-1, |e| e.offset);
+        let Some(topic) = &self.ctx.policy.dead_letter_topic else {
+            return Err(format!(
+                "record at topic {:?} partition {} offset {offset} cannot be processed ({} after {} attempt(s): {}) and no failure.dead_letter_topic is configured; the deployment stops rather than skip it",
+                self.topic, self.partition, failure.class, failure.attempts, failure.message
+            ));
+        };
+        tracing::debug!(offset, class = %failure.class, message = %failure.message, "dead-lettering record");
+        self.ctx
+            .shared
+            .counters
+            .dead_lettered
+            .fetch_add(1, Ordering::Relaxed);
+        let grants = self.ctx.template.grants();
+        let origin = Origin {
+            deployment: &grants.deployment,
+            module_digest: &grants.module_digest,
+        };
+        Ok(failure::dead_letter(batch, index, topic, &origin, failure))
     }
 
     /// Wait for the oldest unacknowledged batch and store its offset.

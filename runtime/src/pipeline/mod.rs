@@ -18,6 +18,7 @@
 //! On revocation (rebalance) and shutdown, lanes finish the batches they hold
 //! and offsets are committed before the partitions are given up.
 
+mod failure;
 mod lane;
 mod poller;
 
@@ -54,6 +55,12 @@ pub struct Counters {
     pub records_out: AtomicU64,
     pub batches: AtomicU64,
     pub offsets_stored: AtomicU64,
+    /// Calls repeated after a retryable error or a single-record trap.
+    pub retries: AtomicU64,
+    /// Calls that trapped (each discards an instance).
+    pub traps: AtomicU64,
+    /// Records sent to the dead-letter topic.
+    pub dead_lettered: AtomicU64,
 }
 
 /// State shared by the poll thread, the lanes and the runner.
@@ -145,6 +152,7 @@ impl Deployment {
             producer,
             template: spec.template,
             runtime: tokio::runtime::Handle::current(),
+            policy: failure::Policy::from(&spec.config.failure),
         });
         let batch: BatchConfig = spec.config.batch.clone();
         let thread = std::thread::Builder::new()
@@ -217,6 +225,12 @@ fn check_topics(consumer: &BaseConsumer<DeploymentContext>, d: &DeploymentConfig
         .iter()
         .map(|t| ("input", t))
         .chain(d.outputs.iter().map(|t| ("output", t)))
+        .chain(
+            d.failure
+                .dead_letter_topic
+                .iter()
+                .map(|t| ("dead-letter", t)),
+        )
     {
         if !known.contains(topic.as_str()) {
             anyhow::bail!(

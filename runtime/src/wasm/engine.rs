@@ -26,6 +26,11 @@ pub struct WasmEngineConfig {
     pub max_memory_bytes: usize,
     /// Instances the pool can hold at once (one per active partition lane).
     pub max_instances: u32,
+    /// Wasm call stack per instance.
+    pub max_wasm_stack: usize,
+    /// Whether calls are fuel-metered (needed by any deployment with a fuel
+    /// limit; it instruments all compiled code, so it is off unless asked).
+    pub fuel: bool,
 }
 
 impl WasmEngineConfig {
@@ -36,6 +41,8 @@ impl WasmEngineConfig {
             compile_cache_dir,
             max_memory_bytes: 4 << 30,
             max_instances: 1000,
+            max_wasm_stack: 512 * 1024,
+            fuel: false,
         }
     }
 }
@@ -73,8 +80,10 @@ impl WasmEngine {
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)
             .epoch_interruption(true)
-            .max_wasm_stack(512 * 1024)
-            .async_stack_size(2 * 1024 * 1024)
+            .max_wasm_stack(config.max_wasm_stack)
+            // The fiber stack holds the wasm stack plus host frames.
+            .async_stack_size(config.max_wasm_stack + (1 << 20))
+            .consume_fuel(config.fuel)
             .parallel_compilation(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wasm)

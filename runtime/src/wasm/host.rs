@@ -37,6 +37,14 @@ pub struct DeploymentGrants {
     pub memory_bytes: usize,
     /// Wall-clock budget of one call.
     pub deadline: Duration,
+    /// Fuel one call may burn, if metered.
+    pub fuel: Option<u64>,
+    /// Most records one call may emit.
+    pub max_output_records: u64,
+    /// Most key+value+header bytes one call may emit.
+    pub max_output_bytes: u64,
+    /// `sha256:...` of the module, for dead-letter headers.
+    pub module_digest: String,
 }
 
 /// Per-instance host state (the `T` of `Store<T>`).
@@ -52,6 +60,10 @@ pub struct HostState {
     refused: Option<String>,
     /// When the current call started, for the deadline.
     call_started: Instant,
+    /// Records and payload bytes emitted in the current call, against the
+    /// per-call caps (they bound what the host buffers for a guest).
+    emitted_records: u64,
+    emitted_bytes: u64,
 }
 
 impl HostState {
@@ -82,6 +94,8 @@ impl HostState {
             outboxes: Vec::new(),
             refused: None,
             call_started: Instant::now(),
+            emitted_records: 0,
+            emitted_bytes: 0,
         }
     }
 
@@ -99,6 +113,8 @@ impl HostState {
         self.outboxes.clear();
         self.refused = None;
         self.call_started = Instant::now();
+        self.emitted_records = 0;
+        self.emitted_bytes = 0;
     }
 
     /// Whether the current call has used up its wall-clock budget.
@@ -159,6 +175,29 @@ impl HostState {
     }
 }
 
+impl HostState {
+    fn count_outbox(&mut self, outbox: &Outbox) -> Result<(), emit::EmitError> {
+        let records = self.emitted_records + OutgoingEntry::count(&outbox.records) as u64;
+        let bytes = self.emitted_bytes + outbox.data.len() as u64;
+        let g = &self.grants;
+        if records > g.max_output_records {
+            return Err(emit::EmitError::LimitExceeded(format!(
+                "a call may emit at most {} records (limits.max_output_records)",
+                g.max_output_records
+            )));
+        }
+        if bytes > g.max_output_bytes {
+            return Err(emit::EmitError::LimitExceeded(format!(
+                "a call may emit at most {} bytes (limits.max_output_bytes)",
+                g.max_output_bytes
+            )));
+        }
+        self.emitted_records = records;
+        self.emitted_bytes = bytes;
+        Ok(())
+    }
+}
+
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
@@ -175,7 +214,10 @@ impl emit::Host for HostState {
                 "an earlier emit in this call was refused: {reason}"
             )));
         }
-        match self.check_outbox(&records) {
+        match self
+            .check_outbox(&records)
+            .and_then(|()| self.count_outbox(&records))
+        {
             Ok(()) => {
                 self.outboxes.push(records);
                 Ok(())

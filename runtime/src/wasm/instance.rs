@@ -25,6 +25,8 @@ pub enum TrapKind {
     StackOverflow,
     /// `unreachable` — what a Rust panic, Go panic or Python abort becomes.
     Panic,
+    /// The call burned its fuel budget.
+    OutOfFuel,
     /// Any other trap (out-of-bounds access, division by zero...).
     Other,
 }
@@ -37,6 +39,7 @@ impl TrapKind {
             TrapKind::OutOfMemory => "out-of-memory",
             TrapKind::StackOverflow => "stack-overflow",
             TrapKind::Panic => "panic",
+            TrapKind::OutOfFuel => "out-of-fuel",
             TrapKind::Other => "trap",
         }
     }
@@ -113,6 +116,16 @@ impl ConsumerInstance {
     pub async fn handle(&mut self, batch: &Batch) -> CallOutcome {
         self.store.data_mut().begin_call();
         self.store.set_epoch_deadline(1);
+        // `get_fuel` fails exactly when the engine does not meter fuel.
+        if self.store.get_fuel().is_ok() {
+            let fuel = self.store.data().grants().fuel.unwrap_or(u64::MAX);
+            if let Err(e) = self.store.set_fuel(fuel) {
+                return CallOutcome::Trapped {
+                    kind: TrapKind::Other,
+                    message: format!("cannot set fuel: {e}"),
+                };
+            }
+        }
         let result = self
             .bindings
             .ingesta_runtime_handler()
@@ -130,11 +143,13 @@ impl ConsumerInstance {
             },
             Ok(Err(e)) => CallOutcome::Failed(match refused {
                 // The refusal is the root cause; the guest's error is usually
-                // just the SDK passing it on.
+                // just the SDK passing it on. Its record index is not the
+                // refused record's (the emit may have come from any earlier
+                // record), so the policy must isolate the culprit itself.
                 Some(message) => HandlerError {
                     class: ErrorClass::Permanent,
                     message,
-                    record_index: e.record_index,
+                    record_index: None,
                 },
                 None => e,
             }),
@@ -153,6 +168,7 @@ fn classify_trap(e: &wasmtime::Error) -> (TrapKind, String) {
     let kind = match e.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::StackOverflow) => TrapKind::StackOverflow,
         Some(wasmtime::Trap::UnreachableCodeReached) => TrapKind::Panic,
+        Some(wasmtime::Trap::OutOfFuel) => TrapKind::OutOfFuel,
         Some(_) => TrapKind::Other,
         None if format!("{e:#}").contains("growing memory") => TrapKind::OutOfMemory,
         None => TrapKind::Other,
