@@ -1,0 +1,148 @@
+//! Sandbox bounds, checked in-process against the runner's own engine:
+//! an infinite loop is stopped within its deadline plus two epoch ticks, and
+//! a memory bomb never raises the process's resident memory by more than the
+//! deployment's cap plus a stated margin. No Kafka is involved: these are
+//! properties of one call.
+//!
+//! Both checks live in one test so nothing else runs in this process while
+//! resident memory is measured.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail, ensure};
+use ingesta_abi::{RecordEntry, Span, Timestamp};
+use ingesta_runtime::wasm::bindings::Batch;
+use ingesta_runtime::wasm::{
+    CallOutcome, ConsumerInstance, ConsumerTemplate, DeploymentGrants, LoadedModule, TrapKind,
+    WasmEngine, WasmEngineConfig, consumer_linker,
+};
+use ingesta_tests::runner;
+
+const TICK: Duration = Duration::from_millis(20);
+const DEADLINE: Duration = Duration::from_millis(200);
+const MEMORY_CAP: usize = 64 << 20;
+/// What the runner may add on top of the guest's capped linear memory while
+/// a bomb goes off: the instance's tables, stacks and host-side buffers.
+const RSS_MARGIN: usize = 16 << 20;
+
+fn batch(value: &str) -> Batch {
+    let mut data = Vec::new();
+    let mut records = Vec::new();
+    RecordEntry {
+        offset: 0,
+        timestamp: Timestamp::NotAvailable,
+        key: None,
+        value: Some(Span::append(&mut data, value.as_bytes())),
+        header_start: 0,
+        header_count: 0,
+    }
+    .encode(&mut records);
+    Batch {
+        topic: "limits".into(),
+        partition: 0,
+        data,
+        records,
+        headers: Vec::new(),
+    }
+}
+
+/// A `/proc/self/status` field in bytes.
+fn status_bytes(field: &str) -> Result<usize> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .ok_or_else(|| anyhow::anyhow!("no {field} in /proc/self/status"))?;
+    let kib: usize = line
+        .split_whitespace()
+        .nth(1)
+        .ok_or_else(|| anyhow::anyhow!("bad line {line:?}"))?
+        .parse()?;
+    Ok(kib << 10)
+}
+
+#[test]
+fn loops_stop_at_the_deadline_and_bombs_stay_under_the_memory_cap() -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let cache = tempfile::tempdir()?;
+        let engine = WasmEngine::new(WasmEngineConfig::new(TICK, cache.path().to_owned()))?;
+        let module = LoadedModule::from_file(
+            engine.engine(),
+            &runner::fixture_wasm("hostile")?,
+            cache.path(),
+        )?;
+        let pre = consumer_linker(engine.engine())?.instantiate_pre(&module.component)?;
+        let grants = Arc::new(DeploymentGrants {
+            deployment: "limits".into(),
+            outputs: HashSet::from(["out".to_owned()]),
+            config: BTreeMap::from([("output_topic".to_owned(), "out".to_owned())]),
+            memory_bytes: MEMORY_CAP,
+            deadline: DEADLINE,
+            fuel: None,
+            max_output_records: 1000,
+            max_output_bytes: 1 << 20,
+            module_digest: module.digest.clone(),
+        });
+        let template = ConsumerTemplate::new(pre, grants)?;
+
+        // Deadline: each infinite loop must end within deadline + 2 ticks.
+        for attempt in 1..=3 {
+            let mut instance = ConsumerInstance::new(&template).await?;
+            let started = Instant::now();
+            let outcome = instance.handle(&batch("loop")).await;
+            let took = started.elapsed();
+            match outcome {
+                CallOutcome::Trapped {
+                    kind: TrapKind::Deadline,
+                    ..
+                } => {}
+                CallOutcome::Trapped { kind, message } => {
+                    bail!("loop trapped as {kind:?}, not deadline: {message}")
+                }
+                _ => bail!("an infinite loop returned"),
+            }
+            println!("attempt {attempt}: loop stopped after {took:?}");
+            ensure!(
+                took <= DEADLINE + 2 * TICK,
+                "loop ran {took:?}, more than the deadline {DEADLINE:?} plus two ticks of {TICK:?}"
+            );
+        }
+
+        // Memory: reset the peak, set off a bomb, and compare the peak
+        // with where we started.
+        std::fs::write("/proc/self/clear_refs", "5")?;
+        let before = status_bytes("VmRSS:")?;
+        let mut instance = ConsumerInstance::new(&template).await?;
+        match instance.handle(&batch("bomb")).await {
+            CallOutcome::Trapped {
+                kind: TrapKind::OutOfMemory,
+                ..
+            } => {}
+            CallOutcome::Trapped { kind, message } => {
+                bail!("bomb trapped as {kind:?}, not out-of-memory: {message}")
+            }
+            _ => bail!("a memory bomb returned"),
+        }
+        drop(instance);
+        let peak = status_bytes("VmHWM:")?;
+        let grew = peak.saturating_sub(before);
+        println!(
+            "bomb: resident memory grew by {} MiB at peak (cap {} MiB, margin {} MiB)",
+            grew >> 20,
+            MEMORY_CAP >> 20,
+            RSS_MARGIN >> 20
+        );
+        ensure!(
+            grew <= MEMORY_CAP + RSS_MARGIN,
+            "resident memory grew by {grew} bytes, more than the {MEMORY_CAP}-byte cap plus {RSS_MARGIN}"
+        );
+        // The bomb really allocated (otherwise this proves nothing).
+        ensure!(grew >= MEMORY_CAP / 2, "the bomb only grew memory by {grew} bytes");
+        Ok(())
+    })
+}
