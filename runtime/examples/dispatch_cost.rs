@@ -5,6 +5,10 @@
 //! make guests
 //! cargo run --release -p ingesta --example dispatch_cost -- target/wasm32-wasip2/guest/noop.wasm
 //! ```
+//!
+//! Environment: `JSON=1` sends shop events instead of opaque bytes (for
+//! `activity_stats.wasm`); `NO_EPOCH=1` compiles without epoch interruption
+//! and `FUEL=1` with fuel metering, to measure what those limits cost.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -24,7 +28,12 @@ const RECORDS: usize = 1_000_000;
 fn build_batch(batch_len: usize) -> Batch {
     let mut data = Vec::with_capacity(batch_len * (VALUE + 8));
     let mut records = Vec::with_capacity(batch_len * ingesta_abi::RECORD_ENTRY_SIZE);
-    let value = vec![b'x'; VALUE];
+    let value = if std::env::var_os("JSON").is_some() {
+        let event = br#"{"user_id":12,"action":"view","product_id":7,"product_name":"Trekking T-shirt","price":19.9,"ts":1}"#;
+        event.to_vec()
+    } else {
+        vec![b'x'; VALUE]
+    };
     for i in 0..batch_len {
         RecordEntry {
             offset: i as i64,
@@ -56,15 +65,19 @@ async fn main() -> Result<()> {
     };
     let calls = RECORDS / batch_len;
     let cache = std::env::temp_dir().join("ingesta-dispatch-cost");
-    let engine = WasmEngine::new(WasmEngineConfig::new(
-        Duration::from_millis(10),
-        cache.clone(),
-    ))?;
+    let mut config = WasmEngineConfig::new(Duration::from_millis(10), cache.clone());
+    config.epoch_interruption = std::env::var_os("NO_EPOCH").is_none();
+    config.fuel = std::env::var_os("FUEL").is_some();
+    let engine = WasmEngine::new(config)?;
     let module = LoadedModule::from_file(engine.engine(), path.as_ref(), &cache)?;
     let pre = consumer_linker(engine.engine())?.instantiate_pre(&module.component)?;
     let grants = Arc::new(DeploymentGrants {
         deployment: "bench".into(),
-        outputs: HashSet::from(["out".to_owned()]),
+        outputs: HashSet::from([
+            "out".to_owned(),
+            "user-activity-stats".to_owned(),
+            "user-activity-alerts".to_owned(),
+        ]),
         config: BTreeMap::from([("output_topic".to_owned(), "out".to_owned())]),
         memory_bytes: 64 << 20,
         deadline: Duration::from_secs(5),

@@ -1,5 +1,6 @@
 //! Sandbox bounds, checked in-process against the runner's own engine:
 //! an infinite loop is stopped within its deadline plus two epoch ticks, and
+//! a loop under fuel metering runs out of fuel, and
 //! a memory bomb never raises the process's resident memory by more than the
 //! deployment's cap plus a stated margin. No Kafka is involved: these are
 //! properties of one call.
@@ -20,7 +21,7 @@ use ingesta_runtime::wasm::{
 };
 use ingesta_tests::runner;
 
-const TICK: Duration = Duration::from_millis(20);
+const TICK: Duration = Duration::from_millis(50);
 const DEADLINE: Duration = Duration::from_millis(200);
 const MEMORY_CAP: usize = 64 << 20;
 /// What the runner may add on top of the guest's capped linear memory while
@@ -143,6 +144,47 @@ fn loops_stop_at_the_deadline_and_bombs_stay_under_the_memory_cap() -> Result<()
         );
         // The bomb really allocated (otherwise this proves nothing).
         ensure!(grew >= MEMORY_CAP / 2, "the bomb only grew memory by {grew} bytes");
+        drop(template);
+        drop(engine);
+
+        // Fuel: a metered deployment instantiates and handles good records,
+        // and a loop runs out of fuel long before the deadline.
+        let mut config = WasmEngineConfig::new(TICK, cache.path().to_owned());
+        config.fuel = true;
+        let engine = WasmEngine::new(config)?;
+        let module = LoadedModule::from_file(
+            engine.engine(),
+            &runner::fixture_wasm("hostile")?,
+            cache.path(),
+        )?;
+        let pre = consumer_linker(engine.engine())?.instantiate_pre(&module.component)?;
+        let grants = Arc::new(DeploymentGrants {
+            deployment: "limits".into(),
+            outputs: HashSet::from(["out".to_owned()]),
+            config: BTreeMap::from([("output_topic".to_owned(), "out".to_owned())]),
+            memory_bytes: MEMORY_CAP,
+            deadline: Duration::from_secs(60),
+            fuel: Some(50_000_000),
+            max_output_records: 1000,
+            max_output_bytes: 1 << 20,
+            module_digest: module.digest.clone(),
+        });
+        let template = ConsumerTemplate::new(pre, grants)?;
+        let mut instance = ConsumerInstance::new(&template).await?;
+        match instance.handle(&batch("good")).await {
+            CallOutcome::Ok(out) => ensure!(out.len() == 1, "expected one outbox"),
+            _ => bail!("a good record failed under fuel metering"),
+        }
+        match instance.handle(&batch("loop")).await {
+            CallOutcome::Trapped {
+                kind: TrapKind::OutOfFuel,
+                ..
+            } => {}
+            CallOutcome::Trapped { kind, message } => {
+                bail!("loop trapped as {kind:?}, not out-of-fuel: {message}")
+            }
+            _ => bail!("an infinite loop returned"),
+        }
         Ok(())
     })
 }

@@ -28,6 +28,9 @@ pub struct WasmEngineConfig {
     pub max_instances: u32,
     /// Wasm call stack per instance.
     pub max_wasm_stack: usize,
+    /// Whether compiled code checks the epoch (deadlines and yielding).
+    /// Only benchmarks measuring its cost turn it off.
+    pub epoch_interruption: bool,
     /// Whether calls are fuel-metered (needed by any deployment with a fuel
     /// limit; it instruments all compiled code, so it is off unless asked).
     pub fuel: bool,
@@ -42,6 +45,7 @@ impl WasmEngineConfig {
             max_memory_bytes: 4 << 30,
             max_instances: 1000,
             max_wasm_stack: 512 * 1024,
+            epoch_interruption: true,
             fuel: false,
         }
     }
@@ -79,7 +83,7 @@ impl WasmEngine {
 
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)
-            .epoch_interruption(true)
+            .epoch_interruption(config.epoch_interruption)
             .max_wasm_stack(config.max_wasm_stack)
             // The fiber stack holds the wasm stack plus host frames.
             .async_stack_size(config.max_wasm_stack + (1 << 20))

@@ -103,6 +103,13 @@ impl ConsumerInstance {
             // executor thread that other partitions and tenants share.
             Ok(UpdateDeadline::Yield(1))
         });
+        // Instantiation runs guest code too (initialisers); under fuel
+        // metering it gets the same budget as a call.
+        if store.get_fuel().is_ok() {
+            store
+                .set_fuel(template.grants.fuel.unwrap_or(u64::MAX))
+                .map_err(anyhow::Error::from)?;
+        }
         let bindings = template
             .pre
             .instantiate_async(&mut store)
