@@ -235,6 +235,35 @@ impl Produced {
 /// A record's index and where it landed (or why it failed).
 type DeliveryReport = (usize, Result<(i32, i64), String>);
 
+/// Counts delivery reports, for tools that produce without waiting per
+/// record (the shop simulator, the native-map baseline). The first few
+/// failures are printed so a broken run says why.
+#[derive(Default)]
+pub struct Acks {
+    pub ok: std::sync::atomic::AtomicU64,
+    pub failed: std::sync::atomic::AtomicU64,
+}
+
+impl ClientContext for Acks {}
+
+impl ProducerContext for Acks {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        use std::sync::atomic::Ordering::Relaxed;
+        match result {
+            Ok(_) => {
+                self.ok.fetch_add(1, Relaxed);
+            }
+            Err((e, _)) => {
+                if self.failed.fetch_add(1, Relaxed) < 5 {
+                    eprintln!("delivery failed: {e}");
+                }
+            }
+        }
+    }
+}
+
 /// Collects delivery reports by record index.
 #[derive(Default)]
 struct Deliveries {

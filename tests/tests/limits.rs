@@ -64,6 +64,31 @@ fn status_bytes(field: &str) -> Result<usize> {
     Ok(kib << 10)
 }
 
+/// The hostile fixture linked into `engine` for a deployment with these
+/// limits.
+fn hostile(
+    engine: &WasmEngine,
+    cache: &std::path::Path,
+    deadline: Duration,
+    fuel: Option<u64>,
+) -> Result<ConsumerTemplate> {
+    let module =
+        LoadedModule::from_file(engine.engine(), &runner::fixture_wasm("hostile")?, cache)?;
+    let pre = consumer_linker(engine.engine())?.instantiate_pre(&module.component)?;
+    let grants = Arc::new(DeploymentGrants {
+        deployment: "limits".into(),
+        outputs: HashSet::from(["out".to_owned()]),
+        config: BTreeMap::from([("output_topic".to_owned(), "out".to_owned())]),
+        memory_bytes: MEMORY_CAP,
+        deadline,
+        fuel,
+        max_output_records: 1000,
+        max_output_bytes: 1 << 20,
+        module_digest: module.digest.clone(),
+    });
+    ConsumerTemplate::new(pre, grants)
+}
+
 #[test]
 fn loops_stop_at_the_deadline_and_bombs_stay_under_the_memory_cap() -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -72,24 +97,7 @@ fn loops_stop_at_the_deadline_and_bombs_stay_under_the_memory_cap() -> Result<()
     rt.block_on(async {
         let cache = tempfile::tempdir()?;
         let engine = WasmEngine::new(WasmEngineConfig::new(TICK, cache.path().to_owned()))?;
-        let module = LoadedModule::from_file(
-            engine.engine(),
-            &runner::fixture_wasm("hostile")?,
-            cache.path(),
-        )?;
-        let pre = consumer_linker(engine.engine())?.instantiate_pre(&module.component)?;
-        let grants = Arc::new(DeploymentGrants {
-            deployment: "limits".into(),
-            outputs: HashSet::from(["out".to_owned()]),
-            config: BTreeMap::from([("output_topic".to_owned(), "out".to_owned())]),
-            memory_bytes: MEMORY_CAP,
-            deadline: DEADLINE,
-            fuel: None,
-            max_output_records: 1000,
-            max_output_bytes: 1 << 20,
-            module_digest: module.digest.clone(),
-        });
-        let template = ConsumerTemplate::new(pre, grants)?;
+        let template = hostile(&engine, cache.path(), DEADLINE, None)?;
 
         // Deadline: each infinite loop must end within deadline + 2 ticks.
         for attempt in 1..=3 {
@@ -152,24 +160,7 @@ fn loops_stop_at_the_deadline_and_bombs_stay_under_the_memory_cap() -> Result<()
         let mut config = WasmEngineConfig::new(TICK, cache.path().to_owned());
         config.fuel = true;
         let engine = WasmEngine::new(config)?;
-        let module = LoadedModule::from_file(
-            engine.engine(),
-            &runner::fixture_wasm("hostile")?,
-            cache.path(),
-        )?;
-        let pre = consumer_linker(engine.engine())?.instantiate_pre(&module.component)?;
-        let grants = Arc::new(DeploymentGrants {
-            deployment: "limits".into(),
-            outputs: HashSet::from(["out".to_owned()]),
-            config: BTreeMap::from([("output_topic".to_owned(), "out".to_owned())]),
-            memory_bytes: MEMORY_CAP,
-            deadline: Duration::from_secs(60),
-            fuel: Some(50_000_000),
-            max_output_records: 1000,
-            max_output_bytes: 1 << 20,
-            module_digest: module.digest.clone(),
-        });
-        let template = ConsumerTemplate::new(pre, grants)?;
+        let template = hostile(&engine, cache.path(), Duration::from_secs(60), Some(50_000_000))?;
         let mut instance = ConsumerInstance::new(&template).await?;
         match instance.handle(&batch("good")).await {
             CallOutcome::Ok(out) => ensure!(out.len() == 1, "expected one outbox"),

@@ -23,7 +23,7 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -34,11 +34,10 @@ use ingesta_tests::kafka;
 use ingesta_tests::runner::{Deployment, config_toml_with_consumer, guest_wasm};
 use ingesta_tests::shop::Generator;
 use rdkafka::ClientConfig;
-use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{DeliveryResult, Message};
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
 /// The same allocator as the `ingesta` binary, for every case alike.
 #[global_allocator]
@@ -392,26 +391,6 @@ fn watch(runner: &Runner, n: usize) -> Result<f64> {
     }
 }
 
-/// Counts acknowledged deliveries.
-#[derive(Default)]
-struct Acks {
-    ok: AtomicU64,
-    failed: AtomicU64,
-}
-
-impl ClientContext for Acks {}
-
-impl ProducerContext for Acks {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(_) => self.ok.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self.failed.fetch_add(1, Ordering::Relaxed),
-        };
-    }
-}
-
 /// (e) The native 1:1 map: consume, produce each record unchanged with the
 /// runner's consumer and producer settings, until the last record is
 /// acknowledged.
@@ -419,9 +398,9 @@ fn native_map(input: &str, output: &str, n: usize) -> Result<f64> {
     let consumer: BaseConsumer = consumer_config(input)?.create()?;
     consumer.subscribe(&[input])?;
     // The runner's own producer settings (acks=all, idempotent, linger).
-    let producer: ThreadedProducer<Acks> =
+    let producer: ThreadedProducer<kafka::Acks> =
         ingesta_runtime::kafka::producer_config(&parse_config(&[])?.kafka)
-            .create_with_context(Acks::default())?;
+            .create_with_context(kafka::Acks::default())?;
     let deadline = Instant::now() + PHASE_TIMEOUT;
     let mut seen = 0usize;
     let mut first: Option<Instant> = None;

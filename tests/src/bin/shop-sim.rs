@@ -9,17 +9,15 @@
 //! ```
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use ingesta_tests::kafka;
 use ingesta_tests::shop::{Generator, Rng, malformed_event};
-use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::DeliveryResult;
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
 #[derive(Parser)]
 #[command(about = "Produce simulated shop events to Kafka")]
@@ -45,31 +43,6 @@ struct Args {
     bootstrap: String,
 }
 
-#[derive(Default)]
-struct Acks {
-    ok: AtomicU64,
-    failed: AtomicU64,
-}
-
-impl ClientContext for Acks {}
-
-impl ProducerContext for Acks {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(_) => {
-                self.ok.fetch_add(1, Ordering::Relaxed);
-            }
-            Err((e, _)) => {
-                if self.failed.fetch_add(1, Ordering::Relaxed) < 5 {
-                    eprintln!("delivery failed: {e}");
-                }
-            }
-        }
-    }
-}
-
 fn main() -> std::process::ExitCode {
     ingesta_tests::exit_code(run())
 }
@@ -88,12 +61,12 @@ fn run() -> Result<()> {
         )
     })?;
 
-    let producer: Arc<ThreadedProducer<Acks>> = Arc::new(
+    let producer: Arc<ThreadedProducer<kafka::Acks>> = Arc::new(
         kafka::client_config()
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
-            .create_with_context(Acks::default())?,
+            .create_with_context(kafka::Acks::default())?,
     );
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
