@@ -284,6 +284,35 @@ impl ProducerContext for Deliveries {
     }
 }
 
+/// Send `record`, waiting while librdkafka's local queue is full.
+/// `give_up` is asked after every wait; returns `Ok(false)` if it said yes
+/// before the record was queued, and any other produce error as `Err`.
+pub fn send_when_room<'a, C, K, P>(
+    producer: &ThreadedProducer<C>,
+    mut record: BaseRecord<'a, K, P, C::DeliveryOpaque>,
+    pause: Duration,
+    mut give_up: impl FnMut() -> bool,
+) -> std::result::Result<bool, KafkaError>
+where
+    C: ProducerContext + 'static,
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(true),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                std::thread::sleep(pause);
+                if give_up() {
+                    return Ok(false);
+                }
+                record = back;
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
 /// Produce `records` — `(key, value, partition)`, `None` partition meaning
 /// "by key" — to `topic` with an idempotent acks=all producer, flush, and
 /// return where each record landed. Fails if any record was not delivered.
@@ -312,18 +341,12 @@ where
         if let Some(p) = partition {
             record = record.partition(p);
         }
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    if Instant::now() > deadline {
-                        bail!("producing to {topic:?} timed out after {sent} records");
-                    }
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err((e, _)) => bail!("cannot produce record {index} to {topic:?}: {e}"),
-            }
+        let queued = send_when_room(&producer, record, Duration::from_millis(1), || {
+            Instant::now() > deadline
+        })
+        .with_context(|| format!("cannot produce record {index} to {topic:?}"))?;
+        if !queued {
+            bail!("producing to {topic:?} timed out after {sent} records");
         }
         sent += 1;
     }

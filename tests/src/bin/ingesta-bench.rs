@@ -35,7 +35,6 @@ use ingesta_tests::runner::{Deployment, config_toml_with_consumer, guest_wasm};
 use ingesta_tests::shop::Generator;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
@@ -426,18 +425,12 @@ fn native_map(input: &str, output: &str, n: usize) -> Result<f64> {
         if let Some(v) = m.payload() {
             record = record.payload(v);
         }
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    if Instant::now() > deadline {
-                        bail!("producer queue stayed full");
-                    }
-                    record = back;
-                    std::thread::sleep(Duration::from_micros(200));
-                }
-                Err((e, _)) => bail!("produce failed: {e}"),
-            }
+        let queued = kafka::send_when_room(&producer, record, Duration::from_micros(200), || {
+            Instant::now() > deadline
+        })
+        .context("produce failed")?;
+        if !queued {
+            bail!("producer queue stayed full");
         }
         seen += 1;
     }

@@ -16,7 +16,6 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use ingesta_tests::kafka;
 use ingesta_tests::shop::{Generator, Rng, malformed_event};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
 #[derive(Parser)]
@@ -105,19 +104,16 @@ fn run() -> Result<()> {
                 e.ts = now_ms + start.elapsed().as_millis() as i64;
                 (e.key(), e.to_json())
             };
-            let mut record = BaseRecord::to(&args.topic).key(&key).payload(&value);
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        std::thread::sleep(Duration::from_millis(5));
-                        if ingesta_tests::stop_requested() {
-                            break;
-                        }
-                    }
-                    Err((e, _)) => bail!("cannot produce to {:?}: {e}", args.topic),
-                }
+            let record = BaseRecord::to(&args.topic).key(&key).payload(&value);
+            let queued = kafka::send_when_room(
+                &producer,
+                record,
+                Duration::from_millis(5),
+                ingesta_tests::stop_requested,
+            )
+            .with_context(|| format!("cannot produce to {:?}", args.topic))?;
+            if !queued {
+                break;
             }
             sent += 1;
         }
