@@ -12,7 +12,6 @@ pub use producer::{AckGroup, OutputProducer, PublishError};
 use std::collections::BTreeMap;
 
 use rdkafka::ClientConfig;
-use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 
 use crate::config::{DeploymentConfig, KafkaConfig, Scalar};
@@ -62,32 +61,9 @@ pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
     c
 }
 
-/// librdkafka settings for short-lived admin/metadata clients.
-pub fn admin_config(kafka: &KafkaConfig) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &kafka.bootstrap_servers)
-        .set_log_level(RDKafkaLogLevel::Warning);
-    apply(&mut c, &kafka.properties);
-    c
-}
-
 fn apply(c: &mut ClientConfig, props: &BTreeMap<String, Scalar>) {
     for (k, v) in props {
         c.set(k, &v.0);
-    }
-}
-
-/// Routes librdkafka's own log lines and errors into `tracing`.
-#[derive(Clone, Default)]
-pub struct TracingContext;
-
-impl ClientContext for TracingContext {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        route_log(level, fac, log_message);
-    }
-
-    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        tracing::warn!(target: "ingesta::kafka", %error, reason, "kafka client error");
     }
 }
 

@@ -231,7 +231,7 @@ impl emit::Host for HostState {
 }
 
 /// A sentence for logs, status and dead-letter headers.
-pub fn describe_emit_error(e: &emit::EmitError) -> String {
+fn describe_emit_error(e: &emit::EmitError) -> String {
     match e {
         emit::EmitError::TopicNotAllowed(t) => {
             format!("emit to topic {t:?} refused: the deployment is not granted it")

@@ -14,6 +14,6 @@ mod instance;
 mod module;
 
 pub use engine::{WasmEngine, WasmEngineConfig};
-pub use host::{DeploymentGrants, HostState, consumer_linker, describe_emit_error};
+pub use host::{DeploymentGrants, HostState, consumer_linker};
 pub use instance::{CallOutcome, ConsumerInstance, ConsumerTemplate, TrapKind};
 pub use module::{LoadedModule, ModuleError, World};
