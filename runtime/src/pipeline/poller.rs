@@ -229,12 +229,12 @@ pub(super) fn run(
             }
         }
 
-        // Time-based cuts and retries of waiting batches. While records flow
-        // this runs every CLOCK_EVERY records (tens of microseconds), so
-        // waiting batches are retried promptly without scanning every
-        // partition on every record.
+        // Time-based cuts and retries of waiting batches. Waiting batches are
+        // retried on every record on purpose: retrying only every
+        // CLOCK_EVERY records measured slower on the 1:1 map, whose lanes
+        // are the ones that fill up.
         since_clock += 1;
-        if !idle && since_clock < CLOCK_EVERY {
+        if !idle && !any_waiting && since_clock < CLOCK_EVERY {
             continue;
         }
         since_clock = 0;
