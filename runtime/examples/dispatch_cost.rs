@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use ingesta_abi::{OutgoingEntry, RecordEntry, Span, Timestamp};
+use ingesta_runtime::config::LimitsConfig;
 use ingesta_runtime::wasm::bindings::Batch;
 use ingesta_runtime::wasm::{
     CallOutcome, ConsumerInstance, ConsumerTemplate, DeploymentGrants, LoadedModule, WasmEngine,
@@ -71,21 +72,19 @@ async fn main() -> Result<()> {
     let engine = WasmEngine::new(config)?;
     let module = LoadedModule::from_file(engine.engine(), path.as_ref(), &cache)?;
     let pre = consumer_linker(engine.engine())?.instantiate_pre(&module.component)?;
-    let grants = Arc::new(DeploymentGrants {
-        deployment: "bench".into(),
-        outputs: HashSet::from([
-            "out".to_owned(),
-            "user-activity-stats".to_owned(),
-            "user-activity-alerts".to_owned(),
-        ]),
-        config: BTreeMap::from([("output_topic".to_owned(), "out".to_owned())]),
-        memory_bytes: 64 << 20,
-        deadline: Duration::from_secs(5),
-        fuel: None,
+    let limits = LimitsConfig {
         max_output_records: u64::MAX,
         max_output_bytes: u64::MAX,
-        module_digest: module.digest.clone(),
-    });
+        ..LimitsConfig::default()
+    };
+    let mut grants = DeploymentGrants::new("bench", &limits, module.digest.clone());
+    grants.outputs = HashSet::from([
+        "out".to_owned(),
+        "user-activity-stats".to_owned(),
+        "user-activity-alerts".to_owned(),
+    ]);
+    grants.config = BTreeMap::from([("output_topic".to_owned(), "out".to_owned())]);
+    let grants = Arc::new(grants);
     let template = ConsumerTemplate::new(pre, grants)?;
     let mut instance = ConsumerInstance::new(&template).await?;
 

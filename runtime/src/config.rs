@@ -179,6 +179,11 @@ pub struct LimitsConfig {
     pub max_output_records: u64,
     /// Most key+value+header bytes one call may emit.
     pub max_output_bytes: u64,
+    /// Guest log lines (log calls and stdout/stderr lines) per second the
+    /// deployment may write on average; the rest are dropped and counted.
+    pub log_lines_per_second: u32,
+    /// Lines the deployment may write at once before the rate applies.
+    pub log_burst_lines: u32,
 }
 
 impl Default for LimitsConfig {
@@ -189,6 +194,8 @@ impl Default for LimitsConfig {
             fuel: None,
             max_output_records: 100_000,
             max_output_bytes: 64 << 20,
+            log_lines_per_second: 100,
+            log_burst_lines: 1_000,
         }
     }
 }
@@ -394,6 +401,14 @@ impl DeploymentConfig {
         if l.max_output_records == 0 || l.max_output_bytes == 0 {
             return Err(ctx(
                 "limits.max_output_records and limits.max_output_bytes must be at least 1".into(),
+            ));
+        }
+        if l.log_lines_per_second > 100_000
+            || l.log_burst_lines == 0
+            || l.log_burst_lines > 1_000_000
+        {
+            return Err(ctx(
+                "limits.log_lines_per_second must be at most 100000 and limits.log_burst_lines between 1 and 1000000".into(),
             ));
         }
         let f = &self.failure;

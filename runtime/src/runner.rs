@@ -54,21 +54,14 @@ pub fn prepare(config: &Config, engine: &WasmEngine) -> Result<Vec<DeploymentSpe
                 d.module.display()
             )
         })?;
-        let grants = Arc::new(DeploymentGrants {
-            deployment: d.name.as_str().into(),
-            outputs: d.outputs.iter().cloned().collect(),
-            config: d
-                .config
-                .iter()
-                .map(|(k, v)| (k.clone(), v.0.clone()))
-                .collect(),
-            memory_bytes: (d.limits.memory_mib as usize) << 20,
-            deadline: Duration::from_millis(d.limits.deadline_ms),
-            fuel: d.limits.fuel,
-            max_output_records: d.limits.max_output_records,
-            max_output_bytes: d.limits.max_output_bytes,
-            module_digest: module.digest.clone(),
-        });
+        let mut grants = DeploymentGrants::new(&d.name, &d.limits, module.digest.clone());
+        grants.outputs = d.outputs.iter().cloned().collect();
+        grants.config = d
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect();
+        let grants = Arc::new(grants);
         let template = ConsumerTemplate::new(pre, grants)
             .with_context(|| format!("deployment {:?}: module {}", d.name, d.module.display()))?;
         tracing::info!(deployment = %d.name, module = %d.module.display(), digest = %module.digest,

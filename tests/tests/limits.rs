@@ -8,18 +8,14 @@
 //! Both checks live in one test so nothing else runs in this process while
 //! resident memory is measured.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail, ensure};
-use ingesta_abi::{RecordEntry, Span, Timestamp};
-use ingesta_runtime::wasm::bindings::Batch;
+use ingesta_runtime::config::LimitsConfig;
 use ingesta_runtime::wasm::{
-    CallOutcome, ConsumerInstance, ConsumerTemplate, DeploymentGrants, LoadedModule, TrapKind,
-    WasmEngine, WasmEngineConfig, consumer_linker,
+    CallOutcome, ConsumerInstance, ConsumerTemplate, TrapKind, WasmEngine, WasmEngineConfig,
 };
-use ingesta_tests::runner;
+use ingesta_tests::inproc::{self, batch};
 
 const TICK: Duration = Duration::from_millis(50);
 const DEADLINE: Duration = Duration::from_millis(200);
@@ -27,27 +23,6 @@ const MEMORY_CAP: usize = 64 << 20;
 /// What the runner may add on top of the guest's capped linear memory while
 /// a bomb goes off: the instance's tables, stacks and host-side buffers.
 const RSS_MARGIN: usize = 16 << 20;
-
-fn batch(value: &str) -> Batch {
-    let mut data = Vec::new();
-    let mut records = Vec::new();
-    RecordEntry {
-        offset: 0,
-        timestamp: Timestamp::NotAvailable,
-        key: None,
-        value: Some(Span::append(&mut data, value.as_bytes())),
-        header_start: 0,
-        header_count: 0,
-    }
-    .encode(&mut records);
-    Batch {
-        topic: "limits".into(),
-        partition: 0,
-        data,
-        records,
-        headers: Vec::new(),
-    }
-}
 
 /// A `/proc/self/status` field in bytes.
 fn status_bytes(field: &str) -> Result<usize> {
@@ -64,29 +39,22 @@ fn status_bytes(field: &str) -> Result<usize> {
     Ok(kib << 10)
 }
 
-/// The hostile fixture linked into `engine` for a deployment with these
-/// limits.
+/// The hostile fixture with this deadline and fuel budget.
 fn hostile(
     engine: &WasmEngine,
     cache: &std::path::Path,
     deadline: Duration,
     fuel: Option<u64>,
 ) -> Result<ConsumerTemplate> {
-    let module =
-        LoadedModule::from_file(engine.engine(), &runner::fixture_wasm("hostile")?, cache)?;
-    let pre = consumer_linker(engine.engine())?.instantiate_pre(&module.component)?;
-    let grants = Arc::new(DeploymentGrants {
-        deployment: "limits".into(),
-        outputs: HashSet::from(["out".to_owned()]),
-        config: BTreeMap::from([("output_topic".to_owned(), "out".to_owned())]),
-        memory_bytes: MEMORY_CAP,
-        deadline,
+    let limits = LimitsConfig {
+        memory_mib: (MEMORY_CAP >> 20) as u64,
+        deadline_ms: deadline.as_millis() as u64,
         fuel,
         max_output_records: 1000,
         max_output_bytes: 1 << 20,
-        module_digest: module.digest.clone(),
-    });
-    ConsumerTemplate::new(pre, grants)
+        ..LimitsConfig::default()
+    };
+    inproc::hostile(engine, cache, "limits", &limits)
 }
 
 #[test]
@@ -103,7 +71,7 @@ fn loops_stop_at_the_deadline_and_bombs_stay_under_the_memory_cap() -> Result<()
         for attempt in 1..=3 {
             let mut instance = ConsumerInstance::new(&template).await?;
             let started = Instant::now();
-            let outcome = instance.handle(&batch("loop")).await;
+            let outcome = instance.handle(&batch(["loop"])).await;
             let took = started.elapsed();
             match outcome {
                 CallOutcome::Trapped {
@@ -127,7 +95,7 @@ fn loops_stop_at_the_deadline_and_bombs_stay_under_the_memory_cap() -> Result<()
         std::fs::write("/proc/self/clear_refs", "5")?;
         let before = status_bytes("VmRSS:")?;
         let mut instance = ConsumerInstance::new(&template).await?;
-        match instance.handle(&batch("bomb")).await {
+        match instance.handle(&batch(["bomb"])).await {
             CallOutcome::Trapped {
                 kind: TrapKind::OutOfMemory,
                 ..
@@ -162,11 +130,11 @@ fn loops_stop_at_the_deadline_and_bombs_stay_under_the_memory_cap() -> Result<()
         let engine = WasmEngine::new(config)?;
         let template = hostile(&engine, cache.path(), Duration::from_secs(60), Some(50_000_000))?;
         let mut instance = ConsumerInstance::new(&template).await?;
-        match instance.handle(&batch("good")).await {
+        match instance.handle(&batch(["good"])).await {
             CallOutcome::Ok(out) => ensure!(out.len() == 1, "expected one outbox"),
             _ => bail!("a good record failed under fuel metering"),
         }
-        match instance.handle(&batch("loop")).await {
+        match instance.handle(&batch(["loop"])).await {
             CallOutcome::Trapped {
                 kind: TrapKind::OutOfFuel,
                 ..

@@ -3,9 +3,10 @@
 //! A [`HostState`] lives inside each instance's store. It buffers the records
 //! a call emits (they are published only if the call succeeds), enforces the
 //! deployment's topic grants, answers config reads and turns guest log lines
-//! and stdout/stderr into `tracing` events tagged with the deployment. WASI is
+//! and stdout/stderr into the deployment's bounded [`GuestLog`]. WASI is
 //! present only so ordinary toolchain output runs: no preopened directories,
-//! no environment, no sockets.
+//! no environment, no sockets; clocks and random are allowed. The
+//! component-model limits on what one host call may carry are set low.
 
 use std::collections::{BTreeMap, HashSet};
 use std::pin::Pin;
@@ -23,6 +24,20 @@ use super::bindings::ingesta::runtime::{config, emit, log};
 use ingesta_abi::{HEADER_ENTRY_SIZE, HeaderEntry, OUTGOING_ENTRY_SIZE, OutgoingEntry, Span};
 
 use super::bindings::{Consumer, Outbox};
+use super::guest_log::{GuestLevel, GuestLog, MAX_LINE};
+use crate::config::LimitsConfig;
+
+/// Most bytes one guest-to-host call may carry (component-model "hostcall
+/// fuel"). The SDKs flush their outboxes at 4 MiB, so only a misbehaving
+/// guest reaches this; it traps with [`TrapKind::HostCallLimit`].
+///
+/// [`TrapKind::HostCallLimit`]: super::TrapKind::HostCallLimit
+pub const MAX_HOSTCALL_BYTES: usize = 16 << 20;
+/// Most live resource handles (WASI streams, pollables...) per instance;
+/// a handler needs a handful.
+pub const MAX_RESOURCE_HANDLES: usize = 1_000;
+/// Largest `wasi:random` request.
+const MAX_RANDOM_BYTES: u64 = 1 << 20;
 
 /// What one deployment's instances are allowed to see and do.
 #[derive(Debug)]
@@ -45,6 +60,31 @@ pub struct DeploymentGrants {
     pub max_output_bytes: u64,
     /// `sha256:...` of the module, for dead-letter headers.
     pub module_digest: String,
+    /// Where the guest's log lines and stdout/stderr go, rate-limited.
+    pub log: GuestLog,
+}
+
+impl DeploymentGrants {
+    /// Grants with `limits` and no outputs or config yet.
+    pub fn new(deployment: &str, limits: &LimitsConfig, module_digest: String) -> Self {
+        let deployment: Arc<str> = deployment.into();
+        Self {
+            log: GuestLog::new(
+                deployment.clone(),
+                limits.log_lines_per_second,
+                limits.log_burst_lines,
+            ),
+            deployment,
+            outputs: HashSet::new(),
+            config: BTreeMap::new(),
+            memory_bytes: (limits.memory_mib as usize) << 20,
+            deadline: Duration::from_millis(limits.deadline_ms),
+            fuel: limits.fuel,
+            max_output_records: limits.max_output_records,
+            max_output_bytes: limits.max_output_bytes,
+            module_digest,
+        }
+    }
 }
 
 /// Per-instance host state (the `T` of `Store<T>`).
@@ -71,13 +111,14 @@ impl HostState {
     pub fn new(grants: Arc<DeploymentGrants>) -> Self {
         let mut wasi = WasiCtx::builder();
         wasi.stdout(GuestOutput {
-            deployment: grants.deployment.clone(),
+            grants: grants.clone(),
             stream: "stdout",
         })
         .stderr(GuestOutput {
-            deployment: grants.deployment.clone(),
+            grants: grants.clone(),
             stream: "stderr",
         })
+        .max_random_size(MAX_RANDOM_BYTES)
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false)
@@ -86,10 +127,12 @@ impl HostState {
             .memory_size(grants.memory_bytes)
             .trap_on_grow_failure(true)
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCE_HANDLES);
         Self {
             grants,
             wasi: wasi.build(),
-            table: ResourceTable::new(),
+            table,
             limits,
             outboxes: Vec::new(),
             refused: None,
@@ -241,40 +284,16 @@ fn describe_emit_error(e: &emit::EmitError) -> String {
     }
 }
 
-/// Guest log lines longer than this are cut, so one call cannot make the
-/// runner buffer or print megabytes.
-const MAX_LOG_LINE: usize = 4096;
-
-fn clip(message: &str) -> &str {
-    if message.len() <= MAX_LOG_LINE {
-        return message;
-    }
-    let mut end = MAX_LOG_LINE;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    &message[..end]
-}
-
 impl log::Host for HostState {
     fn log(&mut self, level: log::Level, message: String) {
-        let deployment = &*self.grants.deployment;
-        let message = clip(&message);
-        match level {
-            log::Level::Trace => {
-                tracing::trace!(target: "ingesta::guest", deployment, "{message}")
-            }
-            log::Level::Debug => {
-                tracing::debug!(target: "ingesta::guest", deployment, "{message}")
-            }
-            log::Level::Info => tracing::info!(target: "ingesta::guest", deployment, "{message}"),
-            log::Level::Warn => tracing::warn!(target: "ingesta::guest", deployment, "{message}"),
-            // A guest's error is the tenant's business, not data loss in
-            // the runner: keep it below the runner's own ERROR level.
-            log::Level::Error => {
-                tracing::warn!(target: "ingesta::guest", deployment, guest_level = "error", "{message}")
-            }
-        }
+        let level = match level {
+            log::Level::Trace => GuestLevel::Trace,
+            log::Level::Debug => GuestLevel::Debug,
+            log::Level::Info => GuestLevel::Info,
+            log::Level::Warn => GuestLevel::Warn,
+            log::Level::Error => GuestLevel::Error,
+        };
+        self.grants.log.line(level, None, &message);
     }
 }
 
@@ -304,7 +323,7 @@ pub fn consumer_linker(engine: &Engine) -> Result<Linker<HostState>> {
 
 /// Guest stdout/stderr, turned into log lines of the deployment.
 struct GuestOutput {
-    deployment: Arc<str>,
+    grants: Arc<DeploymentGrants>,
     stream: &'static str,
 }
 
@@ -317,7 +336,7 @@ impl IsTerminal for GuestOutput {
 impl StdoutStream for GuestOutput {
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
         Box::new(LineWriter {
-            deployment: self.deployment.clone(),
+            grants: self.grants.clone(),
             stream: self.stream,
             pending: Vec::new(),
         })
@@ -326,7 +345,7 @@ impl StdoutStream for GuestOutput {
 
 /// Splits written bytes into lines and logs each (clipped) line.
 struct LineWriter {
-    deployment: Arc<str>,
+    grants: Arc<DeploymentGrants>,
     stream: &'static str,
     pending: Vec<u8>,
 }
@@ -334,8 +353,13 @@ struct LineWriter {
 impl LineWriter {
     fn emit_line(&self, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
-        tracing::info!(target: "ingesta::guest", deployment = &*self.deployment,
-            stream = self.stream, "{}", clip(text.trim_end_matches('\r')));
+        let level = match self.stream {
+            "stderr" => GuestLevel::Warn,
+            _ => GuestLevel::Info,
+        };
+        self.grants
+            .log
+            .line(level, Some(self.stream), text.trim_end_matches('\r'));
     }
 }
 
@@ -349,7 +373,7 @@ impl tokio::io::AsyncWrite for LineWriter {
             if b == b'\n' {
                 let line = std::mem::take(&mut self.pending);
                 self.emit_line(&line);
-            } else if self.pending.len() < MAX_LOG_LINE {
+            } else if self.pending.len() < MAX_LINE {
                 self.pending.push(b);
             }
         }

@@ -12,7 +12,7 @@ use wasmtime::component::InstancePre;
 use wasmtime::{Store, UpdateDeadline};
 
 use super::bindings::{Batch, Consumer, ConsumerPre, ErrorClass, HandlerError, Outbox};
-use super::host::{DeploymentGrants, HostState};
+use super::host::{DeploymentGrants, HostState, MAX_HOSTCALL_BYTES, MAX_RESOURCE_HANDLES};
 
 /// Why an instance stopped abruptly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +27,9 @@ pub enum TrapKind {
     Panic,
     /// The call burned its fuel budget.
     OutOfFuel,
+    /// One host call tried to carry more than the component-model limits
+    /// allow (data copied to the host, live resource handles).
+    HostCallLimit,
     /// Any other trap (out-of-bounds access, division by zero...).
     Other,
 }
@@ -40,6 +43,7 @@ impl TrapKind {
             TrapKind::StackOverflow => "stack-overflow",
             TrapKind::Panic => "panic",
             TrapKind::OutOfFuel => "out-of-fuel",
+            TrapKind::HostCallLimit => "host-call-limit",
             TrapKind::Other => "trap",
         }
     }
@@ -94,6 +98,8 @@ impl ConsumerInstance {
         let engine = template.pre.engine();
         let mut store = Store::new(engine, HostState::new(template.grants.clone()));
         store.limiter(|s| s.limits_mut());
+        store.set_hostcall_fuel(MAX_HOSTCALL_BYTES);
+        store.set_max_component_handles(MAX_RESOURCE_HANDLES);
         store.epoch_deadline_callback(|ctx| {
             let host = ctx.data();
             if host.deadline_passed() {
@@ -172,18 +178,34 @@ fn classify_trap(e: &wasmtime::Error) -> (TrapKind, String) {
     if let Some(d) = e.downcast_ref::<DeadlineExceeded>() {
         return (TrapKind::Deadline, d.to_string());
     }
+    let text = format!("{e:#}");
+    // wasmtime's error types for these are private, so they are told apart
+    // by message; tests/tests/ambient.rs pins the hostcall-fuel one.
     let kind = match e.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::StackOverflow) => TrapKind::StackOverflow,
         Some(wasmtime::Trap::UnreachableCodeReached) => TrapKind::Panic,
         Some(wasmtime::Trap::OutOfFuel) => TrapKind::OutOfFuel,
         Some(_) => TrapKind::Other,
-        None if format!("{e:#}").contains("growing memory") => TrapKind::OutOfMemory,
+        None if text.contains("growing memory") => TrapKind::OutOfMemory,
+        None if text.contains("fuel allocated for hostcalls")
+            || text.contains("store handle limit exceeded")
+            || text.contains("resource table has no free keys") =>
+        {
+            TrapKind::HostCallLimit
+        }
         None => TrapKind::Other,
     };
-    // The root cause plus the guest backtrace, if wasmtime captured one.
+    // The root cause, not the "error while executing at wasm backtrace"
+    // wrapper: this text goes into status and dead-letter headers.
+    let cause = e.root_cause().to_string();
     let message = match kind {
-        TrapKind::OutOfMemory => format!("memory limit exceeded: {e:#}"),
-        _ => format!("{e:#}"),
+        TrapKind::OutOfMemory => format!("memory limit exceeded: {cause}"),
+        TrapKind::HostCallLimit => format!(
+            "component-model limit hit (at most {} MiB per host call, {} live handles): {cause}",
+            MAX_HOSTCALL_BYTES >> 20,
+            MAX_RESOURCE_HANDLES
+        ),
+        _ => cause,
     };
     (kind, message.lines().next().unwrap_or_default().to_owned())
 }

@@ -9,11 +9,15 @@
 
 pub mod bindings;
 mod engine;
+mod guest_log;
 mod host;
 mod instance;
 mod module;
 
 pub use engine::{WasmEngine, WasmEngineConfig};
-pub use host::{DeploymentGrants, HostState, consumer_linker};
+pub use guest_log::{GuestLevel, GuestLog};
+pub use host::{
+    DeploymentGrants, HostState, MAX_HOSTCALL_BYTES, MAX_RESOURCE_HANDLES, consumer_linker,
+};
 pub use instance::{CallOutcome, ConsumerInstance, ConsumerTemplate, TrapKind};
 pub use module::{LoadedModule, ModuleError, World};

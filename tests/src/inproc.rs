@@ -1,0 +1,73 @@
+//! Calling guests in-process, without Kafka: the runner's own engine,
+//! linker and instances, for properties of one call (deadlines, memory,
+//! host-call limits, what a guest can reach).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Result;
+use ingesta_abi::{OutgoingEntry, RecordEntry, Span, Timestamp};
+use ingesta_runtime::config::LimitsConfig;
+use ingesta_runtime::wasm::bindings::{Batch, Outbox};
+use ingesta_runtime::wasm::{
+    ConsumerTemplate, DeploymentGrants, LoadedModule, WasmEngine, consumer_linker,
+};
+
+use crate::runner;
+
+/// The topic the hostile fixture forwards to in these tests.
+pub const OUTPUT_TOPIC: &str = "out";
+
+/// A batch of keyless records with these values, from offset 0.
+pub fn batch<'a>(values: impl IntoIterator<Item = &'a str>) -> Batch {
+    let mut data = Vec::new();
+    let mut records = Vec::new();
+    for (offset, value) in values.into_iter().enumerate() {
+        RecordEntry {
+            offset: offset as i64,
+            timestamp: Timestamp::NotAvailable,
+            key: None,
+            value: Some(Span::append(&mut data, value.as_bytes())),
+            header_start: 0,
+            header_count: 0,
+        }
+        .encode(&mut records);
+    }
+    Batch {
+        topic: "in".into(),
+        partition: 0,
+        data,
+        records,
+        headers: Vec::new(),
+    }
+}
+
+/// The hostile fixture linked into `engine` as deployment `name` with
+/// these limits, granted [`OUTPUT_TOPIC`].
+pub fn hostile(
+    engine: &WasmEngine,
+    cache: &Path,
+    name: &str,
+    limits: &LimitsConfig,
+) -> Result<ConsumerTemplate> {
+    let module =
+        LoadedModule::from_file(engine.engine(), &runner::fixture_wasm("hostile")?, cache)?;
+    let pre = consumer_linker(engine.engine())?.instantiate_pre(&module.component)?;
+    let mut grants = DeploymentGrants::new(name, limits, module.digest.clone());
+    grants.outputs = HashSet::from([OUTPUT_TOPIC.to_owned()]);
+    grants.config = BTreeMap::from([("output_topic".to_owned(), OUTPUT_TOPIC.to_owned())]);
+    ConsumerTemplate::new(pre, Arc::new(grants))
+}
+
+/// The values of every record in `outboxes`, in order (`None` for null).
+pub fn emitted_values(outboxes: &[Outbox]) -> Vec<Option<Vec<u8>>> {
+    let mut out = Vec::new();
+    for o in outboxes {
+        for i in 0..OutgoingEntry::count(&o.records) {
+            let r = OutgoingEntry::read(&o.records, i).expect("the host checked the outbox");
+            out.push(r.value.and_then(|s| s.get(&o.data)).map(<[u8]>::to_vec));
+        }
+    }
+    out
+}
