@@ -5,6 +5,12 @@
 //! already runs batch N+1, but offsets are stored strictly in batch order and
 //! only for batches whose acks all succeeded. A bounded number of batches may
 //! be awaiting acks at once.
+//!
+//! Closing (revocation, stop) is prompt: the lane finishes the call in
+//! progress but starts no queued batch, retry, backoff or split part; the
+//! batch it abandons is not stored, so the partition's next owner gets it
+//! again. A lane still busy at the drain timeout (a call stuck until its
+//! deadline) is aborted at its next epoch yield.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -14,7 +20,7 @@ use std::time::Instant;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use super::Shared;
@@ -47,19 +53,27 @@ pub struct LaneHandle {
     pub topic: String,
     pub partition: i32,
     tx: mpsc::Sender<Batch>,
+    closing: watch::Sender<bool>,
     done: std::sync::mpsc::Receiver<()>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl LaneHandle {
-    /// Stop accepting batches and wait (until `deadline`) for the lane to
-    /// finish the ones it holds. Returns whether it finished.
+    /// Close the lane and wait (until `deadline`) for it to finish the call
+    /// in progress and settle the acks of what it completed. A lane not
+    /// done by then is aborted. Returns whether it finished in time.
     pub fn close_and_wait(self, deadline: Instant) -> bool {
+        self.closing.send_replace(true);
         drop(self.tx);
         let timeout = deadline.saturating_duration_since(Instant::now());
-        !matches!(
+        let finished = !matches!(
             self.done.recv_timeout(timeout),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout)
-        )
+        );
+        if !finished {
+            self.task.abort();
+        }
+        finished
     }
 }
 
@@ -78,16 +92,18 @@ pub fn dispatch(shared: &Shared, ctx: &Arc<LaneCtx>, batch: Batch) -> Result<(),
 fn spawn(ctx: &Arc<LaneCtx>, first: &Batch) -> LaneHandle {
     let (tx, rx) = mpsc::channel(LANE_QUEUE);
     let (done_tx, done) = std::sync::mpsc::sync_channel(1);
+    let (closing, closing_rx) = watch::channel(false);
     let lane = Lane {
         ctx: ctx.clone(),
         topic: first.topic.clone(),
         partition: first.partition,
         instance: None,
         unacked: VecDeque::new(),
+        closing: closing_rx,
     };
     let span = tracing::info_span!("lane", deployment = &*ctx.shared.name,
         topic = %first.topic, partition = first.partition);
-    ctx.runtime.spawn(
+    let task = ctx.runtime.spawn(
         async move {
             let shared = lane.ctx.shared.clone();
             if let Err(reason) = lane.run(rx).await {
@@ -101,7 +117,9 @@ fn spawn(ctx: &Arc<LaneCtx>, first: &Batch) -> LaneHandle {
         topic: first.topic.clone(),
         partition: first.partition,
         tx,
+        closing,
         done,
+        task,
     }
 }
 
@@ -121,9 +139,31 @@ struct Lane {
     /// it); dropped after a trap.
     instance: Option<ConsumerInstance>,
     unacked: VecDeque<Unacked>,
+    /// Set when the lane is being closed.
+    closing: watch::Receiver<bool>,
+}
+
+/// Whether a batch was finished or given up because the lane is closing.
+#[derive(Debug, PartialEq, Eq)]
+enum Handled {
+    Done,
+    Abandoned,
 }
 
 impl Lane {
+    fn closing(&self) -> bool {
+        *self.closing.borrow()
+    }
+
+    /// Sleeps for `d`, or less if the lane starts closing meanwhile.
+    async fn backoff(&mut self, d: std::time::Duration) {
+        let mut closing = self.closing.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = closing.wait_for(|c| *c) => {}
+        }
+    }
+
     async fn run(mut self, mut rx: mpsc::Receiver<Batch>) -> Result<(), String> {
         loop {
             let next = if self.unacked.len() >= MAX_UNACKED {
@@ -140,7 +180,15 @@ impl Lane {
                 rx.recv().await
             };
             let Some(batch) = next else { break };
-            if let Err(failure) = self.handle(batch).await {
+            if self.closing() {
+                break;
+            }
+            let handled = self.handle(batch).await;
+            if handled == Ok(Handled::Abandoned) {
+                // Nothing after an abandoned batch may be stored either.
+                break;
+            }
+            if let Err(failure) = handled {
                 // Earlier batches succeeded: keep their progress, so the
                 // committed offset stops exactly at the failing batch.
                 while !self.unacked.is_empty() {
@@ -158,13 +206,13 @@ impl Lane {
         Ok(())
     }
 
-    async fn handle(&mut self, batch: Batch) -> Result<(), String> {
+    async fn handle(&mut self, batch: Batch) -> Result<Handled, String> {
         let count = RecordEntry::count(&batch.records);
         let offset_at = |i: usize| RecordEntry::read(&batch.records, i).map(|e| e.offset);
         let (Some(first_offset), Some(last_offset)) =
             (offset_at(0), offset_at(count.wrapping_sub(1)))
         else {
-            return Ok(());
+            return Ok(Handled::Done);
         };
         let next_offset = last_offset + 1;
         let counters = &self.ctx.shared.counters;
@@ -173,13 +221,19 @@ impl Lane {
             .fetch_add(count as u64, Ordering::Relaxed);
         counters.batches.fetch_add(1, Ordering::Relaxed);
 
-        let outboxes = self.process(&batch, count).await?;
+        let Some(outboxes) = self.process(&batch, count).await? else {
+            tracing::info!(
+                first_offset,
+                "lane closing: batch abandoned mid-retry; it will be delivered again"
+            );
+            return Ok(Handled::Abandoned);
+        };
         let outputs: usize = outboxes
             .iter()
             .map(|o| OutgoingEntry::count(&o.records))
             .sum();
         if outputs == 0 && self.unacked.is_empty() {
-            return self.store(next_offset);
+            return self.store(next_offset).map(|()| Handled::Done);
         }
         let acks = self.ctx.producer.publish(&outboxes).await;
         self.ctx
@@ -192,13 +246,18 @@ impl Lane {
             first_offset,
             next_offset,
         });
-        Ok(())
+        Ok(Handled::Done)
     }
 
     /// Run the batch through the instance under the failure policy. Returns
     /// every outbox to publish, in record order: the handler's outputs and
-    /// dead-letter records. Fails only when the deployment must stop.
-    async fn process(&mut self, batch: &Batch, count: usize) -> Result<Vec<Outbox>, String> {
+    /// dead-letter records; `None` if the lane started closing before the
+    /// batch was through. Fails only when the deployment must stop.
+    async fn process(
+        &mut self,
+        batch: &Batch,
+        count: usize,
+    ) -> Result<Option<Vec<Outbox>>, String> {
         /// Pending work, kept on a stack in reverse record order.
         enum Work {
             Range(usize, usize),
@@ -233,6 +292,10 @@ impl Lane {
             let mut attempt = 0;
             loop {
                 attempt += 1;
+                let first_call = attempt == 1 && (lo, hi) == (0, count);
+                if !first_call && self.closing() {
+                    return Ok(None);
+                }
                 match self.call(target).await? {
                     CallOutcome::Ok(outboxes) => {
                         out.extend(outboxes);
@@ -254,7 +317,7 @@ impl Lane {
                                 .counters
                                 .retries
                                 .fetch_add(1, Ordering::Relaxed);
-                            tokio::time::sleep(policy.backoff(attempt)).await;
+                            self.backoff(policy.backoff(attempt)).await;
                             continue;
                         }
                         let culprit = e
@@ -311,7 +374,7 @@ impl Lane {
                 "records of this batch could not be processed and were dead-lettered"
             );
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// One call, creating the instance first if there is none.

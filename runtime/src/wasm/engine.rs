@@ -135,5 +135,9 @@ impl Drop for WasmEngine {
         if let Some(t) = self.ticker.take() {
             let _ = t.join();
         }
+        // One last tick: a lane aborted just before this (see
+        // `LaneHandle::close_and_wait`) is dropped at its next epoch yield,
+        // which needs the epoch to move once more.
+        self.engine.increment_epoch();
     }
 }

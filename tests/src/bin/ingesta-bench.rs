@@ -11,11 +11,14 @@
 //! | activity-stats | ingesta with the shop statistics guest (outputs stats and alerts) |
 //! | native-map | a native 1:1 map: consume, produce each record (acks=all, idempotent), until the last ack |
 //! | identity | ingesta with the `identity` guest: the same 1:1 map through wasm |
+//! | neighbour | `identity` again, on a runner where a hostile deployment spins into its deadline on every record |
 //!
 //! Rates count from the first record seen to the last one handled (for the
 //! maps: acknowledged), so consumer-group joins and module compilation are
 //! excluded. Ratios: noop/raw and activity-stats/raw against the design
-//! targets ≥ 0.9 and identity/native-map ≥ 0.7.
+//! targets ≥ 0.9, identity/native-map ≥ 0.7, and neighbour/identity (a
+//! healthy tenant's throughput beside a hostile one, as a share of its solo
+//! throughput) ≥ 0.5.
 //!
 //! ```text
 //! cargo run --release -p ingesta-tests --bin ingesta-bench -- --records 200000 --out bench.md
@@ -31,7 +34,7 @@ use clap::Parser;
 use ingesta_runtime::config::Config;
 use ingesta_runtime::runner::Runner;
 use ingesta_tests::kafka;
-use ingesta_tests::runner::{Deployment, config_toml_with_consumer, guest_wasm};
+use ingesta_tests::runner::{Deployment, config_toml_with_consumer, fixture_wasm, guest_wasm};
 use ingesta_tests::shop::Generator;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -55,11 +58,12 @@ struct Args {
     /// Record sizes in bytes, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "100,1024")]
     sizes: Vec<usize>,
-    /// Cases to run, comma-separated (raw, noop, activity-stats, native-map, identity).
+    /// Cases to run, comma-separated (raw, noop, activity-stats, native-map,
+    /// identity, neighbour).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "raw,noop,activity-stats,native-map,identity"
+        default_value = "raw,noop,activity-stats,native-map,identity,neighbour"
     )]
     cases: Vec<String>,
     /// Runs per case; the median is reported.
@@ -84,7 +88,20 @@ fn consumer_props() -> &'static [(String, String)] {
     CONSUMER_PROPS.get().map_or(&[], Vec::as_slice)
 }
 
-const CASES: [&str; 5] = ["raw", "noop", "activity-stats", "native-map", "identity"];
+const CASES: [&str; 6] = [
+    "raw",
+    "noop",
+    "activity-stats",
+    "native-map",
+    "identity",
+    "neighbour",
+];
+
+/// The hostile neighbour: every record is an infinite loop, stopped by a
+/// deadline of this long, then dead-lettered after one attempt. There are
+/// enough of them to keep all its partitions spinning for the whole case.
+const HOSTILE_DEADLINE_MS: u64 = 100;
+const HOSTILE_RECORDS: usize = 4_000;
 
 /// One measured case.
 struct Measured {
@@ -106,6 +123,10 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> Result<()> {
     let args = Args::parse();
+    // RUST_LOG=info shows the runner's own log (joins, traps, drains).
+    if std::env::var_os("RUST_LOG").is_some() {
+        ingesta_runtime::telemetry::init(ingesta_runtime::telemetry::LogFormat::Text);
+    }
     kafka::set_bootstrap(&args.bootstrap);
     for c in &args.cases {
         if !CASES.contains(&c.as_str()) {
@@ -126,6 +147,7 @@ fn run() -> Result<()> {
     let noop = guest_wasm("noop")?;
     let stats = guest_wasm("activity-stats")?;
     let identity = guest_wasm("identity")?;
+    let hostile = fixture_wasm("hostile")?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -184,7 +206,7 @@ fn run() -> Result<()> {
         };
         run("raw", &mut || raw_consume(&input, n))?;
         run("noop", &mut || {
-            ingesta_case(&rt, "noop", &noop, &input, &[], &[], n)
+            ingesta_case(&rt, "noop", &noop, &input, &[], &[], n, &[])
         })?;
         let (stats_topic, alerts_topic) =
             (kafka::unique("bench-stats"), kafka::unique("bench-alerts"));
@@ -205,6 +227,7 @@ fn run() -> Result<()> {
                     ("alerts_topic", &alerts_topic),
                 ],
                 n,
+                &[],
             )
         })?;
         let native_out = kafka::unique("bench-native-out");
@@ -214,11 +237,11 @@ fn run() -> Result<()> {
         }
         run("native-map", &mut || native_map(&input, &native_out, n))?;
         let identity_out = kafka::unique("bench-identity-out");
-        if want("identity") {
+        if want("identity") || want("neighbour") {
             kafka::create_topic(&identity_out, 4)?;
             topics.push(identity_out.clone());
         }
-        run("identity", &mut || {
+        let identity_case = |neighbours: &[Deployment]| {
             ingesta_case(
                 &rt,
                 "identity",
@@ -227,8 +250,17 @@ fn run() -> Result<()> {
                 &[&identity_out],
                 &[("output_topic", &identity_out)],
                 n,
+                neighbours,
             )
-        })?;
+        };
+        run("identity", &mut || identity_case(&[]))?;
+        if want("neighbour") {
+            let neighbour = hostile_neighbour(&hostile)?;
+            topics.extend(neighbour.topics.iter().cloned());
+            run("neighbour", &mut || {
+                identity_case(std::slice::from_ref(&neighbour.deployment))
+            })?;
+        }
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         kafka::delete_topics(&names);
     }
@@ -301,8 +333,49 @@ fn raw_consume(topic: &str, n: usize) -> Result<f64> {
     Ok((last - first.unwrap_or(last)).as_secs_f64())
 }
 
-/// (b)–(d) ingesta in-process: start a runner for one deployment and watch
-/// its counters until every record was handled and its offset stored.
+/// A hostile deployment and the topics made for it.
+struct Neighbour {
+    deployment: Deployment,
+    topics: Vec<String>,
+}
+
+/// A deployment of the hostile fixture whose every record loops until its
+/// deadline, with a dead-letter topic so it never stops. Each run of the
+/// case starts it on a fresh group, from the beginning.
+fn hostile_neighbour(module: &std::path::Path) -> Result<Neighbour> {
+    let (input, output, dlq) = (
+        kafka::unique("bench-hostile-in"),
+        kafka::unique("bench-hostile-out"),
+        kafka::unique("bench-hostile-dlq"),
+    );
+    for t in [&input, &output, &dlq] {
+        kafka::create_topic(t, 4)?;
+    }
+    kafka::produce(
+        &input,
+        (0..HOSTILE_RECORDS).map(|i| (format!("h{i}"), "loop", None)),
+    )?;
+    let deployment = Deployment::new("hostile", module, &input, &kafka::unique("bench-grp"))
+        .output(&output)
+        .config("output_topic", &output)
+        .set("limits", "deadline_ms", HOSTILE_DEADLINE_MS)
+        .set(
+            "failure",
+            "dead_letter_topic",
+            ingesta_tests::runner::toml_str(&dlq),
+        )
+        .set("failure", "max_attempts", 1)
+        .set("failure", "backoff_initial_ms", 1);
+    Ok(Neighbour {
+        deployment,
+        topics: vec![input, output, dlq],
+    })
+}
+
+/// (b)–(d) ingesta in-process: start a runner for one deployment (plus any
+/// `neighbours`, started alongside but not measured) and watch its
+/// counters until every record was handled and its offset stored.
+#[allow(clippy::too_many_arguments)]
 fn ingesta_case(
     rt: &tokio::runtime::Runtime,
     name: &str,
@@ -311,6 +384,7 @@ fn ingesta_case(
     outputs: &[&str],
     config: &[(&str, &str)],
     n: usize,
+    neighbours: &[Deployment],
 ) -> Result<f64> {
     let group = kafka::unique("bench-grp");
     let mut d = Deployment::new(name, module, input, &group);
@@ -320,15 +394,30 @@ fn ingesta_case(
     for (k, v) in config {
         d = d.config(k, v);
     }
-    let config = parse_config(&[d])?;
+    let mut deployments = vec![d];
+    for neighbour in neighbours {
+        let mut neighbour = neighbour.clone();
+        neighbour.group = kafka::unique("bench-grp");
+        deployments.push(neighbour);
+    }
+    let config = parse_config(&deployments)?;
     let runner = {
         let _guard = rt.enter();
         Runner::start(&config)?
     };
     let measured = watch(&runner, n);
+    // A neighbour that never trapped was no hostile neighbour at all.
+    let calm: Vec<String> = runner.deployments()[1..]
+        .iter()
+        .filter(|d| d.counters().traps.load(Ordering::Relaxed) == 0)
+        .map(|d| d.name().to_owned())
+        .collect();
     let stopped = rt.block_on(runner.stop());
     let seconds = measured?;
     stopped?;
+    if !calm.is_empty() {
+        bail!("neighbour deployments {calm:?} never trapped while {name} ran");
+    }
     let ends = kafka::high_watermarks(input)?;
     let committed = kafka::committed(&group, input)?;
     if !kafka::is_committed_to_end(&committed, &ends) {
@@ -472,6 +561,8 @@ fn render(results: &[Measured], bootstrap: &str, total: Duration, repeat: usize)
             }
             "identity" => find("native-map", m.size)
                 .map(|native| format!("{:.2} × native-map", m.rate() / native.rate())),
+            "neighbour" => find("identity", m.size)
+                .map(|solo| format!("{:.2} × identity alone", m.rate() / solo.rate())),
             _ => None,
         }
         .unwrap_or_else(|| "—".to_owned());
