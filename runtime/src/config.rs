@@ -35,6 +35,32 @@ pub struct Config {
     /// The deployments this runner runs (`[[deployment]]` tables).
     #[serde(default, rename = "deployment")]
     pub deployments: Vec<DeploymentConfig>,
+    /// The HTTP control plane; unset means none is served.
+    pub control: Option<ControlConfig>,
+}
+
+/// The HTTP control plane (`[control]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// Address to listen on, e.g. `"127.0.0.1:8480"`.
+    pub listen: std::net::SocketAddr,
+    /// Where uploaded modules are kept. Defaults to
+    /// `$XDG_DATA_HOME/ingesta/modules` (or `~/.local/share/...`).
+    pub data_dir: Option<PathBuf>,
+    /// Largest accepted module upload, in MiB.
+    #[serde(default = "default_max_module_mib")]
+    pub max_module_mib: u64,
+    /// Hex SHA-256 of the operator's bearer token (`ingesta hash-token`);
+    /// the operator sees every tenant.
+    pub operator_token_sha256: Option<String>,
+    /// Tenants and their grants (`[[control.tenant]]`).
+    #[serde(default, rename = "tenant")]
+    pub tenants: Vec<crate::control::auth::TenantConfig>,
+}
+
+fn default_max_module_mib() -> u64 {
+    32
 }
 
 /// Kafka connection settings.
@@ -334,6 +360,16 @@ impl Config {
         }
         if !(64..=16 * 1024).contains(&self.runtime.wasm_stack_kib) {
             return Err("runtime.wasm_stack_kib must be between 64 and 16384".into());
+        }
+        if let Some(c) = &self.control {
+            if c.operator_token_sha256.is_none() && c.tenants.is_empty() {
+                return Err("control: no operator_token_sha256 and no [[control.tenant]]: nobody could use the API".into());
+            }
+            if c.max_module_mib == 0 || c.max_module_mib > 1024 {
+                return Err("control.max_module_mib must be between 1 and 1024".into());
+            }
+            crate::control::auth::Auth::new(c.operator_token_sha256.as_deref(), &c.tenants)
+                .map_err(|e| format!("control: {e}"))?;
         }
         let mut names = std::collections::BTreeSet::new();
         for d in &self.deployments {

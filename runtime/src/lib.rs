@@ -13,6 +13,8 @@
 //! | [`kafka`] | librdkafka client settings, building WIT batches from messages, the shared acks=all producer |
 //! | [`pipeline`] | a running deployment: poll thread, per-partition lanes, ordered offset storing, rebalance and shutdown draining |
 //! | [`runner`] | loading every deployment, starting and supervising them, signals |
+//! | [`client`] | the blocking HTTP client the CLI uses to talk to the control API |
+//! | [`control`] | the HTTP control plane: tenants and tokens, the module registry, the `/v1` API |
 //! | [`telemetry`] | log output |
 //!
 //! The data path of one record: `pipeline::poller` (poll, copy into the
@@ -20,7 +22,9 @@
 //! `kafka::OutputProducer` (publish outputs) → ack → store offset → periodic
 //! commit.
 
+pub mod client;
 pub mod config;
+pub mod control;
 pub mod kafka;
 pub mod pipeline;
 pub mod runner;

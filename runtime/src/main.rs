@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+use ingesta_runtime::client::{self, ApiClient};
 use ingesta_runtime::config::Config;
 use ingesta_runtime::telemetry::{self, LogFormat};
 
@@ -49,6 +50,43 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Print the SHA-256 of a bearer token (read from stdin), for
+    /// `token_sha256` in the config.
+    HashToken,
+    /// Manage modules through the control API.
+    Module {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: ModuleCommand,
+    },
+}
+
+/// Where the control API is and the token to present.
+#[derive(clap::Args)]
+struct ApiArgs {
+    /// Control API address.
+    #[arg(long, global = true, env = "INGESTA_API", default_value = client::DEFAULT_API)]
+    api: String,
+    /// Bearer token.
+    #[arg(long, global = true, env = "INGESTA_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum ModuleCommand {
+    /// Upload a component; prints its digest.
+    Push {
+        /// The `.wasm` component.
+        file: PathBuf,
+    },
+    /// List the modules the token may see.
+    Ls,
+    /// Delete a module by digest.
+    Rm {
+        /// `sha256:<hex>`.
+        digest: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -64,6 +102,22 @@ fn main() -> ExitCode {
 }
 
 fn run(command: Command) -> Result<()> {
+    // Client commands are blocking HTTP calls; they need no async runtime.
+    let command = match command {
+        Command::HashToken => {
+            let mut token = String::new();
+            std::io::stdin()
+                .read_line(&mut token)
+                .context("cannot read the token from stdin")?;
+            if token.trim().is_empty() {
+                anyhow::bail!("no token on stdin; usage: echo -n TOKEN | ingesta hash-token");
+            }
+            println!("{}", ingesta_runtime::control::auth::hash_token(&token));
+            return Ok(());
+        }
+        Command::Module { api, command } => return module_command(&api, command),
+        other => other,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ingesta-worker")
@@ -84,5 +138,34 @@ fn run(command: Command) -> Result<()> {
             println!("ok: {} deployment(s) ready", specs.len());
             Ok(())
         }
+        Command::HashToken | Command::Module { .. } => unreachable!("handled above"),
     }
+}
+
+fn module_command(api: &ApiArgs, command: ModuleCommand) -> Result<()> {
+    let client = ApiClient::new(&api.api, api.token.clone())?;
+    match command {
+        ModuleCommand::Push { file } => {
+            let m = client.push_module(&file)?;
+            println!("{}  {}  {} bytes", m.digest, m.world, m.size);
+        }
+        ModuleCommand::Ls => {
+            println!("{:<73}  {:<8}  {:>9}  owners", "digest", "world", "bytes");
+            for m in client.list_modules()? {
+                let owners: Vec<&str> = m.owners.iter().map(String::as_str).collect();
+                println!(
+                    "{:<73}  {:<8}  {:>9}  {}",
+                    m.digest,
+                    m.world,
+                    m.size,
+                    owners.join(",")
+                );
+            }
+        }
+        ModuleCommand::Rm { digest } => {
+            client.delete_module(&digest)?;
+            println!("deleted {digest}");
+        }
+    }
+    Ok(())
 }

@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::config::Config;
+use crate::config::{Config, ControlConfig};
+use crate::control::api::{self, ApiState};
+use crate::control::auth::Auth;
+use crate::control::modules::ModuleRegistry;
 use crate::kafka::{self, OutputProducer};
 use crate::pipeline::{Deployment, DeploymentSpec, DeploymentState};
 use crate::wasm::{
@@ -99,8 +102,8 @@ pub struct Runner {
 impl Runner {
     /// Load every module, then start every deployment of `config`.
     pub fn start(config: &Config) -> Result<Runner> {
-        if config.deployments.is_empty() {
-            bail!("the config has no [[deployment]]; nothing to run");
+        if config.deployments.is_empty() && config.control.is_none() {
+            bail!("the config has no [[deployment]] and no [control] API; nothing to run");
         }
         let engine = engine_for(config)?;
         let specs = prepare(config, &engine)?;
@@ -123,6 +126,11 @@ impl Runner {
             producer,
             deployments,
         })
+    }
+
+    /// The shared wasmtime engine.
+    pub fn engine(&self) -> &WasmEngine {
+        &self._engine
     }
 
     /// The running deployments.
@@ -163,13 +171,72 @@ impl Runner {
 /// failed, naming each and why.
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
     let runner = Runner::start(&config)?;
+    let api = match &config.control {
+        Some(control) => Some(start_api(control, &runner).await?),
+        None => None,
+    };
+    // With an API the runner serves until told to stop; without one it is
+    // done when its deployments are.
+    let finished = async {
+        if api.is_some() {
+            std::future::pending::<()>().await
+        } else {
+            runner.all_finished().await
+        }
+    };
     tokio::select! {
         _ = shutdown => tracing::info!("shutdown requested; draining in-flight batches"),
-        _ = runner.all_finished() => {}
+        _ = finished => {}
+    }
+    if let Some((stop_api, task)) = api {
+        let _ = stop_api.send(());
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "control API ended with an error"),
+            Err(e) => tracing::warn!(error = %e, "control API task failed"),
+        }
     }
     runner.stop().await?;
     tracing::info!("all deployments stopped cleanly");
     Ok(())
+}
+
+/// The running API: a trigger for its graceful shutdown and its task.
+type ApiHandle = (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+);
+
+/// Bind the control API and serve it in the background.
+async fn start_api(control: &ControlConfig, runner: &Runner) -> Result<ApiHandle> {
+    let dir = control.data_dir.clone().unwrap_or_else(default_data_dir);
+    let state = Arc::new(ApiState {
+        auth: Auth::new(control.operator_token_sha256.as_deref(), &control.tenants)
+            .map_err(anyhow::Error::msg)?,
+        modules: ModuleRegistry::open(&dir)?,
+        engine: runner.engine().engine().clone(),
+        compile_cache: runner.engine().config().compile_cache_dir.clone(),
+        max_module_bytes: (control.max_module_mib as usize) << 20,
+        ready: true.into(),
+    });
+    let listener = tokio::net::TcpListener::bind(control.listen)
+        .await
+        .with_context(|| format!("cannot listen on control.listen = {}", control.listen))?;
+    tracing::info!(listen = %control.listen, modules = %dir.display(), "control API listening");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(api::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    Ok((stop, task))
+}
+
+/// The default module directory: `$XDG_DATA_HOME/ingesta/modules`.
+pub fn default_data_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("ingesta").join("modules")
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -5,6 +5,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`kafka`] | talking to the real broker: unique names, topics, producing, reading back, committed offsets |
+//! | [`control`] | a runner's control API: test tenants and tokens, an HTTP client, the CLI |
 //! | [`inproc`] | calling guests in-process with the runner's engine, for properties of one call |
 //! | [`runner`] | finding the `ingesta` binary and guest modules, running `ingesta serve` as a child process |
 //! | [`shop`] | the shop scenario: the event generator and what `activity-stats` must output for it |
@@ -12,6 +13,7 @@
 //! Everything here is synchronous and bounded in time: every wait takes a
 //! timeout and fails with a message saying what it was waiting for.
 
+pub mod control;
 pub mod inproc;
 pub mod kafka;
 pub mod runner;

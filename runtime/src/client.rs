@@ -1,0 +1,92 @@
+//! A small blocking client for the control API, used by the CLI
+//! (`ingesta module push`, ...). Errors carry the API's own message.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use serde::de::DeserializeOwned;
+
+use crate::control::modules::ModuleInfo;
+
+/// The default API address (`[control] listen` in the demo config).
+pub const DEFAULT_API: &str = "http://127.0.0.1:8480";
+
+/// Where the API is and who we are.
+pub struct ApiClient {
+    base: String,
+    token: Option<String>,
+    http: Client,
+}
+
+impl ApiClient {
+    /// A client for `base` (e.g. `http://127.0.0.1:8480`) presenting `token`.
+    pub fn new(base: &str, token: Option<String>) -> Result<Self> {
+        let http = Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            http,
+        })
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    /// Upload a component file.
+    pub fn push_module(&self, file: &Path) -> Result<ModuleInfo> {
+        let bytes =
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let response = self
+            .request(reqwest::Method::POST, "/v1/modules")
+            .header(reqwest::header::CONTENT_TYPE, "application/wasm")
+            .body(bytes)
+            .send();
+        json(response, &format!("upload of {}", file.display()))
+    }
+
+    /// The modules the token may see.
+    pub fn list_modules(&self) -> Result<Vec<ModuleInfo>> {
+        json(
+            self.request(reqwest::Method::GET, "/v1/modules").send(),
+            "listing modules",
+        )
+    }
+
+    /// Delete a module by digest.
+    pub fn delete_module(&self, digest: &str) -> Result<()> {
+        let response = self
+            .request(reqwest::Method::DELETE, &format!("/v1/modules/{digest}"))
+            .send();
+        checked(response, &format!("deleting module {digest}")).map(drop)
+    }
+}
+
+fn checked(response: reqwest::Result<Response>, what: &str) -> Result<Response> {
+    let response = response.with_context(|| format!("{what}: cannot reach the control API"))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let body = response.text().unwrap_or_default();
+    let message = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("error")?.as_str().map(str::to_owned))
+        .unwrap_or(body);
+    bail!("{what} failed ({status}): {message}")
+}
+
+fn json<T: DeserializeOwned>(response: reqwest::Result<Response>, what: &str) -> Result<T> {
+    checked(response, what)?
+        .json()
+        .with_context(|| format!("{what}: unexpected response from the control API"))
+}

@@ -1,0 +1,227 @@
+//! Who is calling: bearer tokens, tenants and their grants.
+//!
+//! Tokens are never stored: the config holds their SHA-256, and a request's
+//! token is hashed and compared in constant time. A tenant may only name
+//! topics and consumer groups that start with one of its granted prefixes;
+//! the operator token sees and may do everything.
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::ApiError;
+
+/// A tenant as declared in the runner config (`[[control.tenant]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// The tenant's name; owns its modules and deployments.
+    pub name: String,
+    /// Hex SHA-256 of the tenant's bearer token (`ingesta hash-token`).
+    pub token_sha256: String,
+    /// Prefixes of topics the tenant's deployments may consume.
+    #[serde(default)]
+    pub read_topics: Vec<String>,
+    /// Prefixes of topics the tenant's deployments may produce to
+    /// (outputs and dead-letter topics).
+    #[serde(default)]
+    pub write_topics: Vec<String>,
+    /// Prefixes of consumer groups the tenant's deployments may use.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// The authenticated caller of one request.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// Sees every tenant's objects.
+    Operator,
+    /// Sees only its own objects, within its grants.
+    Tenant(TenantConfig),
+}
+
+impl Caller {
+    /// The tenant name for logs and ownership (`*` for the operator).
+    pub fn name(&self) -> &str {
+        match self {
+            Caller::Operator => "*",
+            Caller::Tenant(t) => &t.name,
+        }
+    }
+
+    /// Whether the caller may see objects owned by `tenant`.
+    pub fn sees(&self, tenant: &str) -> bool {
+        match self {
+            Caller::Operator => true,
+            Caller::Tenant(t) => t.name == tenant,
+        }
+    }
+
+    /// Refuses (403, naming it) a topic the caller may not read.
+    pub fn check_read_topic(&self, topic: &str) -> Result<(), ApiError> {
+        self.check(topic, "read topic", |t| &t.read_topics)
+    }
+
+    /// Refuses (403, naming it) a topic the caller may not write.
+    pub fn check_write_topic(&self, topic: &str) -> Result<(), ApiError> {
+        self.check(topic, "write topic", |t| &t.write_topics)
+    }
+
+    /// Refuses (403, naming it) a consumer group outside the grants.
+    pub fn check_group(&self, group: &str) -> Result<(), ApiError> {
+        self.check(group, "use consumer group", |t| &t.groups)
+    }
+
+    fn check(
+        &self,
+        name: &str,
+        what: &str,
+        prefixes: impl Fn(&TenantConfig) -> &Vec<String>,
+    ) -> Result<(), ApiError> {
+        let Caller::Tenant(t) = self else {
+            return Ok(());
+        };
+        let granted = prefixes(t);
+        if granted.iter().any(|p| name.starts_with(p.as_str())) {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden(format!(
+            "tenant {:?} may not {what} {name:?}: it is outside the granted prefixes {granted:?}",
+            t.name
+        )))
+    }
+}
+
+/// The token table: operator and tenants, by token hash.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    operator: Option<[u8; 32]>,
+    tenants: Vec<([u8; 32], TenantConfig)>,
+}
+
+impl Auth {
+    /// Builds the table; fails on a hash that is not 64 hex digits or a
+    /// token hash used twice.
+    pub fn new(operator_sha256: Option<&str>, tenants: &[TenantConfig]) -> Result<Self, String> {
+        let operator = operator_sha256
+            .map(|h| parse_hash(h).map_err(|e| format!("control.operator_token_sha256: {e}")))
+            .transpose()?;
+        let mut table = Vec::new();
+        for t in tenants {
+            let hash = parse_hash(&t.token_sha256)
+                .map_err(|e| format!("tenant {:?}: token_sha256: {e}", t.name))?;
+            if Some(hash) == operator || table.iter().any(|(h, _)| *h == hash) {
+                return Err(format!(
+                    "tenant {:?}: token_sha256 is already used by another tenant or the operator",
+                    t.name
+                ));
+            }
+            table.push((hash, t.clone()));
+        }
+        Ok(Self {
+            operator,
+            tenants: table,
+        })
+    }
+
+    /// The caller presenting `authorization` (the header's value), or 401.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, ApiError> {
+        let token = authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(ApiError::Unauthorized)?;
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        // Compare against every entry so timing says nothing about which
+        // (or whether one) matched.
+        let mut found: Option<Caller> = None;
+        if let Some(op) = &self.operator
+            && constant_time_eq(op, &hash)
+        {
+            found = Some(Caller::Operator);
+        }
+        for (h, t) in &self.tenants {
+            if constant_time_eq(h, &hash) {
+                found = Some(Caller::Tenant(t.clone()));
+            }
+        }
+        found.ok_or(ApiError::Unauthorized)
+    }
+}
+
+/// The hex SHA-256 of a token, as the config wants it.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.trim().as_bytes()))
+}
+
+fn parse_hash(hex_hash: &str) -> Result<[u8; 32], String> {
+    let bytes = hex::decode(hex_hash.trim())
+        .map_err(|_| "expected 64 hex digits (the SHA-256 of the token)".to_owned())?;
+    bytes
+        .try_into()
+        .map_err(|_| "expected 64 hex digits (the SHA-256 of the token)".to_owned())
+}
+
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(name: &str, token: &str) -> TenantConfig {
+        TenantConfig {
+            name: name.into(),
+            token_sha256: hash_token(token),
+            read_topics: vec!["shop.".into()],
+            write_topics: vec!["shop.out.".into()],
+            groups: vec!["shop-".into()],
+        }
+    }
+
+    #[test]
+    fn tokens_map_to_callers_and_anything_else_is_401() {
+        let auth = Auth::new(Some(&hash_token("op")), &[tenant("shop", "s3cret")]).unwrap();
+        assert!(matches!(
+            auth.authenticate(Some("Bearer op")),
+            Ok(Caller::Operator)
+        ));
+        assert!(
+            matches!(auth.authenticate(Some("Bearer s3cret")), Ok(Caller::Tenant(t)) if t.name == "shop")
+        );
+        for bad in [
+            None,
+            Some(""),
+            Some("Bearer "),
+            Some("s3cret"),
+            Some("Bearer nope"),
+        ] {
+            assert!(
+                matches!(auth.authenticate(bad), Err(ApiError::Unauthorized)),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn grants_are_prefixes_and_refusals_name_the_object() {
+        let caller = Caller::Tenant(tenant("shop", "t"));
+        assert!(caller.check_read_topic("shop.activity").is_ok());
+        assert!(caller.check_write_topic("shop.out.stats").is_ok());
+        assert!(caller.check_group("shop-stats").is_ok());
+        let err = caller.check_write_topic("shop.activity").unwrap_err();
+        assert!(err.to_string().contains("\"shop.activity\""), "{err}");
+        assert!(caller.check_group("billing").is_err());
+        assert!(Caller::Operator.check_group("anything").is_ok());
+    }
+
+    #[test]
+    fn bad_or_shared_hashes_are_refused() {
+        assert!(Auth::new(Some("xyz"), &[]).is_err());
+        let t = tenant("a", "same");
+        let mut u = tenant("b", "same");
+        assert!(Auth::new(None, &[t.clone(), u.clone()]).is_err());
+        u.token_sha256 = hash_token("other");
+        assert!(Auth::new(Some(&hash_token("same")), &[t, u]).is_err());
+    }
+}

@@ -1,0 +1,154 @@
+//! Driving the control API of a runner child process: a config with an
+//! operator and two tenants, a blocking HTTP client, and the CLI.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use reqwest::blocking::{Client, RequestBuilder};
+use reqwest::{Method, StatusCode};
+
+use crate::runner::{self, toml_str};
+
+/// The operator's token in these tests.
+pub const OPERATOR_TOKEN: &str = "operator-token-for-tests";
+
+/// A tenant of the test config.
+pub struct Tenant {
+    pub name: &'static str,
+    pub token: &'static str,
+    /// Prefix of every topic and group it is granted.
+    pub prefix: &'static str,
+}
+
+/// Tenant A: may use topics and groups starting with `a-`.
+pub const TENANT_A: Tenant = Tenant {
+    name: "tenant-a",
+    token: "token-of-tenant-a",
+    prefix: "a-",
+};
+/// Tenant B: may use topics and groups starting with `b-`.
+pub const TENANT_B: Tenant = Tenant {
+    name: "tenant-b",
+    token: "token-of-tenant-b",
+    prefix: "b-",
+};
+
+/// A free loopback port (bound, then released for the runner to take).
+pub fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// `[control]` on `port` keeping modules in `data_dir`, with the operator
+/// and both tenants; uploads are capped at `max_module_mib`.
+pub fn control_table(port: u16, data_dir: &Path, max_module_mib: u64) -> String {
+    let hash = ingesta_runtime::control::auth::hash_token;
+    let mut t = format!(
+        "[control]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = {}\nmax_module_mib = {max_module_mib}\noperator_token_sha256 = \"{}\"\n",
+        toml_str(&data_dir.display().to_string()),
+        hash(OPERATOR_TOKEN)
+    );
+    for tenant in [&TENANT_A, &TENANT_B] {
+        let p = toml_str(tenant.prefix);
+        let _ = write!(
+            t,
+            "\n[[control.tenant]]\nname = {}\ntoken_sha256 = \"{}\"\nread_topics = [{p}]\nwrite_topics = [{p}]\ngroups = [{p}]\n",
+            toml_str(tenant.name),
+            hash(tenant.token)
+        );
+    }
+    t
+}
+
+/// A runner config with only the control plane.
+pub fn config_toml(port: u16, data_dir: &Path, max_module_mib: u64) -> String {
+    format!(
+        "{}\n{}",
+        runner::kafka_table(),
+        control_table(port, data_dir, max_module_mib)
+    )
+}
+
+/// A blocking client for `http://127.0.0.1:<port>`.
+pub struct Api {
+    base: String,
+    http: Client,
+}
+
+impl Api {
+    pub fn new(port: u16) -> Result<Self> {
+        Ok(Self {
+            base: format!("http://127.0.0.1:{port}"),
+            http: Client::builder().timeout(Duration::from_secs(60)).build()?,
+        })
+    }
+
+    /// The API's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// A request to `path`, with `token` if given.
+    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.base));
+        match token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    /// Sends and returns the status and the body parsed as JSON (`Null` if
+    /// it is not JSON).
+    pub fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, serde_json::Value)> {
+        let mut r = self.request(method.clone(), path, token);
+        if let Some(b) = body {
+            r = r.body(b);
+        }
+        let response = r
+            .send()
+            .with_context(|| format!("{method} {path}: no response"))?;
+        let status = response.status();
+        let text = response.text()?;
+        Ok((status, serde_json::from_str(&text).unwrap_or_default()))
+    }
+
+    /// Waits until `/healthz` answers.
+    pub fn wait_healthy(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(r) = self.request(Method::GET, "/healthz", None).send()
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the control API at {} did not come up within {timeout:?}",
+                    self.base
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Runs `ingesta <args>` against the API at `base` with `token`.
+pub fn cli(base: &str, token: Option<&str>, args: &[&str]) -> Result<Output> {
+    let mut c = Command::new(runner::ingesta_bin()?);
+    c.args(args)
+        .env("INGESTA_API", base)
+        .env_remove("INGESTA_TOKEN");
+    if let Some(t) = token {
+        c.env("INGESTA_TOKEN", t);
+    }
+    c.output().context("cannot run the ingesta CLI")
+}
