@@ -42,7 +42,15 @@ impl<'a> Event<'a> {
         let bytes = record
             .value()
             .ok_or_else(|| record.error("value is null, expected a JSON activity event"))?;
-        let event: Event<'a> = match serde_json::from_slice(bytes) {
+        // Validate UTF-8 once per record and parse from `&str`: `from_slice`
+        // re-validates every string it borrows, and those byte loops were
+        // ~11% of this guest's instructions (docs/benchmarks.md). Invalid
+        // UTF-8 takes the slice path, which names the error.
+        let parsed = match std::str::from_utf8(bytes) {
+            Ok(text) => serde_json::from_str::<Event<'a>>(text),
+            Err(_) => serde_json::from_slice::<Event<'a>>(bytes),
+        };
+        let event: Event<'a> = match parsed {
             Ok(event) => event,
             // Good input takes the fast typed path; only a bad record pays
             // for a second, untyped parse that can say which field is wrong.
