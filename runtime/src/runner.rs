@@ -24,11 +24,21 @@ use crate::wasm::{
 
 /// The default compile cache: `$XDG_CACHE_HOME/ingesta/compiled`.
 pub fn default_compile_cache() -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
+    xdg_dir("XDG_CACHE_HOME", ".cache").join("compiled")
+}
+
+/// The default module directory: `$XDG_DATA_HOME/ingesta/modules`.
+pub fn default_data_dir() -> PathBuf {
+    xdg_dir("XDG_DATA_HOME", ".local/share").join("modules")
+}
+
+/// `$<var>/ingesta`, else `~/<under_home>/ingesta`, else under the temp dir.
+fn xdg_dir(var: &str, under_home: &str) -> PathBuf {
+    let base = std::env::var_os(var)
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(under_home)))
         .unwrap_or_else(std::env::temp_dir);
-    base.join("ingesta").join("compiled")
+    base.join("ingesta")
 }
 
 /// Load, check and link every deployment's module.
@@ -228,15 +238,6 @@ async fn start_api(control: &ControlConfig, runner: &Runner) -> Result<ApiHandle
         let _ = stopped.await;
     }));
     Ok((stop, task))
-}
-
-/// The default module directory: `$XDG_DATA_HOME/ingesta/modules`.
-pub fn default_data_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("ingesta").join("modules")
 }
 
 /// Resolves on SIGINT or SIGTERM.

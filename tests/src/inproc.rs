@@ -19,6 +19,15 @@ use crate::runner;
 /// The topic the hostile fixture forwards to in these tests.
 pub const OUTPUT_TOPIC: &str = "out";
 
+/// Runs `f` to completion on a current-thread runtime, as the runner's
+/// lanes would run a call.
+pub fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
+}
+
 /// A batch of keyless records with these values, from offset 0.
 pub fn batch<'a>(values: impl IntoIterator<Item = &'a str>) -> Batch {
     let mut data = Vec::new();

@@ -127,6 +127,14 @@ impl Deployment {
         }
     }
 
+    /// Dead-letter to `topic` after `max_attempts`, retrying with a 1 ms
+    /// initial backoff (tests should not wait on backoff).
+    pub fn dead_letter(self, topic: &str, max_attempts: u32) -> Self {
+        self.set("failure", "dead_letter_topic", toml_str(topic))
+            .set("failure", "max_attempts", max_attempts)
+            .set("failure", "backoff_initial_ms", 1)
+    }
+
     /// Set `key = raw_toml` in `[deployment.<table>]` (e.g. `limits`,
     /// `failure`).
     pub fn set(mut self, table: &str, key: &str, raw_toml: impl ToString) -> Self {

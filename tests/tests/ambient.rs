@@ -14,12 +14,6 @@ use ingesta_runtime::wasm::{
 };
 use ingesta_tests::inproc::{self, batch, emitted_values};
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
-}
-
 fn engine(cache: &std::path::Path) -> Result<WasmEngine> {
     WasmEngine::new(WasmEngineConfig::new(
         Duration::from_millis(10),
@@ -29,7 +23,7 @@ fn engine(cache: &std::path::Path) -> Result<WasmEngine> {
 
 #[test]
 fn guests_reach_no_files_environment_or_network_but_have_a_clock() -> Result<()> {
-    runtime()?.block_on(async {
+    inproc::block_on(async {
         let cache = tempfile::tempdir()?;
         let engine = engine(cache.path())?;
         let template = inproc::hostile(&engine, cache.path(), "ambient", &Default::default())?;
@@ -76,7 +70,7 @@ fn guests_reach_no_files_environment_or_network_but_have_a_clock() -> Result<()>
 
 #[test]
 fn a_host_call_over_the_limit_traps_and_one_under_it_succeeds() -> Result<()> {
-    runtime()?.block_on(async {
+    inproc::block_on(async {
         let cache = tempfile::tempdir()?;
         let engine = engine(cache.path())?;
         let limits = LimitsConfig {

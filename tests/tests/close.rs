@@ -38,8 +38,7 @@ fn sigterm_abandons_a_batch_mid_bisection_and_loses_nothing() -> Result<()> {
         .batch(10, 5)
         .config("output_topic", &output)
         .set("limits", "deadline_ms", 100)
-        .set("failure", "dead_letter_topic", runner::toml_str(&dlq))
-        .set("failure", "max_attempts", 1);
+        .dead_letter(&dlq, 1);
     // A drain timeout far longer than the test waits: the lane must close
     // on its own, not be cut off by the timeout.
     let config = format!(

@@ -59,10 +59,7 @@ fn hostile(
 
 #[test]
 fn loops_stop_at_the_deadline_and_bombs_stay_under_the_memory_cap() -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
+    inproc::block_on(async {
         let cache = tempfile::tempdir()?;
         let engine = WasmEngine::new(WasmEngineConfig::new(TICK, cache.path().to_owned()))?;
         let template = hostile(&engine, cache.path(), DEADLINE, None)?;
@@ -119,7 +116,10 @@ fn loops_stop_at_the_deadline_and_bombs_stay_under_the_memory_cap() -> Result<()
             "resident memory grew by {grew} bytes, more than the {MEMORY_CAP}-byte cap plus {RSS_MARGIN}"
         );
         // The bomb really allocated (otherwise this proves nothing).
-        ensure!(grew >= MEMORY_CAP / 2, "the bomb only grew memory by {grew} bytes");
+        ensure!(
+            grew >= MEMORY_CAP / 2,
+            "the bomb only grew memory by {grew} bytes"
+        );
         drop(template);
         drop(engine);
 
@@ -128,7 +128,12 @@ fn loops_stop_at_the_deadline_and_bombs_stay_under_the_memory_cap() -> Result<()
         let mut config = WasmEngineConfig::new(TICK, cache.path().to_owned());
         config.fuel = true;
         let engine = WasmEngine::new(config)?;
-        let template = hostile(&engine, cache.path(), Duration::from_secs(60), Some(50_000_000))?;
+        let template = hostile(
+            &engine,
+            cache.path(),
+            Duration::from_secs(60),
+            Some(50_000_000),
+        )?;
         let mut instance = ConsumerInstance::new(&template).await?;
         match instance.handle(&batch(["good"])).await {
             CallOutcome::Ok(out) => ensure!(out.len() == 1, "expected one outbox"),

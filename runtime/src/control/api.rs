@@ -36,15 +36,6 @@ pub struct ApiState {
     pub ready: AtomicBool,
 }
 
-impl ApiState {
-    /// Which of `tenant`'s deployments use `digest`, if any (409 on delete).
-    fn deployment_using(&self, _tenant: &str, _digest: &str) -> Option<String> {
-        // Deployments made through the API arrive with the deployments
-        // endpoints; config-file deployments reference files, not digests.
-        None
-    }
-}
-
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -230,10 +221,10 @@ async fn get_module(
     state.modules.get(&caller, &digest).map(Json)
 }
 
-/// Delete a module (409 while a deployment of the caller uses it).
+/// Delete the caller's module (every owner's, for the operator).
 #[utoipa::path(delete, path = "/v1/modules/{digest}", tag = "modules",
     params(("digest" = String, Path, description = "`sha256:<hex>`")),
-    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 204), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn delete_module(
     State(state): State<Arc<ApiState>>,
@@ -242,9 +233,7 @@ async fn delete_module(
 ) -> Result<StatusCode, ApiError> {
     let result = state
         .modules
-        .remove(&caller, &digest, |tenant| {
-            state.deployment_using(tenant, &digest)
-        })
+        .remove(&caller, &digest)
         .map(|()| StatusCode::NO_CONTENT);
     audit(&caller, "module.delete", &digest, result.as_ref().copied());
     result

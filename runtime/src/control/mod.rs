@@ -31,8 +31,6 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
-    #[error("{0}")]
-    Conflict(String),
     #[error("request body is larger than the limit of {0} bytes")]
     TooLarge(usize),
     #[error("internal error: {0}")]
@@ -47,7 +45,6 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

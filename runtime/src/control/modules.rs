@@ -138,14 +138,8 @@ impl ModuleRegistry {
     }
 
     /// Drops the caller's ownership of `digest` (all owners for the
-    /// operator); the bytes go with the last owner. `in_use` says whether
-    /// a deployment of that owner still runs it (409).
-    pub fn remove(
-        &self,
-        caller: &Caller,
-        digest: &str,
-        in_use: impl Fn(&str) -> Option<String>,
-    ) -> Result<(), ApiError> {
+    /// operator); the bytes go with the last owner.
+    pub fn remove(&self, caller: &Caller, digest: &str) -> Result<(), ApiError> {
         let mut modules = self.modules.write().unwrap_or_else(|e| e.into_inner());
         let Some(info) = modules
             .get(digest)
@@ -154,22 +148,7 @@ impl ModuleRegistry {
             return Err(ApiError::NotFound(format!("module {digest:?}")));
         };
         let mut info = info.clone();
-        let dropping: Vec<String> = info
-            .owners
-            .iter()
-            .filter(|o| caller.sees(o))
-            .cloned()
-            .collect();
-        for owner in &dropping {
-            if let Some(deployment) = in_use(owner) {
-                return Err(ApiError::Conflict(format!(
-                    "module {digest:?} is used by deployment {deployment:?}; delete or update the deployment first"
-                )));
-            }
-        }
-        for owner in &dropping {
-            info.owners.remove(owner);
-        }
+        info.owners.retain(|o| !caller.sees(o));
         if info.owners.is_empty() {
             let _ = std::fs::remove_file(self.dir.join(file_name(digest, "json")));
             let _ = std::fs::remove_file(self.path(digest));

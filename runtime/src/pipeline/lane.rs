@@ -156,6 +156,8 @@ impl Lane {
     }
 
     /// Sleeps for `d`, or less if the lane starts closing meanwhile.
+    /// (`&mut self`: the lane is `Send` but not `Sync`, and this future
+    /// is held across an await in the lane task.)
     async fn backoff(&mut self, d: std::time::Duration) {
         let mut closing = self.closing.clone();
         tokio::select! {

@@ -359,13 +359,7 @@ fn hostile_neighbour(module: &std::path::Path) -> Result<Neighbour> {
         .output(&output)
         .config("output_topic", &output)
         .set("limits", "deadline_ms", HOSTILE_DEADLINE_MS)
-        .set(
-            "failure",
-            "dead_letter_topic",
-            ingesta_tests::runner::toml_str(&dlq),
-        )
-        .set("failure", "max_attempts", 1)
-        .set("failure", "backoff_initial_ms", 1);
+        .dead_letter(&dlq, 1);
     Ok(Neighbour {
         deployment,
         topics: vec![input, output, dlq],
