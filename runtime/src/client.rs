@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::control::modules::ModuleInfo;
 
@@ -62,12 +63,85 @@ impl ApiClient {
         )
     }
 
+    /// Create a deployment from a `POST /v1/deployments` body.
+    pub fn create_deployment(&self, body: &Value, tenant: Option<&str>) -> Result<Value> {
+        let path = with_tenant("/v1/deployments", tenant);
+        json(
+            self.request(reqwest::Method::POST, &path).json(body).send(),
+            "creating the deployment",
+        )
+    }
+
+    /// The deployments the token may see.
+    pub fn list_deployments(&self) -> Result<Vec<Value>> {
+        json(
+            self.request(reqwest::Method::GET, "/v1/deployments").send(),
+            "listing deployments",
+        )
+    }
+
+    /// One deployment's status, with per-partition lag.
+    pub fn deployment(&self, name: &str, tenant: Option<&str>) -> Result<Value> {
+        let path = with_tenant(&format!("/v1/deployments/{name}"), tenant);
+        json(
+            self.request(reqwest::Method::GET, &path).send(),
+            &format!("reading deployment {name:?}"),
+        )
+    }
+
+    /// Change a deployment with a `PATCH` body.
+    pub fn update_deployment(
+        &self,
+        name: &str,
+        body: &Value,
+        tenant: Option<&str>,
+    ) -> Result<Value> {
+        let path = with_tenant(&format!("/v1/deployments/{name}"), tenant);
+        json(
+            self.request(reqwest::Method::PATCH, &path)
+                .json(body)
+                .send(),
+            &format!("updating deployment {name:?}"),
+        )
+    }
+
+    /// `pause`, `resume` or `rollback`.
+    pub fn deployment_action(
+        &self,
+        name: &str,
+        action: &str,
+        tenant: Option<&str>,
+    ) -> Result<Value> {
+        let path = with_tenant(&format!("/v1/deployments/{name}/{action}"), tenant);
+        json(
+            self.request(reqwest::Method::POST, &path).send(),
+            &format!("{action} of deployment {name:?}"),
+        )
+    }
+
+    /// Delete a deployment.
+    pub fn delete_deployment(&self, name: &str, tenant: Option<&str>) -> Result<()> {
+        let path = with_tenant(&format!("/v1/deployments/{name}"), tenant);
+        checked(
+            self.request(reqwest::Method::DELETE, &path).send(),
+            &format!("deleting deployment {name:?}"),
+        )
+        .map(drop)
+    }
+
     /// Delete a module by digest.
     pub fn delete_module(&self, digest: &str) -> Result<()> {
         let response = self
             .request(reqwest::Method::DELETE, &format!("/v1/modules/{digest}"))
             .send();
         checked(response, &format!("deleting module {digest}")).map(drop)
+    }
+}
+
+fn with_tenant(path: &str, tenant: Option<&str>) -> String {
+    match tenant {
+        Some(t) => format!("{path}?tenant={t}"),
+        None => path.to_owned(),
     }
 }
 

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Errors found while reading or validating a config file.
@@ -45,9 +45,14 @@ pub struct Config {
 pub struct ControlConfig {
     /// Address to listen on, e.g. `"127.0.0.1:8480"`.
     pub listen: std::net::SocketAddr,
-    /// Where uploaded modules are kept. Defaults to
-    /// `$XDG_DATA_HOME/ingesta/modules` (or `~/.local/share/...`).
-    pub data_dir: Option<PathBuf>,
+    /// Prefix of the two compacted topics holding the control plane's
+    /// state (`<prefix>deployments`, `<prefix>modules`). Runners sharing a
+    /// prefix (and Kafka) share their deployments and modules.
+    #[serde(default = "default_state_prefix")]
+    pub state_topic_prefix: String,
+    /// Replication factor of the state topics when ingesta creates them;
+    /// unset uses the broker's default.
+    pub state_replication_factor: Option<i32>,
     /// Largest accepted module upload, in MiB.
     #[serde(default = "default_max_module_mib")]
     pub max_module_mib: u64,
@@ -61,6 +66,10 @@ pub struct ControlConfig {
 
 fn default_max_module_mib() -> u64 {
     32
+}
+
+fn default_state_prefix() -> String {
+    "_ingesta.".into()
 }
 
 /// Kafka connection settings.
@@ -95,6 +104,11 @@ pub struct RuntimeConfig {
     pub drain_timeout_ms: u64,
     /// Wasm call stack per instance, in KiB; deeper recursion traps.
     pub wasm_stack_kib: u64,
+    /// Compile modules with fuel metering, so deployments created over the
+    /// API may set `limits.fuel`. Metering costs every deployment some
+    /// speed (see docs/benchmarks.md), so it is off unless asked for or a
+    /// config-file deployment sets a fuel limit.
+    pub fuel_metering: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -104,23 +118,30 @@ impl Default for RuntimeConfig {
             epoch_tick_ms: 10,
             drain_timeout_ms: 30_000,
             wasm_stack_kib: 512,
+            fuel_metering: false,
         }
     }
 }
 
-/// Where a deployment starts when its consumer group has no committed offset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// Where a deployment starts when its consumer group has no committed
+/// offset: `"earliest"`, `"latest"`, or `{ timestamp = <ms since epoch> }`
+/// (the first record at or after that time).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StartPosition {
+    #[default]
     Earliest,
     Latest,
+    Timestamp(i64),
 }
 
 impl StartPosition {
-    /// The librdkafka `auto.offset.reset` value.
+    /// The librdkafka `auto.offset.reset` value. A timestamp start commits
+    /// its offsets before the consumer joins; past the end it falls back to
+    /// the earliest record still there.
     pub fn as_offset_reset(self) -> &'static str {
         match self {
-            StartPosition::Earliest => "earliest",
+            StartPosition::Earliest | StartPosition::Timestamp(_) => "earliest",
             StartPosition::Latest => "latest",
         }
     }
@@ -144,7 +165,7 @@ pub struct DeploymentConfig {
     #[serde(default)]
     pub outputs: Vec<String>,
     /// Where to start without a committed offset.
-    #[serde(default = "default_start")]
+    #[serde(default)]
     pub start: StartPosition,
     /// Batching of records handed to one call.
     #[serde(default)]
@@ -163,12 +184,8 @@ pub struct DeploymentConfig {
     pub kafka: BTreeMap<String, Scalar>,
 }
 
-fn default_start() -> StartPosition {
-    StartPosition::Earliest
-}
-
 /// How records are grouped into calls.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
     /// Most records in one call.
@@ -191,7 +208,7 @@ impl Default for BatchConfig {
 }
 
 /// Sandbox limits of one deployment's instances.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Linear memory cap per instance, in MiB.
@@ -227,7 +244,7 @@ impl Default for LimitsConfig {
 }
 
 /// What happens when a handler fails.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct FailureConfig {
     /// Where records that cannot be processed go, with headers saying why.
@@ -255,7 +272,7 @@ impl Default for FailureConfig {
 
 /// A TOML scalar used where the value is ultimately a string (config maps,
 /// librdkafka properties), so users may write `linger.ms = 5` or `"5"`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct Scalar(#[serde(deserialize_with = "scalar_to_string")] pub String);
 
@@ -370,6 +387,12 @@ impl Config {
             }
             crate::control::auth::Auth::new(c.operator_token_sha256.as_deref(), &c.tenants)
                 .map_err(|e| format!("control: {e}"))?;
+            if !is_valid_topic(&format!("{}deployments", c.state_topic_prefix)) {
+                return Err(format!(
+                    "control.state_topic_prefix {:?} does not make a valid topic name",
+                    c.state_topic_prefix
+                ));
+            }
         }
         let mut names = std::collections::BTreeSet::new();
         for d in &self.deployments {

@@ -12,9 +12,10 @@
 //! | [`wasm`] | wasmtime: the shared engine and epoch ticker, loading and checking components, host imports, instances and trap classification |
 //! | [`kafka`] | librdkafka client settings, building WIT batches from messages, the shared acks=all producer |
 //! | [`pipeline`] | a running deployment: poll thread, per-partition lanes, ordered offset storing, rebalance and shutdown draining |
-//! | [`runner`] | loading every deployment, starting and supervising them, signals |
+//! | [`supervisor`] | the deployments of this runner: start, hot swap, restart, replay, pause, remove; their status |
+//! | [`runner`] | wiring: engine, producer, supervisor, control plane; serve until a signal |
 //! | [`client`] | the blocking HTTP client the CLI uses to talk to the control API |
-//! | [`control`] | the HTTP control plane: tenants and tokens, the module registry, the `/v1` API |
+//! | [`control`] | the HTTP control plane: tenants and tokens, the module registry, deployment records, state in Kafka, the `/v1` API |
 //! | [`telemetry`] | log output |
 //!
 //! The data path of one record: `pipeline::poller` (poll, copy into the
@@ -28,5 +29,6 @@ pub mod control;
 pub mod kafka;
 pub mod pipeline;
 pub mod runner;
+pub mod supervisor;
 pub mod telemetry;
 pub mod wasm;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
 
 use ingesta_runtime::client::{self, ApiClient};
 use ingesta_runtime::config::Config;
@@ -60,6 +61,103 @@ enum Command {
         #[command(subcommand)]
         command: ModuleCommand,
     },
+    /// Create a deployment (from flags, a spec file, or both; flags win).
+    Deploy {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        spec: DeployArgs,
+    },
+    /// Change a deployment: new module, config or outputs swap in at the
+    /// next batch; `--replay` moves its group and consumes again from there.
+    Update {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The deployment.
+        name: String,
+        /// New module: a digest, or a `.wasm` file to upload first.
+        #[arg(long)]
+        module: Option<String>,
+        /// Replace the output topics (repeat the flag).
+        #[arg(long = "output")]
+        outputs: Vec<String>,
+        /// Replace the config map with these KEY=VALUE pairs (repeat).
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        config: Vec<String>,
+        /// Replay from `earliest`, `latest` or a timestamp (ms since epoch).
+        #[arg(long)]
+        replay: Option<String>,
+    },
+    /// List deployments with their state and total lag.
+    Ls {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// One deployment's state, counters and per-partition lag.
+    Status {
+        #[command(flatten)]
+        api: ApiArgs,
+        name: String,
+    },
+    /// Stop consuming; offsets and settings are kept.
+    Pause {
+        #[command(flatten)]
+        api: ApiArgs,
+        name: String,
+    },
+    /// Consume again (also restarts a failed deployment).
+    Resume {
+        #[command(flatten)]
+        api: ApiArgs,
+        name: String,
+    },
+    /// Go back to the previous revision (again: forward).
+    Rollback {
+        #[command(flatten)]
+        api: ApiArgs,
+        name: String,
+    },
+    /// Delete a deployment (its group's offsets stay in Kafka).
+    Rm {
+        #[command(flatten)]
+        api: ApiArgs,
+        name: String,
+    },
+}
+
+/// `ingesta deploy`: what to run.
+#[derive(clap::Args)]
+struct DeployArgs {
+    /// A JSON or TOML file with the `POST /v1/deployments` fields.
+    #[arg(long, short)]
+    file: Option<PathBuf>,
+    /// Deployment name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Module digest, or a `.wasm` file to upload first.
+    #[arg(long)]
+    module: Option<String>,
+    /// Input topic (repeat the flag for several).
+    #[arg(long = "input")]
+    inputs: Vec<String>,
+    /// Consumer group (required: never derived).
+    #[arg(long)]
+    group: Option<String>,
+    /// Output topic the module may emit to (repeat).
+    #[arg(long = "output")]
+    outputs: Vec<String>,
+    /// Dead-letter topic for records that cannot be processed.
+    #[arg(long)]
+    dead_letter: Option<String>,
+    /// `earliest`, `latest` or a timestamp (ms since epoch).
+    #[arg(long)]
+    start: Option<String>,
+    /// Config value KEY=VALUE for the module (repeat).
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    config: Vec<String>,
+    /// Create it paused.
+    #[arg(long)]
+    paused: bool,
 }
 
 /// Where the control API is and the token to present.
@@ -71,6 +169,9 @@ struct ApiArgs {
     /// Bearer token.
     #[arg(long, global = true, env = "INGESTA_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Act on this tenant's deployments (operator token only).
+    #[arg(long, global = true, env = "INGESTA_TENANT")]
+    tenant: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -116,7 +217,8 @@ fn run(command: Command) -> Result<()> {
             return Ok(());
         }
         Command::Module { api, command } => return module_command(&api, command),
-        other => other,
+        Command::Serve { .. } | Command::Check { .. } => command,
+        client_command => return deployment_command(client_command),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -138,7 +240,7 @@ fn run(command: Command) -> Result<()> {
             println!("ok: {} deployment(s) ready", specs.len());
             Ok(())
         }
-        Command::HashToken | Command::Module { .. } => unreachable!("handled above"),
+        _ => unreachable!("client commands are handled above"),
     }
 }
 
@@ -168,4 +270,228 @@ fn module_command(api: &ApiArgs, command: ModuleCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn client(api: &ApiArgs) -> Result<ApiClient> {
+    ApiClient::new(&api.api, api.token.clone())
+}
+
+/// A module flag: a digest as is, or a file uploaded first.
+fn module_ref(client: &ApiClient, module: &str) -> Result<String> {
+    let path = std::path::Path::new(module);
+    if module.starts_with("sha256:") || !path.exists() {
+        return Ok(module.to_owned());
+    }
+    let m = client.push_module(path)?;
+    eprintln!("uploaded {} as {}", path.display(), m.digest);
+    Ok(m.digest)
+}
+
+fn start_value(s: &str) -> Result<Value> {
+    Ok(match s {
+        "earliest" | "latest" => Value::from(s),
+        ms => json!({ "timestamp": ms.parse::<i64>().with_context(|| {
+            format!("start {ms:?}: expected earliest, latest or a timestamp in ms since the epoch")
+        })? }),
+    })
+}
+
+fn config_map(pairs: &[String]) -> Result<Value> {
+    let mut map = serde_json::Map::new();
+    for p in pairs {
+        let (k, v) = p
+            .split_once('=')
+            .with_context(|| format!("config {p:?}: expected KEY=VALUE"))?;
+        map.insert(k.to_owned(), Value::from(v));
+    }
+    Ok(Value::Object(map))
+}
+
+fn deployment_command(command: Command) -> Result<()> {
+    match command {
+        Command::Deploy { api, spec } => {
+            let client = client(&api)?;
+            let mut body = match &spec.file {
+                Some(f) => {
+                    let text = std::fs::read_to_string(f)
+                        .with_context(|| format!("cannot read {}", f.display()))?;
+                    if f.extension().is_some_and(|e| e == "toml") {
+                        toml::from_str::<Value>(&text)
+                            .with_context(|| format!("invalid TOML in {}", f.display()))?
+                    } else {
+                        serde_json::from_str::<Value>(&text)
+                            .with_context(|| format!("invalid JSON in {}", f.display()))?
+                    }
+                }
+                None => json!({}),
+            };
+            let obj = body
+                .as_object_mut()
+                .context("the spec file must hold an object")?;
+            if let Some(n) = spec.name {
+                obj.insert("name".into(), n.into());
+            }
+            if let Some(m) = &spec.module {
+                obj.insert("module".into(), module_ref(&client, m)?.into());
+            } else if let Some(m) = obj.get("module").and_then(Value::as_str).map(str::to_owned) {
+                obj.insert("module".into(), module_ref(&client, &m)?.into());
+            }
+            if !spec.inputs.is_empty() {
+                obj.insert("inputs".into(), json!(spec.inputs));
+            }
+            if let Some(g) = spec.group {
+                obj.insert("group".into(), g.into());
+            }
+            if !spec.outputs.is_empty() {
+                obj.insert("outputs".into(), json!(spec.outputs));
+            }
+            if let Some(t) = spec.dead_letter {
+                obj.insert("failure".into(), json!({ "dead_letter_topic": t }));
+            }
+            if let Some(s) = &spec.start {
+                obj.insert("start".into(), start_value(s)?);
+            }
+            if !spec.config.is_empty() {
+                obj.insert("config".into(), config_map(&spec.config)?);
+            }
+            if spec.paused {
+                obj.insert("paused".into(), true.into());
+            }
+            let status = client.create_deployment(&body, api.tenant.as_deref())?;
+            print_status(&status);
+        }
+        Command::Update {
+            api,
+            name,
+            module,
+            outputs,
+            config,
+            replay,
+        } => {
+            let client = client(&api)?;
+            let mut body = serde_json::Map::new();
+            if let Some(m) = module {
+                body.insert("module".into(), module_ref(&client, &m)?.into());
+            }
+            if !outputs.is_empty() {
+                body.insert("outputs".into(), json!(outputs));
+            }
+            if !config.is_empty() {
+                body.insert("config".into(), config_map(&config)?);
+            }
+            if let Some(r) = replay {
+                body.insert("start".into(), start_value(&r)?);
+            }
+            if body.is_empty() {
+                anyhow::bail!("nothing to change: give --module, --output, --config or --replay");
+            }
+            let status =
+                client.update_deployment(&name, &Value::Object(body), api.tenant.as_deref())?;
+            print_status(&status);
+        }
+        Command::Ls { api } => {
+            let list = client(&api)?.list_deployments()?;
+            println!(
+                "{:<28}  {:<12}  {:<8}  {:>4}  {:<20}  {:>10}",
+                "name", "tenant", "state", "rev", "module", "records_in"
+            );
+            for d in list {
+                println!(
+                    "{:<28}  {:<12}  {:<8}  {:>4}  {:<20}  {:>10}",
+                    text(&d["name"]),
+                    text(&d["tenant"]),
+                    text(&d["state"]),
+                    text(&d["revision"]),
+                    short_digest(&text(&d["module"])),
+                    text(&d["counters"]["records_in"]),
+                );
+            }
+        }
+        Command::Status { api, name } => {
+            let status = client(&api)?.deployment(&name, api.tenant.as_deref())?;
+            print_status(&status);
+        }
+        Command::Pause { api, name } => {
+            print_status(&client(&api)?.deployment_action(&name, "pause", api.tenant.as_deref())?)
+        }
+        Command::Resume { api, name } => print_status(&client(&api)?.deployment_action(
+            &name,
+            "resume",
+            api.tenant.as_deref(),
+        )?),
+        Command::Rollback { api, name } => print_status(&client(&api)?.deployment_action(
+            &name,
+            "rollback",
+            api.tenant.as_deref(),
+        )?),
+        Command::Rm { api, name } => {
+            client(&api)?.delete_deployment(&name, api.tenant.as_deref())?;
+            println!("deleted deployment {name}");
+        }
+        _ => unreachable!("server commands are handled by run()"),
+    }
+    Ok(())
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn short_digest(d: &str) -> String {
+    d.get(..19).unwrap_or(d).to_owned()
+}
+
+/// The status as a short report and a per-partition lag table.
+fn print_status(s: &Value) {
+    println!("deployment  {}", text(&s["name"]));
+    println!("tenant      {}", text(&s["tenant"]));
+    let reason = match &s["reason"] {
+        Value::Null => String::new(),
+        r => format!(" ({})", text(r)),
+    };
+    println!("state       {}{reason}", text(&s["state"]));
+    println!("revision    {}", text(&s["revision"]));
+    println!("module      {}", text(&s["module"]));
+    if let Some(prev) = s["previous_modules"].as_array().and_then(|p| p.last()) {
+        println!("rollback to {}", text(prev));
+    }
+    let c = &s["counters"];
+    println!(
+        "counters    in={} out={} batches={} retries={} traps={} dead_lettered={}",
+        text(&c["records_in"]),
+        text(&c["records_out"]),
+        text(&c["batches"]),
+        text(&c["retries"]),
+        text(&c["traps"]),
+        text(&c["dead_lettered"])
+    );
+    if let Some(parts) = s["partitions"].as_array()
+        && !parts.is_empty()
+    {
+        println!();
+        println!(
+            "{:<32}  {:>9}  {:>12}  {:>12}  {:>10}",
+            "topic", "partition", "committed", "high", "lag"
+        );
+        let mut total = 0;
+        for p in parts {
+            total += p["lag"].as_i64().unwrap_or(0);
+            println!(
+                "{:<32}  {:>9}  {:>12}  {:>12}  {:>10}",
+                text(&p["topic"]),
+                text(&p["partition"]),
+                text(&p["committed"]),
+                text(&p["high_watermark"]),
+                text(&p["lag"])
+            );
+        }
+        println!(
+            "{:<32}  {:>9}  {:>12}  {:>12}  {:>10}",
+            "total", "", "", "", total
+        );
+    }
 }

@@ -1,9 +1,12 @@
-//! The runner: load and check every module, then start every deployment and
-//! supervise them until shutdown.
+//! The runner: load and check every config-file module, start those
+//! deployments, recover the control plane's state from Kafka and serve its
+//! API, then run until shutdown.
 //!
-//! All modules are loaded and linked before any consumer is created, so a bad
-//! module or config stops the runner before a single record is consumed.
+//! All config-file modules are loaded and linked before any consumer is
+//! created, so a bad module or config stops the runner before a single
+//! record is consumed.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,25 +14,22 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::config::{Config, ControlConfig};
+use wasmtime::component::Linker;
+
+use crate::config::Config;
 use crate::control::api::{self, ApiState};
 use crate::control::auth::Auth;
+use crate::control::deployments::DeploymentRecord;
 use crate::control::modules::ModuleRegistry;
+use crate::control::state::{StateLog, StateRecord, StateTopic};
 use crate::kafka::{self, OutputProducer};
-use crate::pipeline::{Deployment, DeploymentSpec, DeploymentState};
-use crate::wasm::{
-    ConsumerTemplate, DeploymentGrants, LoadedModule, WasmEngine, WasmEngineConfig, World,
-    consumer_linker,
-};
+use crate::pipeline::{Deployment, DeploymentSpec};
+use crate::supervisor::{Supervisor, build_spec};
+use crate::wasm::{HostState, LoadedModule, WasmEngine, WasmEngineConfig, consumer_linker};
 
 /// The default compile cache: `$XDG_CACHE_HOME/ingesta/compiled`.
 pub fn default_compile_cache() -> PathBuf {
     xdg_dir("XDG_CACHE_HOME", ".cache").join("compiled")
-}
-
-/// The default module directory: `$XDG_DATA_HOME/ingesta/modules`.
-pub fn default_data_dir() -> PathBuf {
-    xdg_dir("XDG_DATA_HOME", ".local/share").join("modules")
 }
 
 /// `$<var>/ingesta`, else `~/<under_home>/ingesta`, else under the temp dir.
@@ -41,9 +41,17 @@ fn xdg_dir(var: &str, under_home: &str) -> PathBuf {
     base.join("ingesta")
 }
 
-/// Load, check and link every deployment's module.
+/// Load, check and link every config-file deployment's module.
 pub fn prepare(config: &Config, engine: &WasmEngine) -> Result<Vec<DeploymentSpec>> {
     let linker = consumer_linker(engine.engine())?;
+    prepare_with(config, engine, &linker)
+}
+
+fn prepare_with(
+    config: &Config,
+    engine: &WasmEngine,
+    linker: &Linker<HostState>,
+) -> Result<Vec<DeploymentSpec>> {
     let mut specs = Vec::new();
     for d in &config.deployments {
         let module = LoadedModule::from_file(
@@ -52,37 +60,12 @@ pub fn prepare(config: &Config, engine: &WasmEngine) -> Result<Vec<DeploymentSpe
             &engine.config().compile_cache_dir,
         )
         .with_context(|| format!("deployment {:?}", d.name))?;
-        if module.world != World::Consumer {
-            bail!(
-                "deployment {:?}: module {} implements the {} world, not consumer",
-                d.name,
-                d.module.display(),
-                module.world
-            );
-        }
-        let pre = linker.instantiate_pre(&module.component).map_err(|e| {
-            anyhow::anyhow!(
-                "deployment {:?}: module {} cannot be linked: {e:#}",
-                d.name,
-                d.module.display()
-            )
-        })?;
-        let mut grants = DeploymentGrants::new(&d.name, &d.limits, module.digest.clone());
-        grants.outputs = d.outputs.iter().cloned().collect();
-        grants.config = d
-            .config
-            .iter()
-            .map(|(k, v)| (k.clone(), v.0.clone()))
-            .collect();
-        let grants = Arc::new(grants);
-        let template = ConsumerTemplate::new(pre, grants)
-            .with_context(|| format!("deployment {:?}: module {}", d.name, d.module.display()))?;
-        tracing::info!(deployment = %d.name, module = %d.module.display(), digest = %module.digest,
-            size = module.size, "module ready");
-        specs.push(DeploymentSpec {
-            config: d.clone(),
-            template,
-        });
+        specs.push(build_spec(
+            linker,
+            d,
+            module,
+            &d.module.display().to_string(),
+        )?);
     }
     Ok(specs)
 }
@@ -97,74 +80,164 @@ pub fn engine_for(config: &Config) -> Result<WasmEngine> {
     let mut engine =
         WasmEngineConfig::new(Duration::from_millis(config.runtime.epoch_tick_ms), cache);
     engine.max_wasm_stack = (config.runtime.wasm_stack_kib as usize) << 10;
-    engine.fuel = config.deployments.iter().any(|d| d.limits.fuel.is_some());
+    engine.fuel = fuel_metering(config);
     WasmEngine::new(engine)
 }
 
-/// A started runner: the shared engine and producer plus its deployments.
+/// Fuel metering is an engine-wide setting: on when asked for, or when a
+/// config-file deployment sets a fuel limit.
+fn fuel_metering(config: &Config) -> bool {
+    config.runtime.fuel_metering || config.deployments.iter().any(|d| d.limits.fuel.is_some())
+}
+
+/// A started runner: the shared engine and producer, the supervisor of its
+/// deployments and, with `[control]`, the control plane.
 pub struct Runner {
     /// Kept alive for the deployments' instances; drives the epoch.
-    _engine: WasmEngine,
+    engine: WasmEngine,
     producer: Arc<OutputProducer>,
-    deployments: Vec<Deployment>,
+    supervisor: Arc<Supervisor>,
+    /// Config-file deployments, in config order.
+    statics: Vec<Arc<Deployment>>,
+    control: Option<Control>,
+}
+
+/// The running control plane.
+struct Control {
+    stop_api: tokio::sync::oneshot::Sender<()>,
+    api: tokio::task::JoinHandle<std::io::Result<()>>,
+    applier: tokio::task::JoinHandle<()>,
+    _state: Arc<StateLog>,
 }
 
 impl Runner {
-    /// Load every module, then start every deployment of `config`.
+    /// Load every config-file module, then start those deployments. The
+    /// control plane, if configured, is started by [`Runner::start_control`].
     pub fn start(config: &Config) -> Result<Runner> {
         if config.deployments.is_empty() && config.control.is_none() {
             bail!("the config has no [[deployment]] and no [control] API; nothing to run");
         }
         let engine = engine_for(config)?;
-        let specs = prepare(config, &engine)?;
         let producer = Arc::new(
             OutputProducer::new(&kafka::producer_config(&config.kafka))
                 .context("invalid Kafka producer settings")?,
         );
-        let drain = Duration::from_millis(config.runtime.drain_timeout_ms);
-        let mut deployments = Vec::new();
+        let supervisor = Arc::new(Supervisor::new(
+            &engine,
+            config.kafka.clone(),
+            producer.clone(),
+            Duration::from_millis(config.runtime.drain_timeout_ms),
+            Arc::new(ModuleRegistry::new()),
+        )?);
+        let specs = prepare_with(config, &engine, supervisor.linker())?;
+        let mut statics = Vec::new();
         for spec in specs {
-            deployments.push(Deployment::start(
-                spec,
-                &config.kafka,
-                producer.clone(),
-                drain,
-            )?);
+            statics.push(supervisor.start_static(spec)?);
         }
         Ok(Runner {
-            _engine: engine,
+            engine,
             producer,
-            deployments,
+            supervisor,
+            statics,
+            control: None,
         })
     }
 
     /// The shared wasmtime engine.
     pub fn engine(&self) -> &WasmEngine {
-        &self._engine
+        &self.engine
     }
 
-    /// The running deployments.
-    pub fn deployments(&self) -> &[Deployment] {
-        &self.deployments
+    /// The config-file deployments, in config order.
+    pub fn deployments(&self) -> &[Arc<Deployment>] {
+        &self.statics
     }
 
-    /// Resolves once every deployment has stopped or failed.
+    /// Resolves once every config-file deployment has stopped or failed.
     pub async fn all_finished(&self) {
-        for d in &self.deployments {
+        for d in &self.statics {
             d.finished().await;
         }
     }
 
-    /// Drain and stop every deployment, flush the producer. Fails if any
-    /// deployment failed, naming each and why.
-    pub async fn stop(self) -> Result<()> {
-        let mut failures = Vec::new();
-        for d in self.deployments {
-            let name = d.name().to_owned();
-            if let DeploymentState::Failed(reason) = d.stop().await {
-                failures.push(format!("deployment {name:?} failed: {reason}"));
+    /// Read the control plane's state from Kafka, start every deployment
+    /// it holds, then serve the API.
+    pub async fn start_control(&mut self, config: &Config) -> Result<()> {
+        let Some(control) = &config.control else {
+            return Ok(());
+        };
+        let opened = StateLog::open(&config.kafka, control).await?;
+        let state = opened.log.clone();
+        let modules = self.supervisor.modules().clone();
+        let applier = tokio::spawn(apply_state(
+            opened.records,
+            opened.ends,
+            state.clone(),
+            modules.clone(),
+            self.supervisor.clone(),
+        ));
+        let api_state = Arc::new(ApiState {
+            auth: Auth::new(control.operator_token_sha256.as_deref(), &control.tenants)
+                .map_err(anyhow::Error::msg)?,
+            modules,
+            supervisor: self.supervisor.clone(),
+            state: state.clone(),
+            kafka: config.kafka.clone(),
+            engine: self.engine.engine().clone(),
+            compile_cache: self.engine.config().compile_cache_dir.clone(),
+            max_module_bytes: (control.max_module_mib as usize) << 20,
+            fuel_metering: fuel_metering(config),
+            ready: false.into(),
+        });
+        let listener = tokio::net::TcpListener::bind(control.listen)
+            .await
+            .with_context(|| format!("cannot listen on control.listen = {}", control.listen))?;
+        tracing::info!(listen = %control.listen, "control API listening");
+        let (stop_api, stopped) = tokio::sync::oneshot::channel::<()>();
+        let api = tokio::spawn(api::serve(listener, api_state.clone(), async {
+            let _ = stopped.await;
+        }));
+        // Ready once everything that was in the state topics at start is
+        // applied: a restarted runner is running its deployments again.
+        let ends = opened.ends;
+        let started = std::time::Instant::now();
+        while !(state.is_applied(StateTopic::Deployments, ends[0])
+            && state.is_applied(StateTopic::Modules, ends[1]))
+        {
+            if applier.is_finished() {
+                bail!("the control-plane state reader stopped while starting");
             }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        api_state
+            .ready
+            .store(true, std::sync::atomic::Ordering::Release);
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "control-plane state recovered; ready"
+        );
+        self.control = Some(Control {
+            stop_api,
+            api,
+            applier,
+            _state: state,
+        });
+        Ok(())
+    }
+
+    /// Stop the API, drain and stop every deployment, flush the producer.
+    /// Fails if any deployment failed, naming each and why.
+    pub async fn stop(self) -> Result<()> {
+        if let Some(c) = self.control {
+            let _ = c.stop_api.send(());
+            match c.api.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "control API ended with an error"),
+                Err(e) => tracing::warn!(error = %e, "control API task failed"),
+            }
+            c.applier.abort();
+        }
+        let failures = self.supervisor.stop_all().await;
         let p = self.producer.clone();
         tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(10)))
             .await?
@@ -176,19 +249,91 @@ impl Runner {
     }
 }
 
-/// Run every deployment of `config` until `shutdown` resolves (then drain and
-/// commit) or until every deployment has stopped. Fails if any deployment
-/// failed, naming each and why.
+/// Apply the state topics' records in order, forever.
+///
+/// What was in the deployments topic at start is history until compaction
+/// removes it: only each deployment's latest record is applied, once every
+/// module is read, so a restart does not replay the history's starts,
+/// swaps, pauses and replays.
+async fn apply_state(
+    mut records: tokio::sync::mpsc::UnboundedReceiver<StateRecord>,
+    ends: [i64; 2],
+    state: Arc<StateLog>,
+    modules: Arc<ModuleRegistry>,
+    supervisor: Arc<Supervisor>,
+) {
+    let [deployments_end, modules_end] = ends;
+    let mut recovered: BTreeMap<String, Option<DeploymentRecord>> = BTreeMap::new();
+    let mut read = [0i64; 2];
+    while read[0] < deployments_end || read[1] < modules_end {
+        let Some(r) = records.recv().await else {
+            return;
+        };
+        read[r.topic as usize] = r.offset + 1;
+        match r.topic {
+            StateTopic::Modules => {
+                modules.apply(&r.key, r.value.as_deref());
+                state.mark_applied(r.topic, r.offset + 1);
+            }
+            StateTopic::Deployments => {
+                if let Some(record) = parse_record(&r) {
+                    recovered.insert(r.key, record);
+                }
+            }
+        }
+    }
+    for (key, record) in recovered {
+        if record.is_some() {
+            supervisor.apply(&key, record, false).await;
+        }
+    }
+    state.mark_applied(StateTopic::Deployments, deployments_end);
+
+    while let Some(r) = records.recv().await {
+        match r.topic {
+            StateTopic::Modules => {
+                if let Some(digest) = modules.apply(&r.key, r.value.as_deref()) {
+                    supervisor.module_arrived(&digest).await;
+                }
+            }
+            StateTopic::Deployments => {
+                if let Some(record) = parse_record(&r) {
+                    supervisor.apply(&r.key, record, true).await;
+                }
+            }
+        }
+        state.mark_applied(r.topic, r.offset + 1);
+    }
+}
+
+/// A deployment record (`Some(None)`: a tombstone), or `None` if corrupt.
+fn parse_record(r: &StateRecord) -> Option<Option<DeploymentRecord>> {
+    match r.value.as_deref().map(serde_json::from_slice) {
+        None => Some(None),
+        Some(Ok(record)) => Some(Some(record)),
+        Some(Err(e)) => {
+            tracing::warn!(key = %r.key, offset = r.offset, error = %e,
+                "ignoring a corrupt deployment record");
+            None
+        }
+    }
+}
+
+/// Run every deployment of `config` (and its control plane) until
+/// `shutdown` resolves (then drain and commit) or, without a control plane,
+/// until every deployment has stopped. Fails if any deployment failed,
+/// naming each and why.
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
-    let runner = Runner::start(&config)?;
-    let api = match &config.control {
-        Some(control) => Some(start_api(control, &runner).await?),
-        None => None,
-    };
+    let mut runner = Runner::start(&config)?;
+    if let Err(e) = runner.start_control(&config).await {
+        let _ = runner.stop().await;
+        return Err(e);
+    }
     // With an API the runner serves until told to stop; without one it is
     // done when its deployments are.
+    let with_api = config.control.is_some();
     let finished = async {
-        if api.is_some() {
+        if with_api {
             std::future::pending::<()>().await
         } else {
             runner.all_finished().await
@@ -198,46 +343,9 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         _ = shutdown => tracing::info!("shutdown requested; draining in-flight batches"),
         _ = finished => {}
     }
-    if let Some((stop_api, task)) = api {
-        let _ = stop_api.send(());
-        match task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "control API ended with an error"),
-            Err(e) => tracing::warn!(error = %e, "control API task failed"),
-        }
-    }
     runner.stop().await?;
     tracing::info!("all deployments stopped cleanly");
     Ok(())
-}
-
-/// The running API: a trigger for its graceful shutdown and its task.
-type ApiHandle = (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<std::io::Result<()>>,
-);
-
-/// Bind the control API and serve it in the background.
-async fn start_api(control: &ControlConfig, runner: &Runner) -> Result<ApiHandle> {
-    let dir = control.data_dir.clone().unwrap_or_else(default_data_dir);
-    let state = Arc::new(ApiState {
-        auth: Auth::new(control.operator_token_sha256.as_deref(), &control.tenants)
-            .map_err(anyhow::Error::msg)?,
-        modules: ModuleRegistry::open(&dir)?,
-        engine: runner.engine().engine().clone(),
-        compile_cache: runner.engine().config().compile_cache_dir.clone(),
-        max_module_bytes: (control.max_module_mib as usize) << 20,
-        ready: true.into(),
-    });
-    let listener = tokio::net::TcpListener::bind(control.listen)
-        .await
-        .with_context(|| format!("cannot listen on control.listen = {}", control.listen))?;
-    tracing::info!(listen = %control.listen, modules = %dir.display(), "control API listening");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(api::serve(listener, state, async {
-        let _ = stopped.await;
-    }));
-    Ok((stop, task))
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -2,7 +2,6 @@
 //! operator and two tenants, a blocking HTTP client, and the CLI.
 
 use std::fmt::Write as _;
-use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -42,13 +41,19 @@ pub fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-/// `[control]` on `port` keeping modules in `data_dir`, with the operator
-/// and both tenants; uploads are capped at `max_module_mib`.
-pub fn control_table(port: u16, data_dir: &Path, max_module_mib: u64) -> String {
+/// A state-topic prefix of its own, so tests sharing the broker do not see
+/// each other's deployments and modules.
+pub fn state_prefix() -> String {
+    format!("{}.", crate::kafka::unique("_ingesta-test"))
+}
+
+/// `[control]` on `port` keeping its state under `state_prefix`, with the
+/// operator and both tenants; uploads are capped at `max_module_mib`.
+pub fn control_table(port: u16, state_prefix: &str, max_module_mib: u64) -> String {
     let hash = ingesta_runtime::control::auth::hash_token;
     let mut t = format!(
-        "[control]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = {}\nmax_module_mib = {max_module_mib}\noperator_token_sha256 = \"{}\"\n",
-        toml_str(&data_dir.display().to_string()),
+        "[control]\nlisten = \"127.0.0.1:{port}\"\nstate_topic_prefix = {}\nmax_module_mib = {max_module_mib}\noperator_token_sha256 = \"{}\"\n",
+        toml_str(state_prefix),
         hash(OPERATOR_TOKEN)
     );
     for tenant in [&TENANT_A, &TENANT_B] {
@@ -64,11 +69,11 @@ pub fn control_table(port: u16, data_dir: &Path, max_module_mib: u64) -> String 
 }
 
 /// A runner config with only the control plane.
-pub fn config_toml(port: u16, data_dir: &Path, max_module_mib: u64) -> String {
+pub fn config_toml(port: u16, state_prefix: &str, max_module_mib: u64) -> String {
     format!(
         "{}\n{}",
         runner::kafka_table(),
-        control_table(port, data_dir, max_module_mib)
+        control_table(port, state_prefix, max_module_mib)
     )
 }
 
@@ -121,6 +126,44 @@ impl Api {
         Ok((status, serde_json::from_str(&text).unwrap_or_default()))
     }
 
+    /// Sends `body` as JSON; returns the status and the JSON answer.
+    pub fn json(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: &serde_json::Value,
+    ) -> Result<(StatusCode, serde_json::Value)> {
+        let response = self
+            .request(method.clone(), path, token)
+            .json(body)
+            .send()
+            .with_context(|| format!("{method} {path}: no response"))?;
+        let status = response.status();
+        let text = response.text()?;
+        Ok((status, serde_json::from_str(&text).unwrap_or_default()))
+    }
+
+    /// Waits until `/readyz` answers 200: the runner has applied the state
+    /// it found in Kafka.
+    pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(r) = self.request(Method::GET, "/readyz", None).send()
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the runner at {} was not ready within {timeout:?}",
+                    self.base
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits until `/healthz` answers.
     pub fn wait_healthy(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
@@ -139,6 +182,11 @@ impl Api {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// The message of an error response (`""` if there is none).
+pub fn error_of(body: &serde_json::Value) -> &str {
+    body.get("error").and_then(|e| e.as_str()).unwrap_or("")
 }
 
 /// Runs `ingesta <args>` against the API at `base` with `token`.

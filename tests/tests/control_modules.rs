@@ -3,26 +3,22 @@
 //! clear message and store nothing; uploads are content-addressed; another
 //! tenant's module answers 404 exactly like a missing one; the operator
 //! sees everything; the CLI prints the API's message and exits non-zero on
-//! errors; modules survive a restart; every mutation is audited.
+//! errors; modules survive a restart (read back from Kafka); every mutation
+//! is audited.
 
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use ingesta_tests::control::{self, Api, OPERATOR_TOKEN, TENANT_A, TENANT_B};
+use ingesta_tests::control::{self, Api, OPERATOR_TOKEN, TENANT_A, TENANT_B, error_of};
 use ingesta_tests::runner::{self, RunnerProcess};
 use reqwest::{Method, StatusCode};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-fn error_of(body: &serde_json::Value) -> &str {
-    body.get("error").and_then(|e| e.as_str()).unwrap_or("")
-}
-
 #[test]
 fn module_routes_authenticate_validate_and_scope_by_tenant() -> Result<()> {
-    let data = tempfile::tempdir()?;
     let port = control::free_port()?;
-    let config = control::config_toml(port, data.path(), 1);
+    let config = control::config_toml(port, &control::state_prefix(), 1);
     let mut ingesta = RunnerProcess::spawn(&config)?;
     let api = Api::new(port)?;
     api.wait_healthy(TIMEOUT)?;
@@ -170,7 +166,7 @@ fn module_routes_authenticate_validate_and_scope_by_tenant() -> Result<()> {
         "B sees only itself as owner: {seen}"
     );
 
-    // Restart on the same data directory: the module is still there.
+    // Restart: the module comes back from the state topics in Kafka.
     ingesta.sigterm()?;
     let (status, log) = ingesta.wait(TIMEOUT)?;
     ensure!(status.success(), "ingesta exited with {status}:\n{log}");

@@ -10,23 +10,34 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use utoipa::OpenApi;
 
 use super::auth::{Auth, Caller};
+use super::deployments::{self, CreateDeployment, DeploymentRecord, PatchDeployment, Settings};
 use super::modules::{ModuleInfo, ModuleRegistry};
+use super::state::{StateLog, StateTopic};
 use super::{ApiError, ErrorBody};
+use crate::config::KafkaConfig;
+use crate::supervisor::{DeploymentStatus, Supervisor};
 
 /// What every handler shares.
 pub struct ApiState {
     pub auth: Auth,
-    pub modules: ModuleRegistry,
+    pub modules: Arc<ModuleRegistry>,
+    pub supervisor: Arc<Supervisor>,
+    /// Where every change is written.
+    pub state: Arc<StateLog>,
+    /// For checking that topics exist.
+    pub kafka: KafkaConfig,
+    /// Whether deployments may set `limits.fuel`.
+    pub fuel_metering: bool,
     /// For checking and compiling uploads.
     pub engine: wasmtime::Engine,
     pub compile_cache: PathBuf,
@@ -48,9 +59,23 @@ pub struct ApiState {
         upload_module,
         list_modules,
         get_module,
-        delete_module
+        delete_module,
+        create_deployment,
+        list_deployments,
+        get_deployment,
+        patch_deployment,
+        pause_deployment,
+        resume_deployment,
+        rollback_deployment,
+        delete_deployment
     ),
-    components(schemas(ModuleInfo, ErrorBody))
+    components(schemas(
+        ModuleInfo,
+        ErrorBody,
+        CreateDeployment,
+        PatchDeployment,
+        DeploymentStatus
+    ))
 )]
 struct ApiDoc;
 
@@ -65,6 +90,19 @@ pub fn router(state: Arc<ApiState>) -> Router {
     let v1 = Router::new()
         .route("/modules", get(list_modules).post(upload_module))
         .route("/modules/{digest}", get(get_module).delete(delete_module))
+        .route(
+            "/deployments",
+            get(list_deployments).post(create_deployment),
+        )
+        .route(
+            "/deployments/{name}",
+            get(get_deployment)
+                .patch(patch_deployment)
+                .delete(delete_deployment),
+        )
+        .route("/deployments/{name}/pause", post(pause_deployment))
+        .route("/deployments/{name}/resume", post(resume_deployment))
+        .route("/deployments/{name}/rollback", post(rollback_deployment))
         .layer(DefaultBodyLimit::max(limit))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
@@ -167,17 +205,19 @@ async fn upload_module(
                 ApiError::BadRequest(format!("cannot read the request body: {e}"))
             }
         })?;
-        let (worker_state, worker_caller) = (state.clone(), caller.clone());
-        tokio::task::spawn_blocking(move || {
-            worker_state.modules.add(
-                &worker_caller,
-                &bytes,
-                &worker_state.engine,
-                &worker_state.compile_cache,
-            )
-        })
-        .await
-        .map_err(|e| ApiError::Internal(format!("module check panicked: {e}")))?
+        let (engine, cache, body) = (
+            state.engine.clone(),
+            state.compile_cache.clone(),
+            bytes.clone(),
+        );
+        let checked =
+            tokio::task::spawn_blocking(move || ModuleRegistry::check(&body, &engine, &cache))
+                .await
+                .map_err(|e| ApiError::Internal(format!("module check panicked: {e}")))??;
+        state
+            .modules
+            .store(&state.state, &caller, &bytes, checked)
+            .await
     }
     .await;
     match result {
@@ -221,20 +261,383 @@ async fn get_module(
     state.modules.get(&caller, &digest).map(Json)
 }
 
-/// Delete the caller's module (every owner's, for the operator).
+/// Delete the caller's module (every owner's, for the operator). Refused
+/// (409) while one of the caller's deployments runs it or keeps it for
+/// rollback.
 #[utoipa::path(delete, path = "/v1/modules/{digest}", tag = "modules",
     params(("digest" = String, Path, description = "`sha256:<hex>`")),
-    responses((status = 204), (status = 404, body = ErrorBody)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn delete_module(
     State(state): State<Arc<ApiState>>,
     Extension(caller): Extension<Caller>,
     Path(digest): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let result = state
-        .modules
-        .remove(&caller, &digest)
-        .map(|()| StatusCode::NO_CONTENT);
+    let result = async {
+        state.modules.get(&caller, &digest)?;
+        if let Some(user) = state.supervisor.user_of(&caller, &digest) {
+            return Err(ApiError::Conflict(format!(
+                "module {digest:?} is used by deployment {user:?} (now or for rollback); delete or update that deployment first"
+            )));
+        }
+        state.modules.remove(&state.state, &caller, &digest).await?;
+        Ok(StatusCode::NO_CONTENT)
+    }
+    .await;
     audit(&caller, "module.delete", &digest, result.as_ref().copied());
+    result
+}
+
+/// `?tenant=`: the operator acting on a tenant's deployment.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+struct TenantQuery {
+    /// The tenant to act for (operator only).
+    tenant: Option<String>,
+}
+
+/// A deployment name as the caller means it: tenants name their own; the
+/// operator names `<tenant>/<name>`, a name unique across tenants, or a
+/// config-file deployment.
+enum Target {
+    Api(Box<DeploymentRecord>),
+    Config(String),
+}
+
+fn find(
+    state: &ApiState,
+    caller: &Caller,
+    name: &str,
+    q: &TenantQuery,
+) -> Result<Target, ApiError> {
+    let lookup = match (&q.tenant, caller) {
+        (Some(t), Caller::Operator) => deployments::key(t, name),
+        _ => name.to_owned(),
+    };
+    if let Some(r) = state.supervisor.record(caller, &lookup) {
+        return Ok(Target::Api(Box::new(r)));
+    }
+    if matches!(caller, Caller::Operator) && state.supervisor.is_static(name) {
+        return Ok(Target::Config(name.to_owned()));
+    }
+    Err(ApiError::NotFound(format!("deployment {name:?}")))
+}
+
+fn api_record(target: Target) -> Result<DeploymentRecord, ApiError> {
+    match target {
+        Target::Api(r) => Ok(*r),
+        Target::Config(name) => Err(ApiError::Conflict(format!(
+            "deployment {name:?} is defined in the runner's config file; change it there"
+        ))),
+    }
+}
+
+/// Checks settings as the caller may ask for them, that the module is one
+/// the caller can see, and that every topic exists.
+async fn check_settings(
+    state: &ApiState,
+    caller: &Caller,
+    name: &str,
+    settings: &Settings,
+) -> Result<(), ApiError> {
+    settings.check(name, caller, state.fuel_metering)?;
+    if state.modules.get(caller, &settings.module).is_err() {
+        return Err(ApiError::BadRequest(format!(
+            "deployment {name:?}: module {:?} not found; upload it first (POST /v1/modules) and use the digest it returns",
+            settings.module
+        )));
+    }
+    let kafka = state.kafka.clone();
+    let topics: Vec<String> = settings
+        .inputs
+        .iter()
+        .chain(&settings.outputs)
+        .chain(&settings.failure.dead_letter_topic)
+        .cloned()
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        crate::pipeline::offsets::check_topics_exist(&kafka, &topics)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| {
+        ApiError::BadRequest(format!(
+            "deployment {name:?}: {e:#}; create it first (ingesta does not create topics)"
+        ))
+    })
+}
+
+/// Write the record (`None`: delete it) and wait until this runner has
+/// applied it.
+async fn write(
+    state: &ApiState,
+    key: &str,
+    record: Option<&DeploymentRecord>,
+) -> Result<(), ApiError> {
+    let value = record
+        .map(serde_json::to_vec)
+        .transpose()
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let offset = state
+        .state
+        .put(StateTopic::Deployments, key, value.as_deref())
+        .await?;
+    state
+        .state
+        .wait_applied(StateTopic::Deployments, offset)
+        .await
+}
+
+async fn status_of(state: &ApiState, key: &str, name: &str) -> Result<DeploymentStatus, ApiError> {
+    match state.supervisor.status(key).await {
+        Some(Ok(s)) => Ok(s),
+        Some(Err(e)) => Err(ApiError::Unavailable(format!(
+            "deployment {name:?}: cannot read its offsets from Kafka: {e:#}"
+        ))),
+        None => Err(ApiError::NotFound(format!("deployment {name:?}"))),
+    }
+}
+
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(b)| b)
+        .map_err(|e| ApiError::BadRequest(format!("invalid request body: {}", e.body_text())))
+}
+
+/// Create a deployment: check it (settings, module, grants, topics), store
+/// it in the state topic, start it. The operator creates on behalf of a
+/// tenant (`?tenant=`).
+#[utoipa::path(post, path = "/v1/deployments", tag = "deployments",
+    params(TenantQuery),
+    request_body = CreateDeployment,
+    responses(
+        (status = 201, body = DeploymentStatus),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "topic, group or limit outside the grants", body = ErrorBody),
+        (status = 409, description = "the name is taken", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn create_deployment(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<TenantQuery>,
+    body: Result<Json<CreateDeployment>, JsonRejection>,
+) -> Result<(StatusCode, Json<DeploymentStatus>), ApiError> {
+    let mut object = String::from("-");
+    let result = async {
+        let (name, settings, paused) = json_body(body)?.split();
+        object = name.clone();
+        let tenant = match (&caller, q.tenant) {
+            (Caller::Tenant(t), _) => t.name.clone(),
+            (Caller::Operator, Some(t)) => t,
+            (Caller::Operator, None) => {
+                return Err(ApiError::BadRequest(
+                    "the operator creates deployments on behalf of a tenant: add ?tenant=NAME"
+                        .into(),
+                ));
+            }
+        };
+        let key = deployments::key(&tenant, &name);
+        object = key.clone();
+        check_settings(&state, &caller, &name, &settings).await?;
+        if state.supervisor.record(&Caller::Operator, &key).is_some() {
+            return Err(ApiError::Conflict(format!(
+                "deployment {name:?} already exists; change it with PATCH /v1/deployments/{name}"
+            )));
+        }
+        if let Caller::Tenant(t) = &caller
+            && let Some(max) = t.max_deployments
+            && state.supervisor.count_for(&tenant) >= max
+        {
+            return Err(ApiError::Forbidden(format!(
+                "tenant {tenant:?} already has its maximum of {max} deployments"
+            )));
+        }
+        let record = DeploymentRecord::create(&tenant, name.clone(), settings, paused, &caller);
+        write(&state, &key, Some(&record)).await?;
+        status_of(&state, &key, &name).await
+    }
+    .await;
+    audit(
+        &caller,
+        "deployment.create",
+        &object,
+        result.as_ref().map(|_| StatusCode::CREATED),
+    );
+    result.map(|s| (StatusCode::CREATED, Json(s)))
+}
+
+/// The caller's deployments (every tenant's and the config file's, for the
+/// operator).
+#[utoipa::path(get, path = "/v1/deployments", tag = "deployments",
+    responses((status = 200, body = Vec<DeploymentStatus>), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn list_deployments(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+) -> Json<Vec<DeploymentStatus>> {
+    Json(state.supervisor.list(&caller))
+}
+
+/// One deployment: state, revision, counters, and per input partition the
+/// committed offset, high watermark and lag.
+#[utoipa::path(get, path = "/v1/deployments/{name}", tag = "deployments",
+    params(("name" = String, Path), TenantQuery),
+    responses((status = 200, body = DeploymentStatus), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn get_deployment(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(q): Query<TenantQuery>,
+) -> Result<Json<DeploymentStatus>, ApiError> {
+    let key = match find(&state, &caller, &name, &q)? {
+        Target::Api(r) => r.key(),
+        Target::Config(n) => n,
+    };
+    status_of(&state, &key, &name).await.map(Json)
+}
+
+/// Change a deployment (see [`PatchDeployment`] for what swaps at a batch
+/// boundary, what restarts, and `start` for replays).
+#[utoipa::path(patch, path = "/v1/deployments/{name}", tag = "deployments",
+    params(("name" = String, Path), TenantQuery),
+    request_body = PatchDeployment,
+    responses((status = 200, body = DeploymentStatus), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn patch_deployment(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(q): Query<TenantQuery>,
+    body: Result<Json<PatchDeployment>, JsonRejection>,
+) -> Result<Json<DeploymentStatus>, ApiError> {
+    let result = async {
+        let record = api_record(find(&state, &caller, &name, &q)?)?;
+        let patch = json_body(body)?;
+        let key = record.key();
+        if let Some(next) = record.patched(patch, &caller) {
+            if next.settings != record.settings {
+                check_settings(&state, &caller, &record.name, &next.settings).await?;
+            }
+            write(&state, &key, Some(&next)).await?;
+        }
+        status_of(&state, &key, &name).await
+    }
+    .await;
+    audit(
+        &caller,
+        "deployment.update",
+        &name,
+        result.as_ref().map(|_| StatusCode::OK),
+    );
+    result.map(Json)
+}
+
+/// Apply `change` to the deployment's record and answer its new status.
+async fn transition(
+    state: &ApiState,
+    caller: &Caller,
+    name: &str,
+    q: &TenantQuery,
+    action: &str,
+    change: impl FnOnce(&DeploymentRecord) -> Result<DeploymentRecord, ApiError>,
+) -> Result<Json<DeploymentStatus>, ApiError> {
+    let result = async {
+        let record = api_record(find(state, caller, name, q)?)?;
+        let next = change(&record)?;
+        let key = record.key();
+        if next != record {
+            write(state, &key, Some(&next)).await?;
+        }
+        status_of(state, &key, name).await
+    }
+    .await;
+    audit(
+        caller,
+        action,
+        name,
+        result.as_ref().map(|_| StatusCode::OK),
+    );
+    result.map(Json)
+}
+
+/// Stop consuming (what was handled is committed); the deployment keeps
+/// its settings and offsets.
+#[utoipa::path(post, path = "/v1/deployments/{name}/pause", tag = "deployments",
+    params(("name" = String, Path), TenantQuery),
+    responses((status = 200, body = DeploymentStatus), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn pause_deployment(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(q): Query<TenantQuery>,
+) -> Result<Json<DeploymentStatus>, ApiError> {
+    transition(&state, &caller, &name, &q, "deployment.pause", |r| {
+        Ok(r.with_paused(true, &caller))
+    })
+    .await
+}
+
+/// Consume again from the committed offsets; also restarts a failed
+/// deployment.
+#[utoipa::path(post, path = "/v1/deployments/{name}/resume", tag = "deployments",
+    params(("name" = String, Path), TenantQuery),
+    responses((status = 200, body = DeploymentStatus), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn resume_deployment(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(q): Query<TenantQuery>,
+) -> Result<Json<DeploymentStatus>, ApiError> {
+    transition(&state, &caller, &name, &q, "deployment.resume", |r| {
+        Ok(r.with_paused(false, &caller))
+    })
+    .await
+}
+
+/// Go back to the previous revision (module and settings); rolling back
+/// again goes forward.
+#[utoipa::path(post, path = "/v1/deployments/{name}/rollback", tag = "deployments",
+    params(("name" = String, Path), TenantQuery),
+    responses((status = 200, body = DeploymentStatus), (status = 404, body = ErrorBody),
+        (status = 409, description = "no previous revision", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn rollback_deployment(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(q): Query<TenantQuery>,
+) -> Result<Json<DeploymentStatus>, ApiError> {
+    transition(&state, &caller, &name, &q, "deployment.rollback", |r| {
+        r.rolled_back(&caller)
+    })
+    .await
+}
+
+/// Stop the deployment (committing what it handled) and forget it. The
+/// consumer group and its offsets stay in Kafka.
+#[utoipa::path(delete, path = "/v1/deployments/{name}", tag = "deployments",
+    params(("name" = String, Path), TenantQuery),
+    responses((status = 204), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn delete_deployment(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(q): Query<TenantQuery>,
+) -> Result<StatusCode, ApiError> {
+    let result = async {
+        let record = api_record(find(&state, &caller, &name, &q)?)?;
+        write(&state, &record.key(), None).await?;
+        Ok(StatusCode::NO_CONTENT)
+    }
+    .await;
+    audit(
+        &caller,
+        "deployment.delete",
+        &name,
+        result.as_ref().copied(),
+    );
     result
 }

@@ -28,6 +28,12 @@ pub struct TenantConfig {
     /// Prefixes of consumer groups the tenant's deployments may use.
     #[serde(default)]
     pub groups: Vec<String>,
+    /// Most deployments the tenant may have; unset means no cap.
+    pub max_deployments: Option<usize>,
+    /// Highest `limits.memory_mib` the tenant may ask for.
+    pub max_memory_mib: Option<u64>,
+    /// Highest `limits.deadline_ms` the tenant may ask for.
+    pub max_deadline_ms: Option<u64>,
 }
 
 /// The authenticated caller of one request.
@@ -176,6 +182,9 @@ mod tests {
             read_topics: vec!["shop.".into()],
             write_topics: vec!["shop.out.".into()],
             groups: vec!["shop-".into()],
+            max_deployments: None,
+            max_memory_mib: None,
+            max_deadline_ms: None,
         }
     }
 

@@ -5,6 +5,8 @@
 //! |---|---|
 //! | [`auth`] | bearer tokens (stored hashed), tenants, topic and group grants |
 //! | [`modules`] | the content-addressed module registry: validation, storage, ownership |
+//! | [`deployments`] | deployment specs and records: validation against grants, revisions, rollback |
+//! | [`state`] | the state in Kafka: compacted topics every runner tails and applies |
 //! | [`api`] | the axum routes, request/response types, the OpenAPI document, audit lines |
 //!
 //! Every object lookup is scoped to the caller's tenant: another tenant's
@@ -12,7 +14,9 @@
 
 pub mod api;
 pub mod auth;
+pub mod deployments;
 pub mod modules;
+pub mod state;
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -31,8 +35,12 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("request body is larger than the limit of {0} bytes")]
     TooLarge(usize),
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -45,7 +53,9 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -2,22 +2,26 @@
 //! accepted, stored content-addressed and owned by the tenants that
 //! uploaded them.
 //!
-//! Files live in `<dir>/<hex>.wasm` with their metadata in
-//! `<hex>.json`, written atomically (temp file + rename), so a runner
-//! restarted on the same directory finds every module again. The same
-//! bytes uploaded twice are one module; a second tenant uploading them
-//! becomes a co-owner, and the file goes when its last owner deletes it.
+//! The bytes and metadata live in the modules state topic ([`super::state`]);
+//! this registry is the runner's in-memory view of it, built by applying
+//! that topic's records in order. The same bytes uploaded twice are one
+//! module; a second tenant uploading them becomes a co-owner, and the bytes
+//! go when the last owner deletes them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 use wasmtime::Engine;
 
 use super::ApiError;
 use super::auth::Caller;
+use super::state::{StateLog, StateTopic};
 use crate::wasm::{LoadedModule, ModuleError, World};
+
+/// Bytes per chunk record: well under the broker's default 1 MiB limit.
+const CHUNK_BYTES: usize = 512 << 10;
 
 /// What the API says about a stored module.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -34,87 +38,155 @@ pub struct ModuleInfo {
     pub created_ms: u64,
 }
 
+/// The `<digest>/meta` record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Meta {
+    info: ModuleInfo,
+    chunks: u32,
+}
+
+#[derive(Default)]
+struct Entry {
+    meta: Option<Meta>,
+    chunks: BTreeMap<u32, Arc<Vec<u8>>>,
+}
+
+impl Entry {
+    fn complete(&self) -> Option<&Meta> {
+        self.meta
+            .as_ref()
+            .filter(|m| (0..m.chunks).all(|i| self.chunks.contains_key(&i)))
+    }
+}
+
+/// A module that passed the checks, ready to store.
+pub struct Checked {
+    digest: String,
+    world: World,
+    size: usize,
+}
+
 /// The registry of one runner.
+#[derive(Default)]
 pub struct ModuleRegistry {
-    dir: PathBuf,
-    modules: RwLock<BTreeMap<String, ModuleInfo>>,
+    modules: RwLock<BTreeMap<String, Entry>>,
 }
 
 impl ModuleRegistry {
-    /// Opens (creating if needed) the registry in `dir` and loads the
-    /// metadata of every module already there.
-    pub fn open(dir: &Path) -> anyhow::Result<Self> {
-        use anyhow::Context as _;
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the module directory {}", dir.display()))?;
-        let mut modules = BTreeMap::new();
-        for entry in std::fs::read_dir(dir)
-            .with_context(|| format!("cannot list the module directory {}", dir.display()))?
-        {
-            let path = entry?.path();
-            if path.extension().is_some_and(|e| e == "json") {
-                let text = std::fs::read_to_string(&path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                let info: ModuleInfo = serde_json::from_str(&text)
-                    .with_context(|| format!("corrupt module metadata {}", path.display()))?;
-                if dir.join(file_name(&info.digest, "wasm")).exists() {
-                    modules.insert(info.digest.clone(), info);
+    /// An empty registry; fill it with [`ModuleRegistry::apply`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Apply one record of the modules topic. Returns the digest of a
+    /// module this record completed, so deployments waiting for it can go.
+    pub fn apply(&self, key: &str, value: Option<&[u8]>) -> Option<String> {
+        let (digest, part) = key.split_once('/')?;
+        let mut modules = self.modules.write().unwrap_or_else(|e| e.into_inner());
+        let entry = modules.entry(digest.to_owned()).or_default();
+        let was_complete = entry.complete().is_some();
+        match (part, value) {
+            ("meta", Some(v)) => match serde_json::from_slice::<Meta>(v) {
+                Ok(meta) => entry.meta = Some(meta),
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "ignoring a corrupt module record");
+                    return None;
                 }
+            },
+            ("meta", None) => entry.meta = None,
+            (chunk, v) => {
+                let n = chunk.strip_prefix("chunk/")?.parse::<u32>().ok()?;
+                match v {
+                    Some(v) => entry.chunks.insert(n, Arc::new(v.to_vec())),
+                    None => entry.chunks.remove(&n),
+                };
             }
         }
-        Ok(Self {
-            dir: dir.to_owned(),
-            modules: RwLock::new(modules),
-        })
+        let complete = entry.complete().is_some();
+        if entry.meta.is_none() && entry.chunks.is_empty() {
+            modules.remove(digest);
+        }
+        (complete && !was_complete).then(|| digest.to_owned())
     }
 
-    /// Where the bytes of `digest` are stored.
-    pub fn path(&self, digest: &str) -> PathBuf {
-        self.dir.join(file_name(digest, "wasm"))
-    }
-
-    /// Checks `bytes` (a component of a known world, imports within our
-    /// WIT, compiles), then stores it for `caller`. Returns the module and
-    /// whether this call created it. CPU-heavy: call from a blocking task.
-    pub fn add(
-        &self,
-        caller: &Caller,
-        bytes: &[u8],
-        engine: &Engine,
-        compile_cache: &Path,
-    ) -> Result<(ModuleInfo, bool), ApiError> {
+    /// Checks `bytes`: a component of a known world, imports within our
+    /// WIT, compiles. CPU-heavy: call from a blocking task.
+    pub fn check(bytes: &[u8], engine: &Engine, compile_cache: &Path) -> Result<Checked, ApiError> {
         let loaded = LoadedModule::from_bytes(engine, "upload", bytes, compile_cache).map_err(
             |e| match e {
                 ModuleError::Read { .. } => ApiError::Internal(e.to_string()),
                 other => ApiError::BadRequest(other.to_string()),
             },
         )?;
+        Ok(Checked {
+            digest: loaded.digest,
+            world: loaded.world,
+            size: loaded.size,
+        })
+    }
+
+    /// Store a checked module for `caller`. Returns the module and whether
+    /// this call created it (for this caller).
+    pub async fn store(
+        &self,
+        state: &StateLog,
+        caller: &Caller,
+        bytes: &[u8],
+        checked: Checked,
+    ) -> Result<(ModuleInfo, bool), ApiError> {
         let owner = caller.name().to_owned();
-        let mut modules = self.modules.write().unwrap_or_else(|e| e.into_inner());
-        let (info, created) = match modules.get(&loaded.digest) {
-            Some(existing) => {
-                let mut info = existing.clone();
-                let created = info.owners.insert(owner);
-                (info, created)
+        let existing = self.meta(&checked.digest);
+        let meta = match existing {
+            Some(mut meta) => {
+                if !meta.info.owners.insert(owner) {
+                    return Ok((meta.info, false));
+                }
+                meta
             }
             None => {
-                let path = self.path(&loaded.digest);
-                write_atomically(&path, bytes).map_err(ApiError::Internal)?;
-                let info = ModuleInfo {
-                    digest: loaded.digest.clone(),
-                    world: world_name(loaded.world).to_owned(),
-                    size: loaded.size,
-                    owners: BTreeSet::from([owner]),
-                    created_ms: now_ms(),
-                };
-                (info, true)
+                let chunks: Vec<&[u8]> = bytes.chunks(CHUNK_BYTES).collect();
+                for (i, chunk) in chunks.iter().enumerate() {
+                    let key = format!("{}/chunk/{i}", checked.digest);
+                    state.put(StateTopic::Modules, &key, Some(chunk)).await?;
+                }
+                Meta {
+                    info: ModuleInfo {
+                        digest: checked.digest.clone(),
+                        world: world_name(checked.world).to_owned(),
+                        size: checked.size,
+                        owners: BTreeSet::from([owner]),
+                        created_ms: now_ms(),
+                    },
+                    chunks: chunks.len() as u32,
+                }
             }
         };
-        if created {
-            self.save(&info)?;
-            modules.insert(info.digest.clone(), info.clone());
+        self.put_meta(state, &meta).await?;
+        Ok((meta.info, true))
+    }
+
+    async fn put_meta(&self, state: &StateLog, meta: &Meta) -> Result<(), ApiError> {
+        let json = serde_json::to_vec(meta).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let key = format!("{}/meta", meta.info.digest);
+        let offset = state.put(StateTopic::Modules, &key, Some(&json)).await?;
+        state.wait_applied(StateTopic::Modules, offset).await
+    }
+
+    fn meta(&self, digest: &str) -> Option<Meta> {
+        let modules = self.modules.read().unwrap_or_else(|e| e.into_inner());
+        modules.get(digest)?.complete().cloned()
+    }
+
+    /// The bytes of a complete module.
+    pub fn bytes(&self, digest: &str) -> Option<Vec<u8>> {
+        let modules = self.modules.read().unwrap_or_else(|e| e.into_inner());
+        let entry = modules.get(digest)?;
+        let meta = entry.complete()?;
+        let mut out = Vec::with_capacity(meta.info.size);
+        for i in 0..meta.chunks {
+            out.extend_from_slice(&entry.chunks[&i]);
         }
-        Ok((info, created))
+        Some(out)
     }
 
     /// Every module the caller may see.
@@ -122,49 +194,47 @@ impl ModuleRegistry {
         let modules = self.modules.read().unwrap_or_else(|e| e.into_inner());
         modules
             .values()
-            .filter(|m| m.owners.iter().any(|o| caller.sees(o)))
-            .map(|m| visible(caller, m))
+            .filter_map(Entry::complete)
+            .filter(|m| m.info.owners.iter().any(|o| caller.sees(o)))
+            .map(|m| visible(caller, &m.info))
             .collect()
     }
 
     /// The module `digest`, if the caller may see it (else 404).
     pub fn get(&self, caller: &Caller, digest: &str) -> Result<ModuleInfo, ApiError> {
-        let modules = self.modules.read().unwrap_or_else(|e| e.into_inner());
-        modules
-            .get(digest)
-            .filter(|m| m.owners.iter().any(|o| caller.sees(o)))
-            .map(|m| visible(caller, m))
+        self.meta(digest)
+            .filter(|m| m.info.owners.iter().any(|o| caller.sees(o)))
+            .map(|m| visible(caller, &m.info))
             .ok_or_else(|| ApiError::NotFound(format!("module {digest:?}")))
     }
 
     /// Drops the caller's ownership of `digest` (all owners for the
     /// operator); the bytes go with the last owner.
-    pub fn remove(&self, caller: &Caller, digest: &str) -> Result<(), ApiError> {
-        let mut modules = self.modules.write().unwrap_or_else(|e| e.into_inner());
-        let Some(info) = modules
-            .get(digest)
-            .filter(|m| m.owners.iter().any(|o| caller.sees(o)))
+    pub async fn remove(
+        &self,
+        state: &StateLog,
+        caller: &Caller,
+        digest: &str,
+    ) -> Result<(), ApiError> {
+        let Some(mut meta) = self
+            .meta(digest)
+            .filter(|m| m.info.owners.iter().any(|o| caller.sees(o)))
         else {
             return Err(ApiError::NotFound(format!("module {digest:?}")));
         };
-        let mut info = info.clone();
-        info.owners.retain(|o| !caller.sees(o));
-        if info.owners.is_empty() {
-            let _ = std::fs::remove_file(self.dir.join(file_name(digest, "json")));
-            let _ = std::fs::remove_file(self.path(digest));
-            modules.remove(digest);
-        } else {
-            self.save(&info)?;
-            modules.insert(digest.to_owned(), info);
+        meta.info.owners.retain(|o| !caller.sees(o));
+        if !meta.info.owners.is_empty() {
+            return self.put_meta(state, &meta).await;
         }
-        Ok(())
-    }
-
-    fn save(&self, info: &ModuleInfo) -> Result<(), ApiError> {
-        let json =
-            serde_json::to_vec_pretty(info).map_err(|e| ApiError::Internal(e.to_string()))?;
-        write_atomically(&self.dir.join(file_name(&info.digest, "json")), &json)
-            .map_err(ApiError::Internal)
+        let offset = state
+            .put(StateTopic::Modules, &format!("{digest}/meta"), None)
+            .await?;
+        for i in 0..meta.chunks {
+            state
+                .put(StateTopic::Modules, &format!("{digest}/chunk/{i}"), None)
+                .await?;
+        }
+        state.wait_applied(StateTopic::Modules, offset).await
     }
 }
 
@@ -182,21 +252,44 @@ fn world_name(world: World) -> &'static str {
     }
 }
 
-/// `sha256:<hex>` → `<hex>.<ext>`; digests come from our own hashing, so
-/// they are hex and safe as file names.
-fn file_name(digest: &str, ext: &str) -> String {
-    format!("{}.{ext}", digest.trim_start_matches("sha256:"))
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
-
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(digest: &str, chunks: u32) -> Vec<u8> {
+        serde_json::to_vec(&Meta {
+            info: ModuleInfo {
+                digest: digest.into(),
+                world: "consumer".into(),
+                size: 6,
+                owners: BTreeSet::from(["a".to_owned()]),
+                created_ms: 1,
+            },
+            chunks,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_module_is_complete_once_meta_and_every_chunk_arrived() {
+        let r = ModuleRegistry::new();
+        assert_eq!(r.apply("sha256:x/chunk/1", Some(b"def")), None);
+        assert_eq!(r.apply("sha256:x/meta", Some(&meta("sha256:x", 2))), None);
+        assert!(r.bytes("sha256:x").is_none());
+        assert_eq!(
+            r.apply("sha256:x/chunk/0", Some(b"abc")).as_deref(),
+            Some("sha256:x")
+        );
+        assert_eq!(r.bytes("sha256:x").unwrap(), b"abcdef");
+        assert_eq!(r.list(&Caller::Operator).len(), 1);
+        r.apply("sha256:x/meta", None);
+        assert!(r.bytes("sha256:x").is_none());
+        assert!(r.list(&Caller::Operator).is_empty());
+    }
 }

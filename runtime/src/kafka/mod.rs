@@ -20,7 +20,12 @@ use crate::config::{DeploymentConfig, KafkaConfig, Scalar};
 pub fn consumer_config(kafka: &KafkaConfig, deployment: &DeploymentConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &kafka.bootstrap_servers)
-        .set("client.id", format!("ingesta-{}", deployment.name))
+        // Deployments created over the API are named `<tenant>/<name>`;
+        // client ids allow only [A-Za-z0-9._-].
+        .set(
+            "client.id",
+            format!("ingesta-{}", deployment.name.replace('/', ".")),
+        )
         .set("group.id", &deployment.group)
         // Offsets are stored by the pipeline only once a batch's outputs are
         // acknowledged; the periodic auto-commit then commits exactly those.
@@ -78,4 +83,19 @@ pub fn route_log(level: RDKafkaLogLevel, fac: &str, message: &str) {
         Notice | Info => tracing::info!(target: "ingesta::kafka", facility = fac, "{message}"),
         Debug => tracing::debug!(target: "ingesta::kafka", facility = fac, "{message}"),
     }
+}
+
+/// librdkafka settings for a client that reads or moves a group's offsets
+/// from outside the group (status, replay); it never joins the group.
+pub fn group_admin_config(kafka: &KafkaConfig, group: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &kafka.bootstrap_servers)
+        .set("client.id", "ingesta-admin")
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set_log_level(RDKafkaLogLevel::Warning);
+    apply(&mut c, &kafka.properties);
+    apply(&mut c, &kafka.consumer);
+    c
 }

@@ -13,8 +13,8 @@
 //! deadline) is aborted at its next epoch yield.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -42,8 +42,49 @@ pub struct LaneCtx {
     pub shared: Arc<Shared>,
     pub consumer: Arc<BaseConsumer<DeploymentContext>>,
     pub producer: Arc<OutputProducer>,
-    pub template: ConsumerTemplate,
+    /// The program and its generation; replaced by a hot swap.
+    program: Mutex<(u64, Arc<Program>)>,
+    /// The current generation, checked by lanes at every batch without
+    /// taking the lock.
+    generation: AtomicU64,
     pub runtime: tokio::runtime::Handle,
+}
+
+impl LaneCtx {
+    pub fn new(
+        shared: Arc<Shared>,
+        consumer: Arc<BaseConsumer<DeploymentContext>>,
+        producer: Arc<OutputProducer>,
+        program: Program,
+    ) -> Self {
+        Self {
+            shared,
+            consumer,
+            producer,
+            program: Mutex::new((0, Arc::new(program))),
+            generation: AtomicU64::new(0),
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+
+    /// Replace the program; each lane switches at its next batch.
+    pub fn swap(&self, program: Program) {
+        let mut current = self.program.lock().unwrap();
+        let generation = current.0 + 1;
+        *current = (generation, Arc::new(program));
+        self.generation.store(generation, Ordering::Release);
+    }
+
+    fn program(&self) -> (u64, Arc<Program>) {
+        let current = self.program.lock().unwrap();
+        (current.0, current.1.clone())
+    }
+}
+
+/// What a deployment runs: its linked module and its failure policy. A hot
+/// swap replaces both at once.
+pub struct Program {
+    pub template: ConsumerTemplate,
     /// Retries, splitting and dead-lettering.
     pub policy: Policy,
 }
@@ -93,8 +134,11 @@ fn spawn(ctx: &Arc<LaneCtx>, first: &Batch) -> LaneHandle {
     let (tx, rx) = mpsc::channel(LANE_QUEUE);
     let (done_tx, done) = std::sync::mpsc::sync_channel(1);
     let (closing, closing_rx) = watch::channel(false);
+    let (generation, program) = ctx.program();
     let lane = Lane {
         ctx: ctx.clone(),
+        program,
+        generation,
         topic: first.topic.clone(),
         partition: first.partition,
         instance: None,
@@ -133,6 +177,9 @@ struct Unacked {
 
 struct Lane {
     ctx: Arc<LaneCtx>,
+    /// The program this lane runs, and its generation.
+    program: Arc<Program>,
+    generation: u64,
     topic: String,
     partition: i32,
     /// Created on first use and kept across batches (handler state lives in
@@ -208,7 +255,22 @@ impl Lane {
         Ok(())
     }
 
+    /// Switch to a swapped program at a batch boundary: the batch in
+    /// progress finished under the old one, the next starts fresh.
+    fn refresh_program(&mut self) {
+        if self.ctx.generation.load(Ordering::Acquire) == self.generation {
+            return;
+        }
+        let (generation, program) = self.ctx.program();
+        tracing::info!(generation, module = %program.template.grants().module_digest,
+            "switching to the new program at a batch boundary");
+        self.program = program;
+        self.generation = generation;
+        self.instance = None;
+    }
+
     async fn handle(&mut self, batch: Batch) -> Result<Handled, String> {
+        self.refresh_program();
         let count = RecordEntry::count(&batch.records);
         let offset_at = |i: usize| RecordEntry::read(&batch.records, i).map(|e| e.offset);
         let (Some(first_offset), Some(last_offset)) =
@@ -270,8 +332,8 @@ impl Lane {
             work.push(Work::Range(mid, hi));
             work.push(Work::Range(lo, mid));
         }
-        let ctx = self.ctx.clone();
-        let policy = &ctx.policy;
+        let program = self.program.clone();
+        let policy = &program.policy;
         let mut out = Vec::new();
         let mut dead = 0usize;
         let mut work = vec![Work::Range(0, count)];
@@ -382,7 +444,7 @@ impl Lane {
     /// One call, creating the instance first if there is none.
     async fn call(&mut self, batch: &Batch) -> Result<CallOutcome, String> {
         if self.instance.is_none() {
-            let fresh = ConsumerInstance::new(&self.ctx.template)
+            let fresh = ConsumerInstance::new(&self.program.template)
                 .await
                 .map_err(|e| format!("cannot instantiate the module: {e:#}"))?;
             self.instance = Some(fresh);
@@ -400,7 +462,7 @@ impl Lane {
         failure: &Failure,
     ) -> Result<Outbox, String> {
         let offset = RecordEntry::read(&batch.records, index).map_or(-1, |e| e.offset);
-        let Some(topic) = &self.ctx.policy.dead_letter_topic else {
+        let Some(topic) = &self.program.policy.dead_letter_topic else {
             return Err(format!(
                 "record at topic {:?} partition {} offset {offset} cannot be processed ({} after {} attempt(s): {}) and no failure.dead_letter_topic is configured; the deployment stops rather than skip it",
                 self.topic, self.partition, failure.class, failure.attempts, failure.message
@@ -412,7 +474,7 @@ impl Lane {
             .counters
             .dead_lettered
             .fetch_add(1, Ordering::Relaxed);
-        let grants = self.ctx.template.grants();
+        let grants = self.program.template.grants();
         let origin = Origin {
             deployment: &grants.deployment,
             module_digest: &grants.module_digest,

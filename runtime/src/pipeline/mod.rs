@@ -20,6 +20,7 @@
 
 mod failure;
 mod lane;
+pub mod offsets;
 mod poller;
 
 use std::collections::HashMap;
@@ -106,10 +107,21 @@ pub struct DeploymentSpec {
     pub template: ConsumerTemplate,
 }
 
+impl DeploymentSpec {
+    fn program(self) -> lane::Program {
+        lane::Program {
+            policy: failure::Policy::from(&self.config.failure),
+            template: self.template,
+        }
+    }
+}
+
 /// A started deployment.
 pub struct Deployment {
     shared: Arc<Shared>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    lane_ctx: Arc<lane::LaneCtx>,
+    config: Mutex<DeploymentConfig>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     state: watch::Receiver<DeploymentState>,
 }
 
@@ -146,30 +158,49 @@ impl Deployment {
             .subscribe(&inputs)
             .with_context(|| format!("deployment {name:?}: cannot subscribe to {inputs:?}"))?;
 
-        let lane_ctx = Arc::new(lane::LaneCtx {
-            shared: shared.clone(),
-            consumer: consumer.clone(),
+        let config = spec.config.clone();
+        let lane_ctx = Arc::new(lane::LaneCtx::new(
+            shared.clone(),
+            consumer.clone(),
             producer,
-            template: spec.template,
-            runtime: tokio::runtime::Handle::current(),
-            policy: failure::Policy::from(&spec.config.failure),
-        });
-        let batch: BatchConfig = spec.config.batch.clone();
+            spec.program(),
+        ));
+        let batch: BatchConfig = config.batch.clone();
         let thread = std::thread::Builder::new()
             .name(format!("poll-{name}"))
             .spawn({
-                let shared = shared.clone();
+                let (shared, lane_ctx) = (shared.clone(), lane_ctx.clone());
                 move || poller::run(shared, consumer, lane_ctx, batch)
             })
             .context("failed to start the poll thread")?;
         shared.state.send_replace(DeploymentState::Running);
-        tracing::info!(deployment = &*name, group = %spec.config.group,
-            inputs = ?spec.config.inputs, outputs = ?spec.config.outputs, "deployment started");
+        tracing::info!(deployment = &*name, group = %config.group,
+            inputs = ?config.inputs, outputs = ?config.outputs, "deployment started");
         Ok(Deployment {
             shared,
-            thread: Some(thread),
+            lane_ctx,
+            config: Mutex::new(config),
+            thread: Mutex::new(Some(thread)),
             state: state_rx,
         })
+    }
+
+    /// Hot swap: run `spec`'s module, grants and failure policy from each
+    /// partition's next batch on. The batch in progress finishes under the
+    /// old program, so no record is lost or handled twice by the switch.
+    /// Inputs, group and batching must be unchanged (they need a restart).
+    pub fn swap(&self, spec: DeploymentSpec) -> Result<()> {
+        check_topics(&self.lane_ctx.consumer, &spec.config)?;
+        tracing::info!(deployment = self.name(), module = %spec.template.grants().module_digest,
+            outputs = ?spec.config.outputs, "swapping the deployment's program");
+        *self.config.lock().unwrap() = spec.config.clone();
+        self.lane_ctx.swap(spec.program());
+        Ok(())
+    }
+
+    /// The settings it runs with.
+    pub fn config(&self) -> DeploymentConfig {
+        self.config.lock().unwrap().clone()
     }
 
     /// The deployment's name.
@@ -198,9 +229,10 @@ impl Deployment {
     }
 
     /// Ask the deployment to drain and stop, and wait for it.
-    pub async fn stop(mut self) -> DeploymentState {
+    pub async fn stop(&self) -> DeploymentState {
         self.shared.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
+        let thread = self.thread.lock().unwrap().take();
+        if let Some(t) = thread {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
         self.state()

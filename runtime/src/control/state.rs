@@ -1,0 +1,254 @@
+//! The control plane's state, kept in Kafka: deployment records in the
+//! compacted topic `<prefix>deployments` (key `<tenant>/<name>`) and module
+//! binaries in the compacted topic `<prefix>modules` (keys `<digest>/meta`
+//! and `<digest>/chunk/<n>`; binaries are cut into chunks well below the
+//! broker's default message size).
+//!
+//! Every runner sharing the prefix tails both topics from the beginning and
+//! applies each record in log order, so a restarted runner recovers every
+//! deployment and module and a second runner sees the same state. The API
+//! writes a record (acks=all), then waits until its own runner has applied
+//! it, so a response always reflects the write.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio::sync::{mpsc, watch};
+
+use super::ApiError;
+use crate::config::{ControlConfig, KafkaConfig};
+use crate::kafka;
+
+/// Which state topic a record belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateTopic {
+    Deployments = 0,
+    Modules = 1,
+}
+
+/// One record read back from a state topic.
+#[derive(Debug)]
+pub struct StateRecord {
+    pub topic: StateTopic,
+    pub key: String,
+    /// `None` is a tombstone: the object was deleted.
+    pub value: Option<Vec<u8>>,
+    pub offset: i64,
+}
+
+/// The writer's end, and how far this runner has applied each topic.
+pub struct StateLog {
+    producer: FutureProducer,
+    topics: [String; 2],
+    /// Per topic: the next offset not yet applied.
+    applied: watch::Sender<[i64; 2]>,
+    stop: Arc<AtomicBool>,
+}
+
+/// What [`StateLog::open`] returns: the log, the records to apply in
+/// order, and the end offsets at start (apply up to them before serving).
+pub struct Opened {
+    pub log: Arc<StateLog>,
+    pub records: mpsc::UnboundedReceiver<StateRecord>,
+    pub ends: [i64; 2],
+}
+
+impl StateLog {
+    /// Create the state topics if missing, then start tailing them from the
+    /// beginning.
+    pub async fn open(kafka_config: &KafkaConfig, control: &ControlConfig) -> Result<Opened> {
+        let prefix = &control.state_topic_prefix;
+        let topics = [format!("{prefix}deployments"), format!("{prefix}modules")];
+        ensure_topics(kafka_config, &topics, control.state_replication_factor).await?;
+
+        let producer: FutureProducer = kafka::producer_config(kafka_config)
+            .set("client.id", "ingesta-state")
+            .set("linger.ms", "0")
+            .create()
+            .context("invalid Kafka producer settings for the state topics")?;
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &kafka_config.bootstrap_servers)
+            .set("client.id", "ingesta-state-reader")
+            .set("group.id", "ingesta-state-reader")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", "50")
+            .set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
+        for (k, v) in kafka_config.properties.iter().chain(&kafka_config.consumer) {
+            c.set(k, &v.0);
+        }
+        let reader: BaseConsumer = c
+            .create()
+            .context("invalid Kafka consumer settings for the state topics")?;
+        let mut tpl = TopicPartitionList::new();
+        let mut ends = [0i64; 2];
+        for (i, topic) in topics.iter().enumerate() {
+            tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
+            let (_, high) = reader
+                .fetch_watermarks(topic, 0, Duration::from_secs(10))
+                .with_context(|| format!("cannot read the end of state topic {topic:?}"))?;
+            ends[i] = high;
+        }
+        reader
+            .assign(&tpl)
+            .context("cannot read the state topics")?;
+
+        let (tx, records) = mpsc::unbounded_channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread_topics = topics.clone();
+        let thread_stop = stop.clone();
+        std::thread::Builder::new()
+            .name("state-reader".into())
+            .spawn(move || read_loop(reader, thread_topics, tx, thread_stop))
+            .context("cannot start the state reader thread")?;
+        tracing::info!(deployments = %topics[0], modules = %topics[1], ?ends, "reading control-plane state from Kafka");
+        let (applied, _) = watch::channel([0i64; 2]);
+        Ok(Opened {
+            log: Arc::new(StateLog {
+                producer,
+                topics,
+                applied,
+                stop,
+            }),
+            records,
+            ends,
+        })
+    }
+
+    /// The topic's name.
+    pub fn topic(&self, topic: StateTopic) -> &str {
+        &self.topics[topic as usize]
+    }
+
+    /// Write `value` (`None`: a tombstone) under `key`; returns its offset
+    /// once every in-sync replica has it.
+    pub async fn put(
+        &self,
+        topic: StateTopic,
+        key: &str,
+        value: Option<&[u8]>,
+    ) -> Result<i64, ApiError> {
+        let name = self.topic(topic);
+        let mut record = FutureRecord::<str, [u8]>::to(name).key(key);
+        if let Some(v) = value {
+            record = record.payload(v);
+        }
+        match self.producer.send(record, Duration::from_secs(30)).await {
+            Ok(delivery) => Ok(delivery.offset),
+            Err((e, _)) => Err(ApiError::Unavailable(format!(
+                "cannot write to state topic {name:?}: {e}; retry when Kafka is reachable"
+            ))),
+        }
+    }
+
+    /// Record that every record of `topic` before `next` is applied.
+    pub fn mark_applied(&self, topic: StateTopic, next: i64) {
+        self.applied.send_modify(|a| {
+            let slot = &mut a[topic as usize];
+            *slot = (*slot).max(next);
+        });
+    }
+
+    /// Whether this runner has applied `topic` up to `end` (exclusive).
+    pub fn is_applied(&self, topic: StateTopic, end: i64) -> bool {
+        self.applied.borrow()[topic as usize] >= end
+    }
+
+    /// Wait until this runner has applied the record at `offset`.
+    pub async fn wait_applied(&self, topic: StateTopic, offset: i64) -> Result<(), ApiError> {
+        let mut rx = self.applied.subscribe();
+        let wait = rx.wait_for(|a| a[topic as usize] > offset);
+        match tokio::time::timeout(Duration::from_secs(60), wait).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(ApiError::Unavailable(format!(
+                "the change was written to {:?} but this runner has not applied it yet; check the runner's log",
+                self.topic(topic)
+            ))),
+        }
+    }
+}
+
+impl Drop for StateLog {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+fn read_loop(
+    reader: BaseConsumer,
+    topics: [String; 2],
+    tx: mpsc::UnboundedSender<StateRecord>,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::Acquire) {
+        match reader.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(e)) => tracing::warn!(error = %e, "cannot read the state topics; retrying"),
+            Some(Ok(m)) => {
+                let topic = if m.topic() == topics[0] {
+                    StateTopic::Deployments
+                } else {
+                    StateTopic::Modules
+                };
+                let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+                let record = StateRecord {
+                    topic,
+                    key,
+                    value: m.payload().map(<[u8]>::to_vec),
+                    offset: m.offset(),
+                };
+                if tx.send(record).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn ensure_topics(
+    kafka_config: &KafkaConfig,
+    topics: &[String],
+    replication: Option<i32>,
+) -> Result<()> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &kafka_config.bootstrap_servers);
+    for (k, v) in &kafka_config.properties {
+        c.set(k, &v.0);
+    }
+    let admin: AdminClient<DefaultClientContext> =
+        c.create().context("invalid Kafka admin client settings")?;
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| {
+            NewTopic::new(t, 1, TopicReplication::Fixed(replication.unwrap_or(-1)))
+                .set("cleanup.policy", "compact")
+        })
+        .collect();
+    let results = admin
+        .create_topics(
+            &new,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .context("cannot create the control-plane state topics (is Kafka reachable?)")?;
+    for r in results {
+        match r {
+            Ok(topic) => tracing::info!(%topic, "created control-plane state topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => anyhow::bail!(
+                "cannot create the control-plane state topic {topic:?}: {code}; create it (compacted, 1 partition) or grant the runner CreateTopics"
+            ),
+        }
+    }
+    Ok(())
+}

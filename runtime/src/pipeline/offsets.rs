@@ -1,0 +1,198 @@
+//! A consumer group's offsets seen from outside the group: where it stands
+//! on each input partition (committed offset, high watermark, lag), and
+//! moving it to a start position for a replay. Blocking: call from a
+//! blocking task.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Serialize;
+
+use crate::config::{KafkaConfig, StartPosition};
+use crate::kafka;
+
+/// Broker round trips here are metadata-sized.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a group stands on one partition.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PartitionStatus {
+    pub topic: String,
+    pub partition: i32,
+    /// The group's committed offset (the next record it will handle);
+    /// `None` before its first commit.
+    pub committed: Option<i64>,
+    /// The offset the next produced record will get.
+    pub high_watermark: i64,
+    /// Records not yet handled: high watermark minus the committed offset
+    /// (minus the low watermark before the first commit).
+    pub lag: i64,
+}
+
+fn admin(kafka_config: &KafkaConfig, group: &str) -> Result<BaseConsumer> {
+    kafka::group_admin_config(kafka_config, group)
+        .create()
+        .with_context(|| format!("cannot create a Kafka client for group {group:?}"))
+}
+
+/// Every partition of `topics`.
+fn partitions(consumer: &BaseConsumer, topics: &[String]) -> Result<TopicPartitionList> {
+    let mut tpl = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), TIMEOUT)
+            .with_context(|| format!("cannot fetch the metadata of topic {topic:?}"))?;
+        for t in metadata.topics() {
+            if t.error().is_some() || t.partitions().is_empty() {
+                bail!("topic {topic:?} does not exist in Kafka");
+            }
+            for p in t.partitions() {
+                tpl.add_partition(topic, p.id());
+            }
+        }
+    }
+    Ok(tpl)
+}
+
+/// The group's committed offset, high watermark and lag on every partition
+/// of `topics`.
+pub fn group_status(
+    kafka_config: &KafkaConfig,
+    group: &str,
+    topics: &[String],
+) -> Result<Vec<PartitionStatus>> {
+    let consumer = admin(kafka_config, group)?;
+    let tpl = partitions(&consumer, topics)?;
+    let committed = consumer
+        .committed_offsets(tpl, TIMEOUT)
+        .with_context(|| format!("cannot read the committed offsets of group {group:?}"))?;
+    let mut out = Vec::new();
+    for e in committed.elements() {
+        let (low, high) = consumer
+            .fetch_watermarks(e.topic(), e.partition(), TIMEOUT)
+            .with_context(|| {
+                format!(
+                    "cannot read the watermarks of topic {:?} partition {}",
+                    e.topic(),
+                    e.partition()
+                )
+            })?;
+        let committed = match e.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        };
+        out.push(PartitionStatus {
+            topic: e.topic().to_owned(),
+            partition: e.partition(),
+            committed,
+            high_watermark: high,
+            lag: (high - committed.unwrap_or(low).max(low)).max(0),
+        });
+    }
+    Ok(out)
+}
+
+/// The offsets `position` means on every partition of `topics`.
+fn targets(
+    consumer: &BaseConsumer,
+    topics: &[String],
+    position: StartPosition,
+) -> Result<TopicPartitionList> {
+    let all = partitions(consumer, topics)?;
+    let mut out = TopicPartitionList::new();
+    let by_time = match position {
+        StartPosition::Timestamp(ms) => {
+            let mut query = TopicPartitionList::new();
+            for e in all.elements() {
+                query.add_partition_offset(e.topic(), e.partition(), Offset::Offset(ms))?;
+            }
+            Some(
+                consumer
+                    .offsets_for_times(query, TIMEOUT)
+                    .context("cannot look up offsets by timestamp")?,
+            )
+        }
+        _ => None,
+    };
+    for e in all.elements() {
+        let (low, high) = consumer
+            .fetch_watermarks(e.topic(), e.partition(), TIMEOUT)
+            .with_context(|| format!("cannot read the watermarks of topic {:?}", e.topic()))?;
+        let offset = match position {
+            StartPosition::Earliest => low,
+            StartPosition::Latest => high,
+            StartPosition::Timestamp(_) => {
+                let found = by_time
+                    .as_ref()
+                    .and_then(|t| t.find_partition(e.topic(), e.partition()))
+                    .map(|p| p.offset());
+                match found {
+                    Some(Offset::Offset(o)) => o,
+                    // No record at or after the time: start at the end.
+                    _ => high,
+                }
+            }
+        };
+        out.add_partition_offset(e.topic(), e.partition(), Offset::Offset(offset))?;
+    }
+    Ok(out)
+}
+
+/// Commit `position` for `group` on every partition of `topics`. The
+/// group must have no active member (Kafka refuses commits from outside a
+/// live group), so this retries until `wait` has passed; stop the
+/// deployment first. With `only_uncommitted`, partitions the group has
+/// already committed are left alone (a start position applies only where
+/// there is no commit). Returns the number of partitions moved.
+pub fn move_group(
+    kafka_config: &KafkaConfig,
+    group: &str,
+    topics: &[String],
+    position: StartPosition,
+    only_uncommitted: bool,
+    wait: Duration,
+) -> Result<usize> {
+    let consumer = admin(kafka_config, group)?;
+    let mut tpl = targets(&consumer, topics, position)?;
+    if only_uncommitted {
+        let committed = consumer
+            .committed_offsets(tpl.clone(), TIMEOUT)
+            .with_context(|| format!("cannot read the committed offsets of group {group:?}"))?;
+        let mut open = TopicPartitionList::new();
+        for e in tpl.elements() {
+            let done = committed
+                .find_partition(e.topic(), e.partition())
+                .is_some_and(|c| matches!(c.offset(), Offset::Offset(_)));
+            if !done {
+                open.add_partition_offset(e.topic(), e.partition(), e.offset())?;
+            }
+        }
+        tpl = open;
+    }
+    if tpl.count() == 0 {
+        return Ok(0);
+    }
+    let deadline = Instant::now() + wait;
+    loop {
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => return Ok(tpl.count()),
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(group, error = %e, "group still has members; retrying the offset move");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("cannot move group {group:?} to {position:?}: does it still have active members outside this runner?")
+                });
+            }
+        }
+    }
+}
+
+/// Fails naming the first of `topics` that does not exist in Kafka.
+pub fn check_topics_exist(kafka_config: &KafkaConfig, topics: &[String]) -> Result<()> {
+    let consumer = admin(kafka_config, "ingesta-admin")?;
+    partitions(&consumer, topics).map(drop)
+}

@@ -1,0 +1,527 @@
+//! The supervisor: owns every deployment this runner runs and brings each
+//! to its desired state.
+//!
+//! Config-file deployments are started once. API deployments follow their
+//! records in the deployments state topic: a new record starts one; a
+//! changed module, outputs, limits, failure policy or config is swapped in
+//! at each partition's next batch; changed inputs, group or batching
+//! restart it; a replay request stops it, moves the group and starts it
+//! again; pause stops it (committing what it handled) and a tombstone
+//! removes it. Records are applied one at a time, in log order.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Serialize;
+use wasmtime::component::Linker;
+
+use crate::config::{DeploymentConfig, KafkaConfig, StartPosition};
+use crate::control::auth::Caller;
+use crate::control::deployments::{DeploymentRecord, Settings};
+use crate::control::modules::ModuleRegistry;
+use crate::kafka::OutputProducer;
+use crate::pipeline::{Counters, Deployment, DeploymentSpec, DeploymentState};
+use crate::wasm::{
+    ConsumerTemplate, DeploymentGrants, HostState, LoadedModule, World, consumer_linker,
+};
+
+/// How long a replay waits for the group to empty before it gives up.
+const REPLAY_WAIT: Duration = Duration::from_secs(30);
+
+/// Link `module` for the deployment `config` and wrap it with its grants.
+pub fn build_spec(
+    linker: &Linker<HostState>,
+    config: &DeploymentConfig,
+    module: LoadedModule,
+    source: &str,
+) -> Result<DeploymentSpec> {
+    let name = &config.name;
+    if module.world != World::Consumer {
+        bail!(
+            "deployment {name:?}: module {source} implements the {} world, not consumer",
+            module.world
+        );
+    }
+    let pre = linker
+        .instantiate_pre(&module.component)
+        .map_err(|e| anyhow!("deployment {name:?}: module {source} cannot be linked: {e:#}"))?;
+    let mut grants = DeploymentGrants::new(name, &config.limits, module.digest.clone());
+    grants.outputs = config.outputs.iter().cloned().collect();
+    grants.config = config
+        .config
+        .iter()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect();
+    let template = ConsumerTemplate::new(pre, Arc::new(grants))
+        .with_context(|| format!("deployment {name:?}: module {source}"))?;
+    tracing::info!(deployment = %name, module = source, digest = %module.digest,
+        size = module.size, "module ready");
+    Ok(DeploymentSpec {
+        config: config.clone(),
+        template,
+    })
+}
+
+/// One deployment, wanted or running.
+struct Slot {
+    /// The record it follows (`None` for a config-file deployment).
+    record: Option<DeploymentRecord>,
+    running: Option<Arc<Deployment>>,
+    /// Why it is not running when it should be.
+    problem: Option<String>,
+    /// The last replay request carried out.
+    replayed: u64,
+}
+
+/// What the API reports about a deployment.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DeploymentStatus {
+    pub name: String,
+    /// Owning tenant; `None` for a config-file deployment.
+    pub tenant: Option<String>,
+    /// `api` or `config`.
+    pub source: &'static str,
+    /// `running`, `paused`, `failed`, `starting` or `stopped`.
+    pub state: &'static str,
+    /// Why it failed (or is not running).
+    pub reason: Option<String>,
+    pub module: String,
+    pub revision: u64,
+    /// Modules of earlier revisions, newest last (rollback goes to the last).
+    pub previous_modules: Vec<String>,
+    pub settings: Option<Settings>,
+    pub counters: CountersView,
+    /// Per input partition: committed offset, high watermark, lag (only on
+    /// `GET /v1/deployments/{name}`).
+    pub partitions: Vec<crate::pipeline::offsets::PartitionStatus>,
+    pub updated_by: Option<String>,
+    pub updated_ms: Option<u64>,
+}
+
+/// Counters since the deployment last started on this runner.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct CountersView {
+    pub records_in: u64,
+    pub records_out: u64,
+    pub batches: u64,
+    pub retries: u64,
+    pub traps: u64,
+    pub dead_lettered: u64,
+}
+
+impl From<&Counters> for CountersView {
+    fn from(c: &Counters) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        Self {
+            records_in: c.records_in.load(Relaxed),
+            records_out: c.records_out.load(Relaxed),
+            batches: c.batches.load(Relaxed),
+            retries: c.retries.load(Relaxed),
+            traps: c.traps.load(Relaxed),
+            dead_lettered: c.dead_lettered.load(Relaxed),
+        }
+    }
+}
+
+/// Every deployment of this runner.
+pub struct Supervisor {
+    engine: wasmtime::Engine,
+    compile_cache: PathBuf,
+    linker: Linker<HostState>,
+    kafka: KafkaConfig,
+    producer: Arc<OutputProducer>,
+    drain: Duration,
+    modules: Arc<ModuleRegistry>,
+    slots: Mutex<BTreeMap<String, Slot>>,
+}
+
+impl Supervisor {
+    pub fn new(
+        engine: &crate::wasm::WasmEngine,
+        kafka: KafkaConfig,
+        producer: Arc<OutputProducer>,
+        drain: Duration,
+        modules: Arc<ModuleRegistry>,
+    ) -> Result<Self> {
+        Ok(Self {
+            engine: engine.engine().clone(),
+            compile_cache: engine.config().compile_cache_dir.clone(),
+            linker: consumer_linker(engine.engine())?,
+            kafka,
+            producer,
+            drain,
+            modules,
+            slots: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// The shared linker (config-file modules are linked before start).
+    pub fn linker(&self) -> &Linker<HostState> {
+        &self.linker
+    }
+
+    /// The module store the API deployments' modules come from.
+    pub fn modules(&self) -> &Arc<ModuleRegistry> {
+        &self.modules
+    }
+
+    /// Start a config-file deployment.
+    pub fn start_static(&self, spec: DeploymentSpec) -> Result<Arc<Deployment>> {
+        let name = spec.config.name.clone();
+        let d = Arc::new(Deployment::start(
+            spec,
+            &self.kafka,
+            self.producer.clone(),
+            self.drain,
+        )?);
+        self.slots.lock().unwrap().insert(
+            name,
+            Slot {
+                record: None,
+                running: Some(d.clone()),
+                problem: None,
+                replayed: 0,
+            },
+        );
+        Ok(d)
+    }
+
+    /// Every running deployment.
+    pub fn running(&self) -> Vec<Arc<Deployment>> {
+        let slots = self.slots.lock().unwrap();
+        slots.values().filter_map(|s| s.running.clone()).collect()
+    }
+
+    /// Bring the deployment `key` to `record` (`None`: remove it).
+    ///
+    /// A replay request is carried out only when `live` (the record was
+    /// written while this runner was reading along): one found while
+    /// recovering state at start was carried out when it was made, and
+    /// repeating it would rewind the group again.
+    pub async fn apply(&self, key: &str, record: Option<DeploymentRecord>, live: bool) {
+        let (old, running, replayed) = {
+            let mut slots = self.slots.lock().unwrap();
+            match slots.get_mut(key) {
+                Some(s) => (s.record.clone(), s.running.take(), s.replayed),
+                None => (None, None, 0),
+            }
+        };
+        let Some(record) = record else {
+            if let Some(d) = running {
+                stop(&d).await;
+            }
+            self.slots.lock().unwrap().remove(key);
+            tracing::info!(deployment = key, "deployment removed");
+            return;
+        };
+        let requested = record.replay.as_ref().filter(|r| r.seq > replayed);
+        let replayed = requested.map_or(replayed, |r| r.seq);
+        let replay = requested.filter(|_| live).cloned();
+        let outcome = self
+            .reconcile(old.as_ref(), &record, running, replay.as_ref())
+            .await;
+        let (running, problem) = match outcome {
+            Ok(running) => (running, None),
+            Err(e) => {
+                tracing::warn!(deployment = key, error = %format!("{e:#}"),
+                    "deployment cannot run as requested");
+                (None, Some(format!("{e:#}")))
+            }
+        };
+        self.slots.lock().unwrap().insert(
+            key.to_owned(),
+            Slot {
+                record: Some(record),
+                running,
+                problem,
+                replayed,
+            },
+        );
+    }
+
+    async fn reconcile(
+        &self,
+        old: Option<&DeploymentRecord>,
+        record: &DeploymentRecord,
+        running: Option<Arc<Deployment>>,
+        replay: Option<&crate::control::deployments::Replay>,
+    ) -> Result<Option<Arc<Deployment>>> {
+        let name = record.qualified_name();
+        let config = record.settings.to_config(&name);
+        if record.paused {
+            if let Some(d) = running {
+                stop(&d).await;
+                tracing::info!(deployment = %name, "deployment paused");
+            }
+            if let Some(r) = replay {
+                self.move_group(&config, r.from, false).await?;
+            }
+            return Ok(None);
+        }
+        let healthy = running
+            .as_ref()
+            .is_some_and(|d| d.state() == DeploymentState::Running);
+        let same = old.is_some_and(|o| o.settings == record.settings);
+        let restart = old.is_none_or(|o| o.settings.needs_restart(&record.settings));
+        if let (Some(d), true, None) = (&running, healthy, replay) {
+            if same {
+                return Ok(running);
+            }
+            if !restart {
+                let spec = self.spec(&config).await?;
+                d.swap(spec)?;
+                return Ok(running);
+            }
+        }
+        if let Some(d) = running {
+            stop(&d).await;
+        }
+        let spec = self.spec(&config).await?;
+        match replay {
+            Some(r) => {
+                self.move_group(&config, r.from, false).await?;
+            }
+            None if matches!(config.start, StartPosition::Timestamp(_)) => {
+                self.move_group(&config, config.start, true).await?;
+            }
+            None => {}
+        }
+        let d = Deployment::start(spec, &self.kafka, self.producer.clone(), self.drain)?;
+        Ok(Some(Arc::new(d)))
+    }
+
+    /// Load, check and link the module a record names.
+    async fn spec(&self, config: &DeploymentConfig) -> Result<DeploymentSpec> {
+        let digest = config.module.display().to_string();
+        let bytes = self.modules.bytes(&digest).ok_or_else(|| {
+            anyhow!(
+                "deployment {:?}: module {digest} is not in the module store (yet); it starts when the module arrives",
+                config.name
+            )
+        })?;
+        let (engine, cache) = (self.engine.clone(), self.compile_cache.clone());
+        let label = digest.clone();
+        let module = tokio::task::spawn_blocking(move || {
+            LoadedModule::from_bytes(&engine, &label, &bytes, &cache)
+        })
+        .await
+        .context("module compilation panicked")??;
+        build_spec(&self.linker, config, module, &digest)
+    }
+
+    async fn move_group(
+        &self,
+        config: &DeploymentConfig,
+        from: StartPosition,
+        only_uncommitted: bool,
+    ) -> Result<()> {
+        let (kafka, group, inputs) = (
+            self.kafka.clone(),
+            config.group.clone(),
+            config.inputs.clone(),
+        );
+        let moved = tokio::task::spawn_blocking(move || {
+            crate::pipeline::offsets::move_group(
+                &kafka,
+                &group,
+                &inputs,
+                from,
+                only_uncommitted,
+                REPLAY_WAIT,
+            )
+        })
+        .await
+        .context("offset move panicked")??;
+        tracing::info!(deployment = %config.name, group = %config.group, ?from, partitions = moved,
+            "consumer group moved");
+        Ok(())
+    }
+
+    /// Re-apply the deployments waiting for module `digest`.
+    pub async fn module_arrived(&self, digest: &str) {
+        let waiting: Vec<(String, DeploymentRecord)> = {
+            let slots = self.slots.lock().unwrap();
+            slots
+                .iter()
+                .filter(|(_, s)| s.running.is_none() && s.problem.is_some())
+                .filter_map(|(k, s)| Some((k.clone(), s.record.clone()?)))
+                .filter(|(_, r)| r.settings.module == digest && !r.paused)
+                .collect()
+        };
+        for (key, record) in waiting {
+            // Forget the old record so the start is not mistaken for a no-op.
+            if let Some(s) = self.slots.lock().unwrap().get_mut(&key) {
+                s.record = None;
+            }
+            self.apply(&key, Some(record), false).await;
+        }
+    }
+
+    /// The record of an API deployment the caller may see, by name.
+    /// Another tenant's deployment answers `None`, like a missing one.
+    /// The operator names `<tenant>/<name>` or a name unique across tenants.
+    pub fn record(&self, caller: &Caller, name: &str) -> Option<DeploymentRecord> {
+        let slots = self.slots.lock().unwrap();
+        let mut found = slots
+            .values()
+            .filter_map(|s| s.record.as_ref())
+            .filter(|r| caller.sees(&r.tenant))
+            .filter(|r| r.name == name || r.key() == name);
+        let first = found.next()?.clone();
+        found.next().is_none().then_some(first)
+    }
+
+    /// How many API deployments `tenant` has.
+    pub fn count_for(&self, tenant: &str) -> usize {
+        let slots = self.slots.lock().unwrap();
+        slots
+            .values()
+            .filter_map(|s| s.record.as_ref())
+            .filter(|r| r.tenant == tenant)
+            .count()
+    }
+
+    /// A deployment the caller may see that depends on module `digest`.
+    pub fn user_of(&self, caller: &Caller, digest: &str) -> Option<String> {
+        let slots = self.slots.lock().unwrap();
+        slots
+            .values()
+            .filter_map(|s| s.record.as_ref())
+            .filter(|r| caller.sees(&r.tenant))
+            .find(|r| r.modules().any(|m| m == digest))
+            .map(|r| r.name.clone())
+    }
+
+    /// Status of every deployment the caller may see (no partition detail).
+    pub fn list(&self, caller: &Caller) -> Vec<DeploymentStatus> {
+        let slots = self.slots.lock().unwrap();
+        slots
+            .iter()
+            .filter(|(_, s)| match &s.record {
+                Some(r) => caller.sees(&r.tenant),
+                None => matches!(caller, Caller::Operator),
+            })
+            .map(|(k, s)| status(k, s))
+            .collect()
+    }
+
+    /// Status of one deployment (by state-topic key or config name), with
+    /// per-partition offsets and lag.
+    pub async fn status(&self, key: &str) -> Option<Result<DeploymentStatus>> {
+        let (mut st, group, inputs) = {
+            let slots = self.slots.lock().unwrap();
+            let s = slots.get(key)?;
+            let config = match (&s.record, &s.running) {
+                (Some(r), _) => r.settings.to_config(key),
+                (None, Some(d)) => d.config(),
+                (None, None) => return None,
+            };
+            (status(key, s), config.group, config.inputs)
+        };
+        let kafka = self.kafka.clone();
+        let parts = tokio::task::spawn_blocking(move || {
+            crate::pipeline::offsets::group_status(&kafka, &group, &inputs)
+        })
+        .await;
+        Some(match parts {
+            Ok(Ok(p)) => {
+                st.partitions = p;
+                Ok(st)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(anyhow!("status lookup panicked: {e}")),
+        })
+    }
+
+    /// Whether the deployment is a config-file one (the API cannot change it).
+    pub fn is_static(&self, name: &str) -> bool {
+        let slots = self.slots.lock().unwrap();
+        slots.get(name).is_some_and(|s| s.record.is_none())
+    }
+
+    /// Drain and stop every deployment. Returns the failures, naming each.
+    pub async fn stop_all(&self) -> Vec<String> {
+        let running: Vec<(String, Arc<Deployment>)> = {
+            let mut slots = self.slots.lock().unwrap();
+            slots
+                .iter_mut()
+                .filter_map(|(k, s)| Some((k.clone(), s.running.take()?)))
+                .collect()
+        };
+        let mut failures = Vec::new();
+        for (name, d) in running {
+            if let DeploymentState::Failed(reason) = d.stop().await {
+                failures.push(format!("deployment {name:?} failed: {reason}"));
+            }
+        }
+        failures
+    }
+}
+
+async fn stop(d: &Deployment) {
+    if let DeploymentState::Failed(reason) = d.stop().await {
+        tracing::info!(deployment = d.name(), %reason, "stopped a failed deployment");
+    }
+}
+
+fn status(key: &str, s: &Slot) -> DeploymentStatus {
+    let (state, reason) = match (&s.running, &s.record, &s.problem) {
+        (_, Some(r), _) if r.paused => ("paused", None),
+        (Some(d), _, _) => match d.state() {
+            DeploymentState::Starting => ("starting", None),
+            DeploymentState::Running => ("running", None),
+            DeploymentState::Stopped => ("stopped", None),
+            DeploymentState::Failed(reason) => ("failed", Some(reason)),
+        },
+        (None, _, Some(p)) => ("failed", Some(p.clone())),
+        (None, _, None) => ("stopped", None),
+    };
+    let counters = s
+        .running
+        .as_ref()
+        .map(|d| CountersView::from(d.counters()))
+        .unwrap_or_default();
+    match &s.record {
+        Some(r) => DeploymentStatus {
+            name: r.name.clone(),
+            tenant: Some(r.tenant.clone()),
+            source: "api",
+            state,
+            reason,
+            module: r.settings.module.clone(),
+            revision: r.revision,
+            previous_modules: r
+                .previous
+                .iter()
+                .map(|p| p.settings.module.clone())
+                .collect(),
+            settings: Some(r.settings.clone()),
+            counters,
+            partitions: Vec::new(),
+            updated_by: Some(r.updated_by.clone()),
+            updated_ms: Some(r.updated_ms),
+        },
+        None => DeploymentStatus {
+            name: key.to_owned(),
+            tenant: None,
+            source: "config",
+            state,
+            reason,
+            module: s
+                .running
+                .as_ref()
+                .map(|d| d.config().module.display().to_string())
+                .unwrap_or_default(),
+            revision: 1,
+            previous_modules: Vec::new(),
+            settings: None,
+            counters,
+            partitions: Vec::new(),
+            updated_by: None,
+            updated_ms: None,
+        },
+    }
+}
