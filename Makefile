@@ -54,6 +54,7 @@ demo: kafka-up build guests
 ## bench: throughput of raw consume vs ingesta (see docs/benchmarks.md)
 bench: kafka-up build guests
 	$(CARGO) run --release -p ingesta-tests --bin ingesta-bench -- --out target/bench-latest.md
+	$(CARGO) run --release -p ingesta-tests --bin deploy-bench | tee target/bench-deploy-latest.md
 	@echo "results: target/bench-latest.md (compare with docs/benchmarks.md)"
 
 clean:

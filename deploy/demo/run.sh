@@ -26,6 +26,20 @@ stop() {
 }
 trap stop EXIT
 
+export INGESTA_API=http://127.0.0.1:8480 INGESTA_TOKEN=demo-shop-token
+for _ in $(seq 1 120); do
+  curl -fs "$INGESTA_API/readyz" >/dev/null 2>&1 && break
+  kill -0 "$runner" 2>/dev/null || { cat "$run/ingesta.log"; exit 1; }
+  sleep 0.5
+done
+
+# Deploy as the tenant "shop" would: upload the module and create the
+# deployment through the control API (its state is kept in Kafka, so a
+# previous demo's deployment is replaced).
+"$bin/ingesta" rm activity-stats >/dev/null 2>&1 || true
+echo "demo: deploying activity-stats through the control API"
+"$bin/ingesta" deploy --file deploy/demo/activity-stats.toml
+
 # Wait until the deployment has joined its group, so `start = latest`
 # does not skip the first simulated events.
 for _ in $(seq 1 60); do
@@ -38,5 +52,6 @@ echo "demo: simulating shop traffic at $rate events/s (log: $run/shop-sim.log)"
 "$bin/shop-sim" --topic user-activity --rate "$rate" >"$run/shop-sim.log" 2>&1 &
 sim=$!
 
+echo "demo: in another terminal: INGESTA_TOKEN=demo-shop-token $bin/ingesta status activity-stats"
 "$bin/shop-watch" --stats-topic user-activity-stats --alerts-topic user-activity-alerts \
   --from latest ${DEMO_SECONDS:+--seconds "$DEMO_SECONDS"}

@@ -408,6 +408,13 @@ impl Supervisor {
             .collect()
     }
 
+    /// Status of one deployment (by state-topic key or config name) as this
+    /// runner knows it, without partition detail.
+    pub fn brief_status(&self, key: &str) -> Option<DeploymentStatus> {
+        let slots = self.slots.lock().unwrap();
+        slots.get(key).map(|s| status(key, s))
+    }
+
     /// Status of one deployment (by state-topic key or config name), with
     /// per-partition offsets and lag.
     pub async fn status(&self, key: &str) -> Option<Result<DeploymentStatus>> {

@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
+use rdkafka::message::{Headers, Message, OwnedMessage};
 use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::{Method, StatusCode};
 
@@ -182,6 +183,48 @@ impl Api {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// `wasm` with a custom section appended: the same behaviour under another
+/// digest, i.e. a second version of the module.
+pub fn second_version(mut wasm: Vec<u8>) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"ingesta-test-version";
+    let mut content = Vec::new();
+    leb(name.len(), &mut content);
+    content.extend_from_slice(name);
+    content.extend_from_slice(b"2");
+    wasm.push(0);
+    leb(content.len(), &mut wasm);
+    wasm.extend(content);
+    wasm
+}
+
+/// The `tag` header the hostile fixture adds (see its `tag` config key).
+pub fn tag_of(m: &OwnedMessage) -> Option<String> {
+    let headers = m.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == "tag")
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Uploads a module as `token`; returns its digest.
+pub fn upload(api: &Api, token: &str, wasm: Vec<u8>) -> Result<String> {
+    let (status, body) = api.call(Method::POST, "/v1/modules", Some(token), Some(wasm))?;
+    ensure!(status.is_success(), "upload: {status} {body}");
+    Ok(body["digest"].as_str().context("no digest")?.to_owned())
 }
 
 /// The message of an error response (`""` if there is none).

@@ -15,54 +15,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use ingesta_tests::control::{self, Api, OPERATOR_TOKEN, TENANT_A, TENANT_B, error_of};
+use ingesta_tests::control::{
+    self, Api, OPERATOR_TOKEN, TENANT_A, TENANT_B, error_of, second_version, tag_of, upload,
+};
 use ingesta_tests::kafka;
 use ingesta_tests::runner::{self, RunnerProcess};
-use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::message::{Message, OwnedMessage};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// `wasm` with a custom section appended: the same behaviour under another
-/// digest, i.e. a second version of the module.
-fn second_version(mut wasm: Vec<u8>) -> Vec<u8> {
-    fn leb(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let name = b"ingesta-test-version";
-    let mut content = Vec::new();
-    leb(name.len(), &mut content);
-    content.extend_from_slice(name);
-    content.extend_from_slice(b"2");
-    wasm.push(0);
-    leb(content.len(), &mut wasm);
-    wasm.extend(content);
-    wasm
-}
-
-fn tag_of(m: &OwnedMessage) -> Option<String> {
-    let headers = m.headers()?;
-    headers
-        .iter()
-        .find(|h| h.key == "tag")
-        .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-}
-
-fn upload(api: &Api, token: &str, wasm: Vec<u8>) -> Result<String> {
-    let (status, body) = api.call(Method::POST, "/v1/modules", Some(token), Some(wasm))?;
-    ensure!(status.is_success(), "upload: {status} {body}");
-    Ok(body["digest"].as_str().context("no digest")?.to_owned())
-}
 
 fn total_lag(status: &Value) -> i64 {
     status["partitions"].as_array().map_or(-1, |p| {

@@ -387,6 +387,15 @@ async fn write(
         .await
 }
 
+/// The status after a change: from memory, without the per-partition
+/// offsets (which take broker round trips; `GET` has them).
+fn brief_status_of(state: &ApiState, key: &str, name: &str) -> Result<DeploymentStatus, ApiError> {
+    state
+        .supervisor
+        .brief_status(key)
+        .ok_or_else(|| ApiError::NotFound(format!("deployment {name:?}")))
+}
+
 async fn status_of(state: &ApiState, key: &str, name: &str) -> Result<DeploymentStatus, ApiError> {
     match state.supervisor.status(key).await {
         Some(Ok(s)) => Ok(s),
@@ -452,7 +461,7 @@ async fn create_deployment(
         }
         let record = DeploymentRecord::create(&tenant, name.clone(), settings, paused, &caller);
         write(&state, &key, Some(&record)).await?;
-        status_of(&state, &key, &name).await
+        brief_status_of(&state, &key, &name)
     }
     .await;
     audit(
@@ -520,7 +529,7 @@ async fn patch_deployment(
             }
             write(&state, &key, Some(&next)).await?;
         }
-        status_of(&state, &key, &name).await
+        brief_status_of(&state, &key, &name)
     }
     .await;
     audit(
@@ -548,7 +557,7 @@ async fn transition(
         if next != record {
             write(state, &key, Some(&next)).await?;
         }
-        status_of(state, &key, name).await
+        brief_status_of(state, &key, name)
     }
     .await;
     audit(

@@ -82,7 +82,9 @@ impl StateLog {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
-            .set("fetch.wait.max.ms", "50")
+            // A change is answered once this runner has read it back, so
+            // this wait is part of every mutation's latency.
+            .set("fetch.wait.max.ms", "5")
             .set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
         for (k, v) in kafka_config.properties.iter().chain(&kafka_config.consumer) {
             c.set(k, &v.0);
