@@ -189,6 +189,40 @@ fn deployment_routes_authenticate_check_grants_and_scope_by_tenant() -> Result<(
         "the operator sees every tenant: {listed_op}"
     );
 
+    // A timestamp start replays exactly the records from that time on.
+    kafka::produce(&a_in, (0..20).map(|i| (format!("early-{i}"), "x", None)))?;
+    std::thread::sleep(Duration::from_millis(100));
+    let from = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    std::thread::sleep(Duration::from_millis(100));
+    kafka::produce(&a_in, (0..20).map(|i| (format!("late-{i}"), "x", None)))?;
+    ensure!(
+        kafka::read_all(&a_out, 40, TIMEOUT)?.len() == 40,
+        "the deployment did not handle the 40 records"
+    );
+    let (status, body) = api.json(
+        Method::PATCH,
+        "/v1/deployments/dep",
+        Some(a),
+        &json!({ "start": { "timestamp": from } }),
+    )?;
+    ensure!(
+        status == StatusCode::OK,
+        "replay from {from}: {status} {body}"
+    );
+    let again = kafka::read_all(&a_out, 60, TIMEOUT)?;
+    let replayed: BTreeSet<String> = again[40..]
+        .iter()
+        .map(|m| String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned())
+        .collect();
+    let late: BTreeSet<String> = (0..20).map(|i| format!("late-{i}")).collect();
+    ensure!(
+        again.len() == 60 && replayed == late,
+        "a replay from the timestamp should handle exactly the 20 later records again: {} outputs, replayed {replayed:?}",
+        again.len()
+    );
+
     // A module in use (or kept for rollback) cannot be deleted.
     let (status, body) = api.call(
         Method::DELETE,
