@@ -411,25 +411,22 @@ fn deployment_command(command: Command) -> Result<()> {
             let status = client(&api)?.deployment(&name, api.tenant.as_deref())?;
             print_status(&status);
         }
-        Command::Pause { api, name } => {
-            print_status(&client(&api)?.deployment_action(&name, "pause", api.tenant.as_deref())?)
-        }
-        Command::Resume { api, name } => print_status(&client(&api)?.deployment_action(
-            &name,
-            "resume",
-            api.tenant.as_deref(),
-        )?),
-        Command::Rollback { api, name } => print_status(&client(&api)?.deployment_action(
-            &name,
-            "rollback",
-            api.tenant.as_deref(),
-        )?),
+        Command::Pause { api, name } => action(&api, &name, "pause")?,
+        Command::Resume { api, name } => action(&api, &name, "resume")?,
+        Command::Rollback { api, name } => action(&api, &name, "rollback")?,
         Command::Rm { api, name } => {
             client(&api)?.delete_deployment(&name, api.tenant.as_deref())?;
             println!("deleted deployment {name}");
         }
         _ => unreachable!("server commands are handled by run()"),
     }
+    Ok(())
+}
+
+/// `pause`, `resume` or `rollback`, then the new status.
+fn action(api: &ApiArgs, name: &str, action: &str) -> Result<()> {
+    let status = client(api)?.deployment_action(name, action, api.tenant.as_deref())?;
+    print_status(&status);
     Ok(())
 }
 

@@ -80,14 +80,11 @@ pub fn engine_for(config: &Config) -> Result<WasmEngine> {
     let mut engine =
         WasmEngineConfig::new(Duration::from_millis(config.runtime.epoch_tick_ms), cache);
     engine.max_wasm_stack = (config.runtime.wasm_stack_kib as usize) << 10;
-    engine.fuel = fuel_metering(config);
+    // Fuel metering is engine-wide: on when asked for, or when a
+    // config-file deployment sets a fuel limit.
+    engine.fuel =
+        config.runtime.fuel_metering || config.deployments.iter().any(|d| d.limits.fuel.is_some());
     WasmEngine::new(engine)
-}
-
-/// Fuel metering is an engine-wide setting: on when asked for, or when a
-/// config-file deployment sets a fuel limit.
-fn fuel_metering(config: &Config) -> bool {
-    config.runtime.fuel_metering || config.deployments.iter().any(|d| d.limits.fuel.is_some())
 }
 
 /// A started runner: the shared engine and producer, the supervisor of its
@@ -107,7 +104,6 @@ struct Control {
     stop_api: tokio::sync::oneshot::Sender<()>,
     api: tokio::task::JoinHandle<std::io::Result<()>>,
     applier: tokio::task::JoinHandle<()>,
-    _state: Arc<StateLog>,
 }
 
 impl Runner {
@@ -127,7 +123,10 @@ impl Runner {
             config.kafka.clone(),
             producer.clone(),
             Duration::from_millis(config.runtime.drain_timeout_ms),
-            Arc::new(ModuleRegistry::new()),
+            Arc::new(ModuleRegistry::new(
+                engine.engine().clone(),
+                engine.config().compile_cache_dir.clone(),
+            )),
         )?);
         let specs = prepare_with(config, &engine, supervisor.linker())?;
         let mut statics = Vec::new();
@@ -183,10 +182,8 @@ impl Runner {
             supervisor: self.supervisor.clone(),
             state: state.clone(),
             kafka: config.kafka.clone(),
-            engine: self.engine.engine().clone(),
-            compile_cache: self.engine.config().compile_cache_dir.clone(),
             max_module_bytes: (control.max_module_mib as usize) << 20,
-            fuel_metering: fuel_metering(config),
+            fuel_metering: self.engine.config().fuel,
             ready: false.into(),
         });
         let listener = tokio::net::TcpListener::bind(control.listen)
@@ -220,7 +217,6 @@ impl Runner {
             stop_api,
             api,
             applier,
-            _state: state,
         });
         Ok(())
     }

@@ -10,7 +10,6 @@
 //! removes it. Records are applied one at a time, in log order.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -128,8 +127,6 @@ impl From<&Counters> for CountersView {
 
 /// Every deployment of this runner.
 pub struct Supervisor {
-    engine: wasmtime::Engine,
-    compile_cache: PathBuf,
     linker: Linker<HostState>,
     kafka: KafkaConfig,
     producer: Arc<OutputProducer>,
@@ -147,8 +144,6 @@ impl Supervisor {
         modules: Arc<ModuleRegistry>,
     ) -> Result<Self> {
         Ok(Self {
-            engine: engine.engine().clone(),
-            compile_cache: engine.config().compile_cache_dir.clone(),
             linker: consumer_linker(engine.engine())?,
             kafka,
             producer,
@@ -249,7 +244,7 @@ impl Supervisor {
         running: Option<Arc<Deployment>>,
         replay: Option<&crate::control::deployments::Replay>,
     ) -> Result<Option<Arc<Deployment>>> {
-        let name = record.qualified_name();
+        let name = record.key();
         let config = record.settings.to_config(&name);
         if record.paused {
             if let Some(d) = running {
@@ -296,19 +291,16 @@ impl Supervisor {
     /// Load, check and link the module a record names.
     async fn spec(&self, config: &DeploymentConfig) -> Result<DeploymentSpec> {
         let digest = config.module.display().to_string();
-        let bytes = self.modules.bytes(&digest).ok_or_else(|| {
-            anyhow!(
-                "deployment {:?}: module {digest} is not in the module store (yet); it starts when the module arrives",
-                config.name
-            )
-        })?;
-        let (engine, cache) = (self.engine.clone(), self.compile_cache.clone());
-        let label = digest.clone();
-        let module = tokio::task::spawn_blocking(move || {
-            LoadedModule::from_bytes(&engine, &label, &bytes, &cache)
-        })
-        .await
-        .context("module compilation panicked")??;
+        let (modules, wanted) = (self.modules.clone(), digest.clone());
+        let module = tokio::task::spawn_blocking(move || modules.load(&wanted))
+            .await
+            .context("module compilation panicked")?
+            .ok_or_else(|| {
+                anyhow!(
+                    "deployment {:?}: module {digest} is not in the module store (yet); it starts when the module arrives",
+                    config.name
+                )
+            })??;
         build_spec(&self.linker, config, module, &digest)
     }
 
@@ -351,11 +343,8 @@ impl Supervisor {
                 .filter(|(_, r)| r.settings.module == digest && !r.paused)
                 .collect()
         };
+        // Not running, so applying the same record again starts it.
         for (key, record) in waiting {
-            // Forget the old record so the start is not mistaken for a no-op.
-            if let Some(s) = self.slots.lock().unwrap().get_mut(&key) {
-                s.record = None;
-            }
             self.apply(&key, Some(record), false).await;
         }
     }

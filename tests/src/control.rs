@@ -119,12 +119,7 @@ impl Api {
         if let Some(b) = body {
             r = r.body(b);
         }
-        let response = r
-            .send()
-            .with_context(|| format!("{method} {path}: no response"))?;
-        let status = response.status();
-        let text = response.text()?;
-        Ok((status, serde_json::from_str(&text).unwrap_or_default()))
+        answer(r, &method, path)
     }
 
     /// Sends `body` as JSON; returns the status and the JSON answer.
@@ -135,48 +130,32 @@ impl Api {
         token: Option<&str>,
         body: &serde_json::Value,
     ) -> Result<(StatusCode, serde_json::Value)> {
-        let response = self
-            .request(method.clone(), path, token)
-            .json(body)
-            .send()
-            .with_context(|| format!("{method} {path}: no response"))?;
-        let status = response.status();
-        let text = response.text()?;
-        Ok((status, serde_json::from_str(&text).unwrap_or_default()))
+        let r = self.request(method.clone(), path, token).json(body);
+        answer(r, &method, path)
     }
 
     /// Waits until `/readyz` answers 200: the runner has applied the state
     /// it found in Kafka.
     pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(r) = self.request(Method::GET, "/readyz", None).send()
-                && r.status().is_success()
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "the runner at {} was not ready within {timeout:?}",
-                    self.base
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.wait_for("/readyz", "ready", timeout)
     }
 
     /// Waits until `/healthz` answers.
     pub fn wait_healthy(&self, timeout: Duration) -> Result<()> {
+        self.wait_for("/healthz", "up", timeout)
+    }
+
+    fn wait_for(&self, path: &str, what: &str, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(r) = self.request(Method::GET, "/healthz", None).send()
+            if let Ok(r) = self.request(Method::GET, path, None).send()
                 && r.status().is_success()
             {
                 return Ok(());
             }
             if Instant::now() > deadline {
                 bail!(
-                    "the control API at {} did not come up within {timeout:?}",
+                    "the runner at {} was not {what} within {timeout:?}",
                     self.base
                 );
             }
@@ -225,6 +204,21 @@ pub fn upload(api: &Api, token: &str, wasm: Vec<u8>) -> Result<String> {
     let (status, body) = api.call(Method::POST, "/v1/modules", Some(token), Some(wasm))?;
     ensure!(status.is_success(), "upload: {status} {body}");
     Ok(body["digest"].as_str().context("no digest")?.to_owned())
+}
+
+/// Sends `r`; returns the status and the body parsed as JSON (`Null` if
+/// it is not JSON).
+fn answer(
+    r: RequestBuilder,
+    method: &Method,
+    path: &str,
+) -> Result<(StatusCode, serde_json::Value)> {
+    let response = r
+        .send()
+        .with_context(|| format!("{method} {path}: no response"))?;
+    let status = response.status();
+    let text = response.text()?;
+    Ok((status, serde_json::from_str(&text).unwrap_or_default()))
 }
 
 /// The message of an error response (`""` if there is none).

@@ -135,6 +135,16 @@ pub fn create_topic(name: &str, partitions: i32) -> Result<()> {
     create(name, partitions, false)
 }
 
+/// Fresh topics `<prefix>-<random>` (see [`unique`]), one per prefix, each
+/// created with `partitions` partitions.
+pub fn fresh_topics<const N: usize>(prefixes: [&str; N], partitions: i32) -> Result<[String; N]> {
+    let names = prefixes.map(unique);
+    for t in &names {
+        create_topic(t, partitions)?;
+    }
+    Ok(names)
+}
+
 /// Like [`create_topic`] but succeeds if the topic already exists (whatever
 /// its partition count; see [`partitions`]).
 pub fn ensure_topic(name: &str, partitions: i32) -> Result<()> {

@@ -18,14 +18,7 @@ const LOOPS: usize = 200;
 
 #[test]
 fn sigterm_abandons_a_batch_mid_bisection_and_loses_nothing() -> Result<()> {
-    let (input, output, dlq) = (
-        kafka::unique("close-in"),
-        kafka::unique("close-out"),
-        kafka::unique("close-dlq"),
-    );
-    for t in [&input, &output, &dlq] {
-        kafka::create_topic(t, 1)?;
-    }
+    let [input, output, dlq] = kafka::fresh_topics(["close-in", "close-out", "close-dlq"], 1)?;
     kafka::produce(
         &input,
         (0..LOOPS).map(|i| (format!("k{i}"), "loop", Some(0))),

@@ -66,12 +66,7 @@ fn deployment_routes_authenticate_check_grants_and_scope_by_tenant() -> Result<(
     let api = Api::new(port)?;
     api.wait_ready(TIMEOUT)?;
     let (a, b) = (TENANT_A.token, TENANT_B.token);
-    let a_in = kafka::unique("a-in");
-    let a_out = kafka::unique("a-out");
-    let b_in = kafka::unique("b-in");
-    for t in [&a_in, &a_out, &b_in] {
-        kafka::create_topic(t, 1)?;
-    }
+    let [a_in, a_out, b_in] = kafka::fresh_topics(["a-in", "a-out", "b-in"], 1)?;
     let hostile = std::fs::read(runner::fixture_wasm("hostile")?)?;
     let module_a = upload(&api, a, hostile.clone())?;
     let module_b = upload(&api, b, second_version(hostile))?;
@@ -294,11 +289,8 @@ fn deploy_swap_rollback_pause_replay_and_recover_from_kafka() -> Result<()> {
     let api = Api::new(port)?;
     api.wait_ready(TIMEOUT)?;
     let a = TENANT_A.token;
-    let input = kafka::unique("a-in");
-    let out = kafka::unique("a-out");
+    let [input, out] = kafka::fresh_topics(["a-in", "a-out"], 4)?;
     let group = kafka::unique("a-grp");
-    kafka::create_topic(&input, 4)?;
-    kafka::create_topic(&out, 4)?;
     let v1_file = runner::fixture_wasm("hostile")?;
     let dir = tempfile::tempdir()?;
     let v2_file = dir.path().join("hostile-v2.wasm");
@@ -354,7 +346,7 @@ fn deploy_swap_rollback_pause_replay_and_recover_from_kafka() -> Result<()> {
     )?;
     ensure!(updated.status.success(), "ingesta update: {updated:?}");
     producing.join().expect("producer thread panicked")?;
-    let (messages, by_key) = outputs_by_key(&out, N, 0..N)?;
+    let (messages, _) = outputs_by_key(&out, N, 0..N)?;
     ensure!(
         messages.len() == N,
         "a hot swap should handle no record twice: {} outputs for {N} inputs",
@@ -379,7 +371,6 @@ fn deploy_swap_rollback_pause_replay_and_recover_from_kafka() -> Result<()> {
         tags == BTreeSet::from(["v1".to_owned(), "v2".to_owned()]),
         "the swap did not happen mid-stream: tags {tags:?}"
     );
-    drop(by_key);
     let status = wait_status(&api, a, "stream", "caught up", |s| total_lag(s) == 0)?;
     ensure!(
         status["revision"] == 2 && status["previous_modules"] == json!([v1]),

@@ -18,9 +18,7 @@ const LOGGED: usize = 3_000;
 
 #[test]
 fn guest_log_and_stdout_are_rate_limited_and_drops_reported() -> Result<()> {
-    let (input, output) = (kafka::unique("chatty-in"), kafka::unique("chatty-out"));
-    kafka::create_topic(&input, 1)?;
-    kafka::create_topic(&output, 1)?;
+    let [input, output] = kafka::fresh_topics(["chatty-in", "chatty-out"], 1)?;
     let values = [
         format!("print:{PRINTED}"),
         format!("log:{LOGGED}"),

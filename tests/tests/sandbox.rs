@@ -69,15 +69,16 @@ fn header<'a>(m: &'a rdkafka::message::OwnedMessage, name: &str) -> Option<&'a s
 
 #[test]
 fn poison_records_are_dead_lettered_while_neighbours_and_other_tenants_flow() -> Result<()> {
-    let (input, output, dlq) = (
-        kafka::unique("hostile-in"),
-        kafka::unique("hostile-out"),
-        kafka::unique("hostile-dlq"),
-    );
-    let (healthy_in, healthy_out) = (kafka::unique("healthy-in"), kafka::unique("healthy-out"));
-    for t in [&input, &output, &dlq, &healthy_in, &healthy_out] {
-        kafka::create_topic(t, 4)?;
-    }
+    let [input, output, dlq, healthy_in, healthy_out] = kafka::fresh_topics(
+        [
+            "hostile-in",
+            "hostile-out",
+            "hostile-dlq",
+            "healthy-in",
+            "healthy-out",
+        ],
+        4,
+    )?;
     let values = values();
     let produced = kafka::produce(
         &input,

@@ -5,7 +5,6 @@
 //! tooling must reach them without a token); everything else under `/v1`
 //! needs a bearer token, checked before a request body is read.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -38,9 +37,6 @@ pub struct ApiState {
     pub kafka: KafkaConfig,
     /// Whether deployments may set `limits.fuel`.
     pub fuel_metering: bool,
-    /// For checking and compiling uploads.
-    pub engine: wasmtime::Engine,
-    pub compile_cache: PathBuf,
     /// Largest accepted upload.
     pub max_module_bytes: usize,
     /// Set once the runner has started what it was configured with.
@@ -205,15 +201,10 @@ async fn upload_module(
                 ApiError::BadRequest(format!("cannot read the request body: {e}"))
             }
         })?;
-        let (engine, cache, body) = (
-            state.engine.clone(),
-            state.compile_cache.clone(),
-            bytes.clone(),
-        );
-        let checked =
-            tokio::task::spawn_blocking(move || ModuleRegistry::check(&body, &engine, &cache))
-                .await
-                .map_err(|e| ApiError::Internal(format!("module check panicked: {e}")))??;
+        let (modules, body) = (state.modules.clone(), bytes.clone());
+        let checked = tokio::task::spawn_blocking(move || modules.check(&body))
+            .await
+            .map_err(|e| ApiError::Internal(format!("module check panicked: {e}")))??;
         state
             .modules
             .store(&state.state, &caller, &bytes, checked)
@@ -346,24 +337,11 @@ async fn check_settings(
             settings.module
         )));
     }
-    let kafka = state.kafka.clone();
-    let topics: Vec<String> = settings
-        .inputs
-        .iter()
-        .chain(&settings.outputs)
-        .chain(&settings.failure.dead_letter_topic)
-        .cloned()
-        .collect();
-    tokio::task::spawn_blocking(move || {
-        crate::pipeline::offsets::check_topics_exist(&kafka, &topics)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
-    .map_err(|e| {
-        ApiError::BadRequest(format!(
-            "deployment {name:?}: {e:#}; create it first (ingesta does not create topics)"
-        ))
-    })
+    let (kafka, config) = (state.kafka.clone(), settings.to_config(name));
+    tokio::task::spawn_blocking(move || crate::pipeline::check_topics_exist(&kafka, &config))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::BadRequest(format!("{e:#}")))
 }
 
 /// Write the record (`None`: delete it) and wait until this runner has
@@ -431,7 +409,11 @@ async fn create_deployment(
 ) -> Result<(StatusCode, Json<DeploymentStatus>), ApiError> {
     let mut object = String::from("-");
     let result = async {
-        let (name, settings, paused) = json_body(body)?.split();
+        let CreateDeployment {
+            name,
+            settings,
+            paused,
+        } = json_body(body)?;
         object = name.clone();
         let tenant = match (&caller, q.tenant) {
             (Caller::Tenant(t), _) => t.name.clone(),

@@ -47,47 +47,44 @@ pub struct Settings {
     pub config: BTreeMap<String, Scalar>,
 }
 
-/// `POST /v1/deployments`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// `POST /v1/deployments`: a name, the first revision's [`Settings`] (at
+/// the same level) and whether to start paused.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CreateDeployment {
     /// Unique among the tenant's deployments: 1-63 of a-z, 0-9, '-', '_'.
     pub name: String,
-    pub module: String,
-    pub inputs: Vec<String>,
-    pub group: String,
-    #[serde(default)]
-    pub outputs: Vec<String>,
-    #[serde(default)]
-    pub start: StartPosition,
-    #[serde(default)]
-    pub batch: BatchConfig,
-    #[serde(default)]
-    pub limits: LimitsConfig,
-    #[serde(default)]
-    pub failure: FailureConfig,
-    #[serde(default)]
-    pub config: BTreeMap<String, Scalar>,
+    #[serde(flatten)]
+    pub settings: Settings,
     /// Create it paused (nothing is consumed until resumed).
     #[serde(default)]
     pub paused: bool,
 }
 
-impl CreateDeployment {
-    /// The name and the first revision.
-    pub fn split(self) -> (String, Settings, bool) {
-        let settings = Settings {
-            module: self.module,
-            inputs: self.inputs,
-            group: self.group,
-            outputs: self.outputs,
-            start: self.start,
-            batch: self.batch,
-            limits: self.limits,
-            failure: self.failure,
-            config: self.config,
+/// By hand rather than with `#[serde(flatten)]`, which would let unknown
+/// (misspelt) keys through: `name` and `paused` are taken out and the rest
+/// must be exactly [`Settings`].
+impl<'de> Deserialize<'de> for CreateDeployment {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut fields = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        let name = match fields.remove("name") {
+            Some(serde_json::Value::String(n)) => n,
+            Some(_) => return Err(D::Error::custom("`name` must be a string")),
+            None => return Err(D::Error::missing_field("name")),
         };
-        (self.name, settings, self.paused)
+        let paused = match fields.remove("paused") {
+            None => false,
+            Some(v) => v
+                .as_bool()
+                .ok_or_else(|| D::Error::custom("`paused` must be true or false"))?,
+        };
+        let settings =
+            Settings::deserialize(serde_json::Value::Object(fields)).map_err(D::Error::custom)?;
+        Ok(Self {
+            name,
+            settings,
+            paused,
+        })
     }
 }
 
@@ -145,13 +142,9 @@ pub struct DeploymentRecord {
 }
 
 impl DeploymentRecord {
-    /// The state-topic key.
+    /// The state-topic key, `<tenant>/<name>`, which is also the name the
+    /// runner uses in logs, metrics and dead-letter headers.
     pub fn key(&self) -> String {
-        key(&self.tenant, &self.name)
-    }
-
-    /// The name the runner uses in logs, metrics and dead-letter headers.
-    pub fn qualified_name(&self) -> String {
         key(&self.tenant, &self.name)
     }
 
@@ -259,10 +252,10 @@ pub fn key(tenant: &str, name: &str) -> String {
 }
 
 impl Settings {
-    /// The runner-side config of a deployment named `qualified_name`.
-    pub fn to_config(&self, qualified_name: &str) -> DeploymentConfig {
+    /// The runner-side config of a deployment named `name`.
+    pub fn to_config(&self, name: &str) -> DeploymentConfig {
         DeploymentConfig {
-            name: qualified_name.to_owned(),
+            name: name.to_owned(),
             module: PathBuf::from(&self.module),
             inputs: self.inputs.clone(),
             group: self.group.clone(),
@@ -345,6 +338,21 @@ mod tests {
             failure: FailureConfig::default(),
             config: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn create_body_takes_name_and_paused_and_refuses_unknown_keys() {
+        let body =
+            r#"{"name": "d", "module": "m", "inputs": ["a-in"], "group": "g", "paused": true}"#;
+        let c: CreateDeployment = serde_json::from_str(body).unwrap();
+        assert_eq!((c.name.as_str(), c.paused), ("d", true));
+        assert_eq!(c.settings.group, "g");
+        let typo = body.replace("\"group\"", "\"grup\"");
+        let err = serde_json::from_str::<CreateDeployment>(&typo).unwrap_err();
+        assert!(err.to_string().contains("grup"), "{err}");
+        let nameless = body.replace("\"name\": \"d\", ", "");
+        let err = serde_json::from_str::<CreateDeployment>(&nameless).unwrap_err();
+        assert!(err.to_string().contains("name"), "{err}");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! go when the last owner deletes them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
@@ -67,15 +67,21 @@ pub struct Checked {
 }
 
 /// The registry of one runner.
-#[derive(Default)]
 pub struct ModuleRegistry {
+    /// Checks uploads and compiles stored modules (through the cache).
+    engine: Engine,
+    compile_cache: PathBuf,
     modules: RwLock<BTreeMap<String, Entry>>,
 }
 
 impl ModuleRegistry {
     /// An empty registry; fill it with [`ModuleRegistry::apply`].
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(engine: Engine, compile_cache: PathBuf) -> Self {
+        Self {
+            engine,
+            compile_cache,
+            modules: RwLock::default(),
+        }
     }
 
     /// Apply one record of the modules topic. Returns the digest of a
@@ -111,13 +117,12 @@ impl ModuleRegistry {
 
     /// Checks `bytes`: a component of a known world, imports within our
     /// WIT, compiles. CPU-heavy: call from a blocking task.
-    pub fn check(bytes: &[u8], engine: &Engine, compile_cache: &Path) -> Result<Checked, ApiError> {
-        let loaded = LoadedModule::from_bytes(engine, "upload", bytes, compile_cache).map_err(
-            |e| match e {
-                ModuleError::Read { .. } => ApiError::Internal(e.to_string()),
-                other => ApiError::BadRequest(other.to_string()),
-            },
-        )?;
+    pub fn check(&self, bytes: &[u8]) -> Result<Checked, ApiError> {
+        let loaded = LoadedModule::from_bytes(&self.engine, "upload", bytes, &self.compile_cache)
+            .map_err(|e| match e {
+            ModuleError::Read { .. } => ApiError::Internal(e.to_string()),
+            other => ApiError::BadRequest(other.to_string()),
+        })?;
         Ok(Checked {
             digest: loaded.digest,
             world: loaded.world,
@@ -177,8 +182,21 @@ impl ModuleRegistry {
         modules.get(digest)?.complete().cloned()
     }
 
+    /// The complete module `digest`, compiled (from the cache when it was
+    /// compiled before); `None` if it is not (yet) all here. CPU-heavy:
+    /// call from a blocking task.
+    pub fn load(&self, digest: &str) -> Option<Result<LoadedModule, ModuleError>> {
+        let bytes = self.bytes(digest)?;
+        Some(LoadedModule::from_bytes(
+            &self.engine,
+            digest,
+            &bytes,
+            &self.compile_cache,
+        ))
+    }
+
     /// The bytes of a complete module.
-    pub fn bytes(&self, digest: &str) -> Option<Vec<u8>> {
+    fn bytes(&self, digest: &str) -> Option<Vec<u8>> {
         let modules = self.modules.read().unwrap_or_else(|e| e.into_inner());
         let entry = modules.get(digest)?;
         let meta = entry.complete()?;
@@ -278,7 +296,7 @@ mod tests {
 
     #[test]
     fn a_module_is_complete_once_meta_and_every_chunk_arrived() {
-        let r = ModuleRegistry::new();
+        let r = ModuleRegistry::new(Engine::default(), std::env::temp_dir());
         assert_eq!(r.apply("sha256:x/chunk/1", Some(b"def")), None);
         assert_eq!(r.apply("sha256:x/meta", Some(&meta("sha256:x", 2))), None);
         assert!(r.bytes("sha256:x").is_none());

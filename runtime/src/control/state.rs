@@ -21,7 +21,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 
 use super::ApiError;
@@ -75,21 +75,13 @@ impl StateLog {
             .set("linger.ms", "0")
             .create()
             .context("invalid Kafka producer settings for the state topics")?;
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &kafka_config.bootstrap_servers)
+        // Reads by assignment: the group id is never joined or committed.
+        let reader: BaseConsumer = kafka::group_admin_config(kafka_config, "ingesta-state-reader")
             .set("client.id", "ingesta-state-reader")
-            .set("group.id", "ingesta-state-reader")
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
             // A change is answered once this runner has read it back, so
             // this wait is part of every mutation's latency.
             .set("fetch.wait.max.ms", "5")
-            .set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
-        for (k, v) in kafka_config.properties.iter().chain(&kafka_config.consumer) {
-            c.set(k, &v.0);
-        }
-        let reader: BaseConsumer = c
             .create()
             .context("invalid Kafka consumer settings for the state topics")?;
         let mut tpl = TopicPartitionList::new();
@@ -222,13 +214,9 @@ async fn ensure_topics(
     topics: &[String],
     replication: Option<i32>,
 ) -> Result<()> {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &kafka_config.bootstrap_servers);
-    for (k, v) in &kafka_config.properties {
-        c.set(k, &v.0);
-    }
-    let admin: AdminClient<DefaultClientContext> =
-        c.create().context("invalid Kafka admin client settings")?;
+    let admin: AdminClient<DefaultClientContext> = kafka::admin_config(kafka_config)
+        .create()
+        .context("invalid Kafka admin client settings")?;
     let new: Vec<NewTopic> = topics
         .iter()
         .map(|t| {

@@ -16,17 +16,26 @@ use rdkafka::config::RDKafkaLogLevel;
 
 use crate::config::{DeploymentConfig, KafkaConfig, Scalar};
 
-/// librdkafka settings for a deployment's consumer.
-pub fn consumer_config(kafka: &KafkaConfig, deployment: &DeploymentConfig) -> ClientConfig {
+/// What every client starts from: where Kafka is, who it is, quiet
+/// librdkafka logs. Each role adds its settings, then the user's properties
+/// (`apply`), so those always win over ingesta's defaults.
+fn base(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &kafka.bootstrap_servers)
-        // Deployments created over the API are named `<tenant>/<name>`;
-        // client ids allow only [A-Za-z0-9._-].
-        .set(
-            "client.id",
-            format!("ingesta-{}", deployment.name.replace('/', ".")),
-        )
-        .set("group.id", &deployment.group)
+        .set("client.id", client_id)
+        .set_log_level(RDKafkaLogLevel::Warning);
+    c
+}
+
+/// librdkafka settings for a deployment's consumer.
+pub fn consumer_config(kafka: &KafkaConfig, deployment: &DeploymentConfig) -> ClientConfig {
+    // Deployments created over the API are named `<tenant>/<name>`; client
+    // ids allow only [A-Za-z0-9._-].
+    let mut c = base(
+        kafka,
+        &format!("ingesta-{}", deployment.name.replace('/', ".")),
+    );
+    c.set("group.id", &deployment.group)
         // Offsets are stored by the pipeline only once a batch's outputs are
         // acknowledged; the periodic auto-commit then commits exactly those.
         .set("enable.auto.offset.store", "false")
@@ -42,8 +51,7 @@ pub fn consumer_config(kafka: &KafkaConfig, deployment: &DeploymentConfig) -> Cl
         // When that queue is full librdkafka backs off fetching for 1 s by
         // default, which shows up as a one-second stall after every burst.
         .set("fetch.queue.backoff.ms", "10")
-        .set("enable.partition.eof", "false")
-        .set_log_level(RDKafkaLogLevel::Warning);
+        .set("enable.partition.eof", "false");
     apply(&mut c, &kafka.properties);
     apply(&mut c, &kafka.consumer);
     apply(&mut c, &deployment.kafka);
@@ -52,15 +60,12 @@ pub fn consumer_config(kafka: &KafkaConfig, deployment: &DeploymentConfig) -> Cl
 
 /// librdkafka settings for the runner's shared output producer.
 pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &kafka.bootstrap_servers)
-        .set("client.id", "ingesta-output")
-        // No loss and no reordering on retries: an output counts as written
-        // only when every in-sync replica has it.
-        .set("enable.idempotence", "true")
+    let mut c = base(kafka, "ingesta-output");
+    // No loss and no reordering on retries: an output counts as written
+    // only when every in-sync replica has it.
+    c.set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "5")
-        .set_log_level(RDKafkaLogLevel::Warning);
+        .set("linger.ms", "5");
     apply(&mut c, &kafka.properties);
     apply(&mut c, &kafka.producer);
     c
@@ -88,14 +93,18 @@ pub fn route_log(level: RDKafkaLogLevel, fac: &str, message: &str) {
 /// librdkafka settings for a client that reads or moves a group's offsets
 /// from outside the group (status, replay); it never joins the group.
 pub fn group_admin_config(kafka: &KafkaConfig, group: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &kafka.bootstrap_servers)
-        .set("client.id", "ingesta-admin")
-        .set("group.id", group)
+    let mut c = base(kafka, "ingesta-admin");
+    c.set("group.id", group)
         .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set_log_level(RDKafkaLogLevel::Warning);
+        .set("enable.auto.offset.store", "false");
     apply(&mut c, &kafka.properties);
     apply(&mut c, &kafka.consumer);
+    c
+}
+
+/// librdkafka settings for an admin client (creating the state topics).
+pub fn admin_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut c = base(kafka, "ingesta-admin");
+    apply(&mut c, &kafka.properties);
     c
 }

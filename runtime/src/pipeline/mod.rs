@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use tokio::sync::watch;
 
 use crate::config::{BatchConfig, DeploymentConfig, KafkaConfig};
@@ -239,9 +239,21 @@ impl Deployment {
     }
 }
 
+/// [`check_topics`] before the deployment has a consumer of its own (the
+/// API checks a request this way before accepting it). Blocking.
+pub fn check_topics_exist(kafka_config: &KafkaConfig, d: &DeploymentConfig) -> Result<()> {
+    let consumer: BaseConsumer = kafka::group_admin_config(kafka_config, &d.group)
+        .create()
+        .with_context(|| format!("deployment {:?}: invalid Kafka settings", d.name))?;
+    check_topics(&consumer, d)
+}
+
 /// Fail fast, with the topic's name, when an input or output topic is
 /// missing: otherwise the consumer would idle and outputs would time out.
-fn check_topics(consumer: &BaseConsumer<DeploymentContext>, d: &DeploymentConfig) -> Result<()> {
+fn check_topics<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    d: &DeploymentConfig,
+) -> Result<()> {
     let metadata = consumer
         .fetch_metadata(None, Duration::from_secs(10))
         .with_context(|| {

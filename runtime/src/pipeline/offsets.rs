@@ -190,9 +190,3 @@ pub fn move_group(
         }
     }
 }
-
-/// Fails naming the first of `topics` that does not exist in Kafka.
-pub fn check_topics_exist(kafka_config: &KafkaConfig, topics: &[String]) -> Result<()> {
-    let consumer = admin(kafka_config, "ingesta-admin")?;
-    partitions(&consumer, topics).map(drop)
-}

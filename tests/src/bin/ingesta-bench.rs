@@ -343,14 +343,10 @@ struct Neighbour {
 /// deadline, with a dead-letter topic so it never stops. Each run of the
 /// case starts it on a fresh group, from the beginning.
 fn hostile_neighbour(module: &std::path::Path) -> Result<Neighbour> {
-    let (input, output, dlq) = (
-        kafka::unique("bench-hostile-in"),
-        kafka::unique("bench-hostile-out"),
-        kafka::unique("bench-hostile-dlq"),
-    );
-    for t in [&input, &output, &dlq] {
-        kafka::create_topic(t, 4)?;
-    }
+    let [input, output, dlq] = kafka::fresh_topics(
+        ["bench-hostile-in", "bench-hostile-out", "bench-hostile-dlq"],
+        4,
+    )?;
     kafka::produce(
         &input,
         (0..HOSTILE_RECORDS).map(|i| (format!("h{i}"), "loop", None)),
