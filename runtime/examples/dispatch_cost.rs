@@ -77,7 +77,12 @@ async fn main() -> Result<()> {
         max_output_bytes: u64::MAX,
         ..LimitsConfig::default()
     };
-    let mut grants = DeploymentGrants::new("bench", &limits, module.digest.clone());
+    let mut grants = DeploymentGrants::new(
+        "bench",
+        &limits,
+        module.digest.clone(),
+        ingesta_runtime::telemetry::DeploymentTelemetry::new("bench"),
+    );
     grants.outputs = HashSet::from([
         "out".to_owned(),
         "user-activity-stats".to_owned(),

@@ -123,6 +123,31 @@ enum Command {
         api: ApiArgs,
         name: String,
     },
+    /// Print a deployment's guest log: its log calls and stdout/stderr
+    /// (as kept after the rate limit, on the runner that answers).
+    Logs {
+        #[command(flatten)]
+        api: ApiArgs,
+        name: String,
+        /// Keep printing new lines as they come (Ctrl-C stops).
+        #[arg(long, short)]
+        follow: bool,
+        /// How many of the latest lines to print first (at most 1000).
+        #[arg(long, default_value_t = 100)]
+        tail: usize,
+    },
+    /// A live view of deployments: rates, errors, dead letters and lag,
+    /// refreshed in place (Ctrl-C quits).
+    Top {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 2.0)]
+        interval: f64,
+        /// Print this many frames, then exit.
+        #[arg(long)]
+        frames: Option<u32>,
+    },
 }
 
 /// `ingesta deploy`: what to run.
@@ -390,7 +415,7 @@ fn deployment_command(command: Command) -> Result<()> {
             print_status(&status);
         }
         Command::Ls { api } => {
-            let list = client(&api)?.list_deployments()?;
+            let list = client(&api)?.list_deployments(false)?;
             println!(
                 "{:<28}  {:<12}  {:<8}  {:>4}  {:<20}  {:>10}",
                 "name", "tenant", "state", "rev", "module", "records_in"
@@ -418,6 +443,34 @@ fn deployment_command(command: Command) -> Result<()> {
             client(&api)?.delete_deployment(&name, api.tenant.as_deref())?;
             println!("deleted deployment {name}");
         }
+        Command::Logs {
+            api,
+            name,
+            follow,
+            tail,
+        } => {
+            let mut stdout = std::io::stdout();
+            client(&api)?.logs(&name, api.tenant.as_deref(), tail, follow, |line| {
+                use std::io::Write;
+                writeln!(stdout, "{}", log_line(&line))?;
+                stdout.flush()?;
+                Ok(())
+            })?;
+        }
+        Command::Top {
+            api,
+            interval,
+            frames,
+        } => {
+            if !(interval.is_finite() && interval > 0.0) {
+                anyhow::bail!("--interval must be a positive number of seconds");
+            }
+            client::top::run(
+                &client(&api)?,
+                std::time::Duration::from_secs_f64(interval),
+                frames,
+            )?;
+        }
         _ => unreachable!("server commands are handled by run()"),
     }
     Ok(())
@@ -436,6 +489,23 @@ fn text(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+/// `HH:MM:SS.mmm LEVEL [stream] message` (UTC).
+fn log_line(l: &Value) -> String {
+    let ms = l["time_ms"].as_u64().unwrap_or(0) % 86_400_000;
+    let (h, m, s, milli) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    let level = l["level"].as_str().unwrap_or("?").to_uppercase();
+    let truncated = if l["truncated"].as_bool() == Some(true) {
+        " [truncated]"
+    } else {
+        ""
+    };
+    format!(
+        "{h:02}:{m:02}:{s:02}.{milli:03} {level:<5} [{}] {}{truncated}",
+        l["stream"].as_str().unwrap_or("?"),
+        l["message"].as_str().unwrap_or_default()
+    )
 }
 
 fn short_digest(d: &str) -> String {

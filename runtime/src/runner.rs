@@ -25,6 +25,7 @@ use crate::control::state::{StateLog, StateRecord, StateTopic};
 use crate::kafka::{self, OutputProducer};
 use crate::pipeline::{Deployment, DeploymentSpec};
 use crate::supervisor::{Supervisor, build_spec};
+use crate::telemetry::{DeploymentTelemetry, RunnerMetrics};
 use crate::wasm::{HostState, LoadedModule, WasmEngine, WasmEngineConfig, consumer_linker};
 
 /// The default compile cache: `$XDG_CACHE_HOME/ingesta/compiled`.
@@ -65,6 +66,7 @@ fn prepare_with(
             d,
             module,
             &d.module.display().to_string(),
+            DeploymentTelemetry::new(&d.name),
         )?);
     }
     Ok(specs)
@@ -101,6 +103,7 @@ pub struct Runner {
 
 /// The running control plane.
 struct Control {
+    api_state: Arc<ApiState>,
     stop_api: tokio::sync::oneshot::Sender<()>,
     api: tokio::task::JoinHandle<std::io::Result<()>>,
     applier: tokio::task::JoinHandle<()>,
@@ -114,8 +117,9 @@ impl Runner {
             bail!("the config has no [[deployment]] and no [control] API; nothing to run");
         }
         let engine = engine_for(config)?;
+        let metrics = Arc::new(RunnerMetrics::new());
         let producer = Arc::new(
-            OutputProducer::new(&kafka::producer_config(&config.kafka))
+            OutputProducer::new(&kafka::producer_config(&config.kafka), metrics.clone())
                 .context("invalid Kafka producer settings")?,
         );
         let supervisor = Arc::new(Supervisor::new(
@@ -127,6 +131,7 @@ impl Runner {
                 engine.engine().clone(),
                 engine.config().compile_cache_dir.clone(),
             )),
+            metrics,
         )?);
         let specs = prepare_with(config, &engine, supervisor.linker())?;
         let mut statics = Vec::new();
@@ -185,6 +190,7 @@ impl Runner {
             max_module_bytes: (control.max_module_mib as usize) << 20,
             fuel_metering: self.engine.config().fuel,
             ready: false.into(),
+            closing: tokio::sync::watch::Sender::new(false),
         });
         let listener = tokio::net::TcpListener::bind(control.listen)
             .await
@@ -214,6 +220,7 @@ impl Runner {
             "control-plane state recovered; ready"
         );
         self.control = Some(Control {
+            api_state,
             stop_api,
             api,
             applier,
@@ -225,6 +232,7 @@ impl Runner {
     /// Fails if any deployment failed, naming each and why.
     pub async fn stop(self) -> Result<()> {
         if let Some(c) = self.control {
+            c.api_state.closing.send_replace(true);
             let _ = c.stop_api.send(());
             match c.api.await {
                 Ok(Ok(())) => {}

@@ -22,20 +22,29 @@ use crate::control::auth::Caller;
 use crate::control::deployments::{DeploymentRecord, Settings};
 use crate::control::modules::ModuleRegistry;
 use crate::kafka::OutputProducer;
-use crate::pipeline::{Counters, Deployment, DeploymentSpec, DeploymentState};
+use crate::pipeline::{Deployment, DeploymentSpec, DeploymentState};
+use crate::telemetry::metrics::{self, ScrapeFamilies};
+use crate::telemetry::{DeploymentMetrics, DeploymentTelemetry, RunnerMetrics};
 use crate::wasm::{
     ConsumerTemplate, DeploymentGrants, HostState, LoadedModule, World, consumer_linker,
 };
 
+/// How long a scrape waits for consumer lag from Kafka.
+const LAG_TIMEOUT: Duration = Duration::from_secs(5);
+/// Every state a deployment can be in, as status and metrics name them.
+const STATES: [&str; 5] = ["running", "paused", "failed", "starting", "stopped"];
+
 /// How long a replay waits for the group to empty before it gives up.
 const REPLAY_WAIT: Duration = Duration::from_secs(30);
 
-/// Link `module` for the deployment `config` and wrap it with its grants.
+/// Link `module` for the deployment `config` and wrap it with its grants;
+/// its instances report to `telemetry`.
 pub fn build_spec(
     linker: &Linker<HostState>,
     config: &DeploymentConfig,
     module: LoadedModule,
     source: &str,
+    telemetry: Arc<DeploymentTelemetry>,
 ) -> Result<DeploymentSpec> {
     let name = &config.name;
     if module.world != World::Consumer {
@@ -47,7 +56,7 @@ pub fn build_spec(
     let pre = linker
         .instantiate_pre(&module.component)
         .map_err(|e| anyhow!("deployment {name:?}: module {source} cannot be linked: {e:#}"))?;
-    let mut grants = DeploymentGrants::new(name, &config.limits, module.digest.clone());
+    let mut grants = DeploymentGrants::new(name, &config.limits, module.digest.clone(), telemetry);
     grants.outputs = config.outputs.iter().cloned().collect();
     grants.config = config
         .config
@@ -73,6 +82,8 @@ struct Slot {
     problem: Option<String>,
     /// The last replay request carried out.
     replayed: u64,
+    /// Metrics and guest log, kept for as long as the slot.
+    telemetry: Arc<DeploymentTelemetry>,
 }
 
 /// What the API reports about a deployment.
@@ -100,27 +111,37 @@ pub struct DeploymentStatus {
     pub updated_ms: Option<u64>,
 }
 
-/// Counters since the deployment last started on this runner.
+/// Counters since the deployment was created on this runner (or the runner
+/// started), the same values `/metrics` exports.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct CountersView {
     pub records_in: u64,
     pub records_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
     pub batches: u64,
+    /// Failed handler calls of every class (errors and traps).
+    pub errors: u64,
     pub retries: u64,
+    /// Calls that trapped (each replaced its instance).
     pub traps: u64,
     pub dead_lettered: u64,
+    pub guest_log_dropped: u64,
 }
 
-impl From<&Counters> for CountersView {
-    fn from(c: &Counters) -> Self {
-        use std::sync::atomic::Ordering::Relaxed;
+impl From<&DeploymentMetrics> for CountersView {
+    fn from(m: &DeploymentMetrics) -> Self {
         Self {
-            records_in: c.records_in.load(Relaxed),
-            records_out: c.records_out.load(Relaxed),
-            batches: c.batches.load(Relaxed),
-            retries: c.retries.load(Relaxed),
-            traps: c.traps.load(Relaxed),
-            dead_lettered: c.dead_lettered.load(Relaxed),
+            records_in: m.records_in_total(),
+            records_out: m.records_out.get(),
+            bytes_in: metrics::sum_counters(&m.bytes_in),
+            bytes_out: m.bytes_out.get(),
+            batches: m.batches.get(),
+            errors: m.errors_total(),
+            retries: m.retries.get(),
+            traps: m.instance_restarts.get(),
+            dead_lettered: m.dead_lettered.get(),
+            guest_log_dropped: m.guest_log_dropped.get(),
         }
     }
 }
@@ -133,6 +154,7 @@ pub struct Supervisor {
     drain: Duration,
     modules: Arc<ModuleRegistry>,
     slots: Mutex<BTreeMap<String, Slot>>,
+    metrics: Arc<RunnerMetrics>,
 }
 
 impl Supervisor {
@@ -142,6 +164,7 @@ impl Supervisor {
         producer: Arc<OutputProducer>,
         drain: Duration,
         modules: Arc<ModuleRegistry>,
+        metrics: Arc<RunnerMetrics>,
     ) -> Result<Self> {
         Ok(Self {
             linker: consumer_linker(engine.engine())?,
@@ -150,6 +173,7 @@ impl Supervisor {
             drain,
             modules,
             slots: Mutex::new(BTreeMap::new()),
+            metrics,
         })
     }
 
@@ -166,6 +190,7 @@ impl Supervisor {
     /// Start a config-file deployment.
     pub fn start_static(&self, spec: DeploymentSpec) -> Result<Arc<Deployment>> {
         let name = spec.config.name.clone();
+        let telemetry = spec.template.grants().telemetry.clone();
         let d = Arc::new(Deployment::start(
             spec,
             &self.kafka,
@@ -179,6 +204,7 @@ impl Supervisor {
                 running: Some(d.clone()),
                 problem: None,
                 replayed: 0,
+                telemetry,
             },
         );
         Ok(d)
@@ -197,11 +223,16 @@ impl Supervisor {
     /// recovering state at start was carried out when it was made, and
     /// repeating it would rewind the group again.
     pub async fn apply(&self, key: &str, record: Option<DeploymentRecord>, live: bool) {
-        let (old, running, replayed) = {
+        let (old, running, replayed, telemetry) = {
             let mut slots = self.slots.lock().unwrap();
             match slots.get_mut(key) {
-                Some(s) => (s.record.clone(), s.running.take(), s.replayed),
-                None => (None, None, 0),
+                Some(s) => (
+                    s.record.clone(),
+                    s.running.take(),
+                    s.replayed,
+                    s.telemetry.clone(),
+                ),
+                None => (None, None, 0, DeploymentTelemetry::new(key)),
             }
         };
         let Some(record) = record else {
@@ -216,7 +247,7 @@ impl Supervisor {
         let replayed = requested.map_or(replayed, |r| r.seq);
         let replay = requested.filter(|_| live).cloned();
         let outcome = self
-            .reconcile(old.as_ref(), &record, running, replay.as_ref())
+            .reconcile(old.as_ref(), &record, running, replay.as_ref(), &telemetry)
             .await;
         let (running, problem) = match outcome {
             Ok(running) => (running, None),
@@ -233,6 +264,7 @@ impl Supervisor {
                 running,
                 problem,
                 replayed,
+                telemetry,
             },
         );
     }
@@ -243,6 +275,7 @@ impl Supervisor {
         record: &DeploymentRecord,
         running: Option<Arc<Deployment>>,
         replay: Option<&crate::control::deployments::Replay>,
+        telemetry: &Arc<DeploymentTelemetry>,
     ) -> Result<Option<Arc<Deployment>>> {
         let name = record.key();
         let config = record.settings.to_config(&name);
@@ -266,7 +299,7 @@ impl Supervisor {
                 return Ok(running);
             }
             if !restart {
-                let spec = self.spec(&config).await?;
+                let spec = self.spec(&config, telemetry).await?;
                 d.swap(spec)?;
                 return Ok(running);
             }
@@ -274,7 +307,7 @@ impl Supervisor {
         if let Some(d) = running {
             stop(&d).await;
         }
-        let spec = self.spec(&config).await?;
+        let spec = self.spec(&config, telemetry).await?;
         match replay {
             Some(r) => {
                 self.move_group(&config, r.from, false).await?;
@@ -289,7 +322,11 @@ impl Supervisor {
     }
 
     /// Load, check and link the module a record names.
-    async fn spec(&self, config: &DeploymentConfig) -> Result<DeploymentSpec> {
+    async fn spec(
+        &self,
+        config: &DeploymentConfig,
+        telemetry: &Arc<DeploymentTelemetry>,
+    ) -> Result<DeploymentSpec> {
         let digest = config.module.display().to_string();
         let (modules, wanted) = (self.modules.clone(), digest.clone());
         let module = tokio::task::spawn_blocking(move || modules.load(&wanted))
@@ -301,7 +338,7 @@ impl Supervisor {
                     config.name
                 )
             })??;
-        build_spec(&self.linker, config, module, &digest)
+        build_spec(&self.linker, config, module, &digest, telemetry.clone())
     }
 
     async fn move_group(
@@ -410,11 +447,7 @@ impl Supervisor {
         let (mut st, group, inputs) = {
             let slots = self.slots.lock().unwrap();
             let s = slots.get(key)?;
-            let config = match (&s.record, &s.running) {
-                (Some(r), _) => r.settings.to_config(key),
-                (None, Some(d)) => d.config(),
-                (None, None) => return None,
-            };
+            let config = config_of(key, s)?;
             (status(key, s), config.group, config.inputs)
         };
         let kafka = self.kafka.clone();
@@ -430,6 +463,76 @@ impl Supervisor {
             Ok(Err(e)) => Err(e),
             Err(e) => Err(anyhow!("status lookup panicked: {e}")),
         })
+    }
+
+    /// The metrics and guest log of a deployment (by state-topic key or
+    /// config name).
+    pub fn telemetry(&self, key: &str) -> Option<Arc<DeploymentTelemetry>> {
+        let slots = self.slots.lock().unwrap();
+        slots.get(key).map(|s| s.telemetry.clone())
+    }
+
+    /// The Prometheus exposition of this runner: its own families, every
+    /// deployment's, their states, and each deployment's consumer lag as
+    /// Kafka has it (group-wide). A deployment whose lag cannot be read
+    /// within [`LAG_TIMEOUT`] is left out of this scrape's lag.
+    pub async fn metrics_text(&self) -> String {
+        let scrape = ScrapeFamilies::new();
+        let mut families = self.metrics.collect();
+        let mut lag_of = Vec::new();
+        {
+            let slots = self.slots.lock().unwrap();
+            let mut by_state: BTreeMap<&str, i64> =
+                STATES.iter().map(|state| (*state, 0)).collect();
+            for (key, s) in slots.iter() {
+                let (state, _) = state_of(s);
+                scrape
+                    .state
+                    .with_label_values(&[key.as_str(), state])
+                    .set(1);
+                *by_state.entry(state).or_default() += 1;
+                families.extend(s.telemetry.metrics.collect());
+                if let Some(config) = config_of(key, s) {
+                    lag_of.push((key.clone(), config.group, config.inputs));
+                }
+            }
+            for (state, n) in by_state {
+                scrape.by_state.with_label_values(&[state]).set(n);
+            }
+        }
+        let mut lookups = tokio::task::JoinSet::new();
+        for (key, group, inputs) in lag_of {
+            let kafka = self.kafka.clone();
+            lookups.spawn_blocking(move || {
+                let parts = crate::pipeline::offsets::group_status(&kafka, &group, &inputs);
+                (key, parts)
+            });
+        }
+        let deadline = tokio::time::Instant::now() + LAG_TIMEOUT;
+        while let Ok(Some(joined)) = tokio::time::timeout_at(deadline, lookups.join_next()).await {
+            match joined {
+                Ok((key, Ok(parts))) => {
+                    for p in parts {
+                        let partition = p.partition.to_string();
+                        scrape
+                            .lag
+                            .with_label_values(&[key.as_str(), &p.topic, &partition])
+                            .set(p.lag);
+                    }
+                }
+                Ok((key, Err(e))) => tracing::debug!(deployment = %key, error = %format!("{e:#}"),
+                    "consumer lag not available for this scrape"),
+                Err(e) => tracing::debug!(error = %e, "consumer lag lookup panicked"),
+            }
+        }
+        if !lookups.is_empty() {
+            tracing::debug!(
+                pending = lookups.len(),
+                "consumer lag lookups exceeded the scrape's time budget"
+            );
+        }
+        families.extend(scrape.collect());
+        metrics::encode(families)
     }
 
     /// Whether the deployment is a config-file one (the API cannot change it).
@@ -463,8 +566,18 @@ async fn stop(d: &Deployment) {
     }
 }
 
-fn status(key: &str, s: &Slot) -> DeploymentStatus {
-    let (state, reason) = match (&s.running, &s.record, &s.problem) {
+/// The settings a slot runs (or would run) with.
+fn config_of(key: &str, s: &Slot) -> Option<DeploymentConfig> {
+    match (&s.record, &s.running) {
+        (Some(r), _) => Some(r.settings.to_config(key)),
+        (None, Some(d)) => Some(d.config()),
+        (None, None) => None,
+    }
+}
+
+/// The slot's state name, and why it failed.
+fn state_of(s: &Slot) -> (&'static str, Option<String>) {
+    match (&s.running, &s.record, &s.problem) {
         (_, Some(r), _) if r.paused => ("paused", None),
         (Some(d), _, _) => match d.state() {
             DeploymentState::Starting => ("starting", None),
@@ -474,12 +587,12 @@ fn status(key: &str, s: &Slot) -> DeploymentStatus {
         },
         (None, _, Some(p)) => ("failed", Some(p.clone())),
         (None, _, None) => ("stopped", None),
-    };
-    let counters = s
-        .running
-        .as_ref()
-        .map(|d| CountersView::from(d.counters()))
-        .unwrap_or_default();
+    }
+}
+
+fn status(key: &str, s: &Slot) -> DeploymentStatus {
+    let (state, reason) = state_of(s);
+    let counters = CountersView::from(&s.telemetry.metrics);
     match &s.record {
         Some(r) => DeploymentStatus {
             name: r.name.clone(),

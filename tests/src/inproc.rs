@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use ingesta_abi::{OutgoingEntry, RecordEntry, Span, Timestamp};
 use ingesta_runtime::config::LimitsConfig;
+use ingesta_runtime::telemetry::DeploymentTelemetry;
 use ingesta_runtime::wasm::bindings::{Batch, Outbox};
 use ingesta_runtime::wasm::{
     ConsumerTemplate, DeploymentGrants, LoadedModule, WasmEngine, consumer_linker,
@@ -63,7 +64,12 @@ pub fn hostile(
     let module =
         LoadedModule::from_file(engine.engine(), &runner::fixture_wasm("hostile")?, cache)?;
     let pre = consumer_linker(engine.engine())?.instantiate_pre(&module.component)?;
-    let mut grants = DeploymentGrants::new(name, limits, module.digest.clone());
+    let mut grants = DeploymentGrants::new(
+        name,
+        limits,
+        module.digest.clone(),
+        DeploymentTelemetry::new(name),
+    );
     grants.outputs = HashSet::from([OUTPUT_TOPIC.to_owned()]);
     grants.config = BTreeMap::from([("output_topic".to_owned(), OUTPUT_TOPIC.to_owned())]);
     ConsumerTemplate::new(pre, Arc::new(grants))

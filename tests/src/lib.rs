@@ -6,6 +6,7 @@
 //! |---|---|
 //! | [`kafka`] | talking to the real broker: unique names, topics, producing, reading back, committed offsets |
 //! | [`control`] | a runner's control API: test tenants and tokens, an HTTP client, the CLI |
+//! | [`metrics`] | scraping a runner's `/metrics` and summing series |
 //! | [`inproc`] | calling guests in-process with the runner's engine, for properties of one call |
 //! | [`runner`] | finding the `ingesta` binary and guest modules, running `ingesta serve` as a child process |
 //! | [`shop`] | the shop scenario: the event generator and what `activity-stats` must output for it |
@@ -16,6 +17,7 @@
 pub mod control;
 pub mod inproc;
 pub mod kafka;
+pub mod metrics;
 pub mod runner;
 pub mod shop;
 

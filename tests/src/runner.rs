@@ -254,6 +254,12 @@ impl RunnerProcess {
     /// Like [`RunnerProcess::spawn`] with another subcommand taking
     /// `--config` (e.g. `check`).
     pub fn spawn_command(subcommand: &str, config_toml: &str) -> Result<RunnerProcess> {
+        Self::spawn_with(subcommand, config_toml, &[])
+    }
+
+    /// Like [`RunnerProcess::spawn_command`] with extra arguments after the
+    /// subcommand (e.g. `--log-format json`).
+    pub fn spawn_with(subcommand: &str, config_toml: &str, args: &[&str]) -> Result<RunnerProcess> {
         let bin = ingesta_bin()?;
         let dir = tempfile::Builder::new()
             .prefix("ingesta-test-")
@@ -269,6 +275,7 @@ impl RunnerProcess {
             .arg(subcommand)
             .arg("--config")
             .arg(&config_path)
+            .args(args)
             .env("RUST_LOG", "info")
             .env_remove("INGESTA_LOG_FORMAT")
             .stdin(Stdio::null())

@@ -1,9 +1,10 @@
 //! The HTTP API: routes, authentication middleware, audit lines and the
 //! OpenAPI document generated from these handlers.
 //!
-//! `/healthz`, `/readyz` and `/v1/openapi.json` are open (probes and
-//! tooling must reach them without a token); everything else under `/v1`
-//! needs a bearer token, checked before a request body is read.
+//! `/healthz`, `/readyz`, `/metrics` and `/v1/openapi.json` are open
+//! (probes, Prometheus and tooling must reach them without a token);
+//! everything else under `/v1` needs a bearer token, checked before a
+//! request body is read.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +26,7 @@ use super::state::{StateLog, StateTopic};
 use super::{ApiError, ErrorBody};
 use crate::config::KafkaConfig;
 use crate::supervisor::{DeploymentStatus, Supervisor};
+use crate::telemetry::guest_log::{KEPT_LINES, LogLine};
 
 /// What every handler shares.
 pub struct ApiState {
@@ -41,6 +43,9 @@ pub struct ApiState {
     pub max_module_bytes: usize,
     /// Set once the runner has started what it was configured with.
     pub ready: AtomicBool,
+    /// Set when the API shuts down, so followed logs end (a graceful
+    /// shutdown waits for open responses).
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(OpenApi)]
@@ -52,6 +57,7 @@ pub struct ApiState {
     paths(
         healthz,
         readyz,
+        metrics,
         upload_module,
         list_modules,
         get_module,
@@ -63,14 +69,16 @@ pub struct ApiState {
         pause_deployment,
         resume_deployment,
         rollback_deployment,
-        delete_deployment
+        delete_deployment,
+        deployment_logs
     ),
     components(schemas(
         ModuleInfo,
         ErrorBody,
         CreateDeployment,
         PatchDeployment,
-        DeploymentStatus
+        DeploymentStatus,
+        LogLine
     ))
 )]
 struct ApiDoc;
@@ -99,11 +107,13 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/deployments/{name}/pause", post(pause_deployment))
         .route("/deployments/{name}/resume", post(resume_deployment))
         .route("/deployments/{name}/rollback", post(rollback_deployment))
+        .route("/deployments/{name}/logs", get(deployment_logs))
         .layer(DefaultBodyLimit::max(limit))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(|| async { Json(openapi()) }))
         .nest("/v1", v1)
         .with_state(state)
@@ -458,13 +468,150 @@ async fn create_deployment(
 /// The caller's deployments (every tenant's and the config file's, for the
 /// operator).
 #[utoipa::path(get, path = "/v1/deployments", tag = "deployments",
+    params(ListQuery),
     responses((status = 200, body = Vec<DeploymentStatus>), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn list_deployments(
     State(state): State<Arc<ApiState>>,
     Extension(caller): Extension<Caller>,
+    Query(q): Query<ListQuery>,
 ) -> Json<Vec<DeploymentStatus>> {
-    Json(state.supervisor.list(&caller))
+    let mut list = state.supervisor.list(&caller);
+    if q.lag {
+        for d in &mut list {
+            let key = match &d.tenant {
+                Some(t) => deployments::key(t, &d.name),
+                None => d.name.clone(),
+            };
+            // Kafka unreachable: the list still answers, without lag.
+            if let Some(Ok(full)) = state.supervisor.status(&key).await {
+                *d = full;
+            }
+        }
+    }
+    Json(list)
+}
+
+/// `GET /v1/deployments` options.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+struct ListQuery {
+    /// Also read every deployment's per-partition offsets and lag from
+    /// Kafka (one round trip per deployment; `ingesta top` uses it).
+    #[serde(default)]
+    lag: bool,
+}
+
+/// `GET /v1/deployments/{name}/logs` options.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+struct LogsQuery {
+    /// Keep the response open and stream lines as they are logged.
+    #[serde(default)]
+    follow: bool,
+    /// Only lines numbered (`seq`) above this.
+    #[serde(default)]
+    after: u64,
+    /// At most this many of the latest lines first (default 100, at most
+    /// 1000).
+    limit: Option<usize>,
+    /// The tenant to act for (operator only).
+    tenant: Option<String>,
+}
+
+/// How often a followed log with nothing new sends a blank line, so a
+/// client that went away is noticed.
+const LOG_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(15);
+
+fn ndjson(lines: &[LogLine]) -> Bytes {
+    let mut out = Vec::new();
+    for l in lines {
+        serde_json::to_writer(&mut out, l).expect("a log line serializes");
+        out.push(b'\n');
+    }
+    out.into()
+}
+
+/// The deployment's guest log on this runner: its `log` calls and
+/// stdout/stderr lines as kept after the rate limit, oldest first, as
+/// newline-delimited JSON; with `follow`, new lines as they come.
+#[utoipa::path(get, path = "/v1/deployments/{name}/logs", tag = "deployments",
+    params(("name" = String, Path), LogsQuery),
+    responses((status = 200, description = "One JSON object per line (blank lines are heartbeats)",
+        content_type = "application/x-ndjson", body = LogLine),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn deployment_logs(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> Result<Response, ApiError> {
+    let tenant = TenantQuery {
+        tenant: q.tenant.clone(),
+    };
+    let key = match find(&state, &caller, &name, &tenant)? {
+        Target::Api(r) => r.key(),
+        Target::Config(n) => n,
+    };
+    let telemetry = state
+        .supervisor
+        .telemetry(&key)
+        .ok_or_else(|| ApiError::NotFound(format!("deployment {name:?}")))?;
+    let first = telemetry
+        .log
+        .lines_after(q.after, q.limit.unwrap_or(100).clamp(1, KEPT_LINES));
+    let content_type = [(header::CONTENT_TYPE, "application/x-ndjson")];
+    if !q.follow {
+        return Ok((content_type, ndjson(&first)).into_response());
+    }
+    let after = first.last().map_or(q.after, |l| l.seq);
+    let supervisor = state.supervisor.clone();
+    let closing = state.closing.subscribe();
+    let start = (Some(ndjson(&first)), after);
+    let stream = futures_util::stream::unfold(start, move |(pending, after)| {
+        let (telemetry, supervisor, key) = (telemetry.clone(), supervisor.clone(), key.clone());
+        let mut closing = closing.clone();
+        async move {
+            if let Some(chunk) = pending {
+                return Some((Ok::<_, std::convert::Infallible>(chunk), (None, after)));
+            }
+            loop {
+                let appended = telemetry.log.appended();
+                let lines = telemetry.log.lines_after(after, KEPT_LINES);
+                if let Some(last) = lines.last() {
+                    let after = last.seq;
+                    return Some((Ok(ndjson(&lines)), (None, after)));
+                }
+                tokio::select! {
+                    _ = appended => {}
+                    _ = closing.wait_for(|c| *c) => return None,
+                    _ = tokio::time::sleep(LOG_HEARTBEAT) => {
+                        // The deployment was removed (or re-created): end.
+                        let current = supervisor.telemetry(&key);
+                        if !current.is_some_and(|t| Arc::ptr_eq(&t, &telemetry)) {
+                            return None;
+                        }
+                        return Some((Ok(Bytes::from_static(b"\n")), (None, after)));
+                    }
+                }
+            }
+        }
+    });
+    Ok((content_type, axum::body::Body::from_stream(stream)).into_response())
+}
+
+/// Prometheus metrics of this runner and its deployments (text format).
+#[utoipa::path(get, path = "/metrics",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
+async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+    let text = state.supervisor.metrics_text().await;
+    (
+        [(
+            header::CONTENT_TYPE,
+            crate::telemetry::metrics::CONTENT_TYPE,
+        )],
+        text,
+    )
+        .into_response()
 }
 
 /// One deployment: state, revision, counters, and per input partition the

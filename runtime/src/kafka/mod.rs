@@ -16,6 +16,11 @@ use rdkafka::config::RDKafkaLogLevel;
 
 use crate::config::{DeploymentConfig, KafkaConfig, Scalar};
 
+/// How often the consumers and the output producer report librdkafka's
+/// statistics (broker RTT, queues, throttling) to the metrics. Only clients
+/// whose context takes the report set it: the default context logs it.
+const STATISTICS_INTERVAL_MS: &str = "5000";
+
 /// What every client starts from: where Kafka is, who it is, quiet
 /// librdkafka logs. Each role adds its settings, then the user's properties
 /// (`apply`), so those always win over ingesta's defaults.
@@ -51,7 +56,8 @@ pub fn consumer_config(kafka: &KafkaConfig, deployment: &DeploymentConfig) -> Cl
         // When that queue is full librdkafka backs off fetching for 1 s by
         // default, which shows up as a one-second stall after every burst.
         .set("fetch.queue.backoff.ms", "10")
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "false")
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
     apply(&mut c, &kafka.properties);
     apply(&mut c, &kafka.consumer);
     apply(&mut c, &deployment.kafka);
@@ -65,7 +71,8 @@ pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
     // only when every in-sync replica has it.
     c.set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "5");
+        .set("linger.ms", "5")
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
     apply(&mut c, &kafka.properties);
     apply(&mut c, &kafka.producer);
     c

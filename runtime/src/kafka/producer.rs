@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 
 use ingesta_abi::{HeaderEntry, OutgoingEntry, Span};
 
+use crate::telemetry::RunnerMetrics;
 use crate::wasm::bindings::Outbox;
 
 /// Publishing a batch's outputs failed; the batch's input must not be
@@ -90,8 +91,11 @@ impl AckGroup {
     }
 }
 
-/// Delivery reports settle the group carried as each message's opaque.
-struct AckContext;
+/// Delivery reports settle the group carried as each message's opaque;
+/// statistics reports go to the runner's metrics.
+struct AckContext {
+    metrics: Arc<RunnerMetrics>,
+}
 
 impl ClientContext for AckContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
@@ -100,6 +104,10 @@ impl ClientContext for AckContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(target: "ingesta::kafka", %error, reason, "output producer error");
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.metrics.producer.update(&statistics);
     }
 }
 
@@ -127,9 +135,10 @@ pub struct OutputProducer {
 }
 
 impl OutputProducer {
-    /// Create the producer from librdkafka settings.
-    pub fn new(config: &ClientConfig) -> Result<Self, KafkaError> {
-        let producer = config.create_with_context(AckContext)?;
+    /// Create the producer from librdkafka settings; it reports its
+    /// statistics to `metrics`.
+    pub fn new(config: &ClientConfig, metrics: Arc<RunnerMetrics>) -> Result<Self, KafkaError> {
+        let producer = config.create_with_context(AckContext { metrics })?;
         Ok(Self { producer })
     }
 

@@ -30,7 +30,8 @@ use ingesta_abi::{OutgoingEntry, RecordEntry};
 
 use crate::kafka::{AckGroup, OutputProducer};
 use crate::wasm::bindings::{Batch, ErrorClass, Outbox};
-use crate::wasm::{CallOutcome, ConsumerInstance, ConsumerTemplate};
+use crate::wasm::{CallOutcome, ConsumerInstance, ConsumerTemplate, TrapKind};
+use prometheus::IntCounter;
 
 /// Batches queued for a lane before the poll loop pauses the partition.
 const LANE_QUEUE: usize = 4;
@@ -134,6 +135,9 @@ fn spawn(ctx: &Arc<LaneCtx>, first: &Batch) -> LaneHandle {
     let (tx, rx) = mpsc::channel(LANE_QUEUE);
     let (done_tx, done) = std::sync::mpsc::sync_channel(1);
     let (closing, closing_rx) = watch::channel(false);
+    let metrics = &ctx.shared.telemetry.metrics;
+    let partition = first.partition.to_string();
+    let labels = [first.topic.as_str(), partition.as_str()];
     let (generation, program) = ctx.program();
     let lane = Lane {
         ctx: ctx.clone(),
@@ -144,6 +148,8 @@ fn spawn(ctx: &Arc<LaneCtx>, first: &Batch) -> LaneHandle {
         instance: None,
         unacked: VecDeque::new(),
         closing: closing_rx,
+        records_in: metrics.records_in.with_label_values(&labels),
+        bytes_in: metrics.bytes_in.with_label_values(&labels),
     };
     let span = tracing::info_span!("lane", deployment = &*ctx.shared.name,
         topic = %first.topic, partition = first.partition);
@@ -188,6 +194,9 @@ struct Lane {
     unacked: VecDeque<Unacked>,
     /// Set when the lane is being closed.
     closing: watch::Receiver<bool>,
+    /// This partition's series of the deployment's input counters.
+    records_in: IntCounter,
+    bytes_in: IntCounter,
 }
 
 /// Whether a batch was finished or given up because the lane is closing.
@@ -279,13 +288,14 @@ impl Lane {
             return Ok(Handled::Done);
         };
         let next_offset = last_offset + 1;
-        let counters = &self.ctx.shared.counters;
-        counters
-            .records_in
-            .fetch_add(count as u64, Ordering::Relaxed);
-        counters.batches.fetch_add(1, Ordering::Relaxed);
+        let metrics = &self.ctx.shared.telemetry.metrics;
+        self.records_in.inc_by(count as u64);
+        self.bytes_in.inc_by(batch.data.len() as u64);
+        metrics.batches.inc();
+        metrics.batch_records.observe(count as f64);
 
-        let Some(outboxes) = self.process(&batch, count).await? else {
+        let span = tracing::debug_span!("batch", first_offset, last_offset, records = count);
+        let Some(outboxes) = self.process(&batch, count).instrument(span).await? else {
             tracing::info!(
                 first_offset,
                 "lane closing: batch abandoned mid-retry; it will be delivered again"
@@ -300,11 +310,11 @@ impl Lane {
             return self.store(next_offset).map(|()| Handled::Done);
         }
         let acks = self.ctx.producer.publish(&outboxes).await;
-        self.ctx
-            .shared
-            .counters
-            .records_out
-            .fetch_add(acks.sent() as u64, Ordering::Relaxed);
+        let metrics = &self.ctx.shared.telemetry.metrics;
+        metrics.records_out.inc_by(acks.sent() as u64);
+        metrics
+            .bytes_out
+            .inc_by(outboxes.iter().map(|o| o.data.len() as u64).sum());
         self.unacked.push_back(Unacked {
             acks,
             first_offset,
@@ -375,12 +385,10 @@ impl Lane {
                             message: e.message,
                             attempts: attempt,
                         };
+                        let metrics = &self.ctx.shared.telemetry.metrics;
+                        metrics.errors.with_label_values(&[&failure.class]).inc();
                         if e.class == ErrorClass::Retryable && attempt < policy.max_attempts {
-                            self.ctx
-                                .shared
-                                .counters
-                                .retries
-                                .fetch_add(1, Ordering::Relaxed);
+                            metrics.retries.inc();
                             self.backoff(policy.backoff(attempt)).await;
                             continue;
                         }
@@ -406,8 +414,13 @@ impl Lane {
                     CallOutcome::Trapped { kind, message } => {
                         // The instance's state can no longer be trusted.
                         self.instance = None;
-                        let counters = &self.ctx.shared.counters;
-                        counters.traps.fetch_add(1, Ordering::Relaxed);
+                        let metrics = &self.ctx.shared.telemetry.metrics;
+                        let class = format!("trap:{}", kind.as_str());
+                        metrics.errors.with_label_values(&[&class]).inc();
+                        metrics.instance_restarts.inc();
+                        if kind == TrapKind::Deadline {
+                            metrics.deadline_interruptions.inc();
+                        }
                         tracing::debug!(kind = kind.as_str(), %message, records = hi - lo,
                             "instance trapped; replacing it");
                         if hi - lo > 1 {
@@ -415,13 +428,13 @@ impl Lane {
                             break;
                         }
                         if attempt < policy.max_attempts {
-                            counters.retries.fetch_add(1, Ordering::Relaxed);
+                            metrics.retries.inc();
                             continue;
                         }
                         work.push(Work::DeadLetter(
                             lo,
                             Failure {
-                                class: format!("trap:{}", kind.as_str()),
+                                class,
                                 message,
                                 attempts: attempt,
                             },
@@ -450,7 +463,15 @@ impl Lane {
             self.instance = Some(fresh);
         }
         let instance = self.instance.as_mut().expect("instance was just created");
-        Ok(instance.handle(batch).await)
+        let started = Instant::now();
+        let outcome = instance.handle(batch).await;
+        self.ctx
+            .shared
+            .telemetry
+            .metrics
+            .call_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(outcome)
     }
 
     /// The dead-letter record for record `index`, or the reason the
@@ -469,11 +490,7 @@ impl Lane {
             ));
         };
         tracing::debug!(offset, class = %failure.class, message = %failure.message, "dead-lettering record");
-        self.ctx
-            .shared
-            .counters
-            .dead_lettered
-            .fetch_add(1, Ordering::Relaxed);
+        self.ctx.shared.telemetry.metrics.dead_lettered.inc();
         let grants = self.program.template.grants();
         let origin = Origin {
             deployment: &grants.deployment,
@@ -502,11 +519,7 @@ impl Lane {
             .map_err(|e| e.to_string())?;
         match self.ctx.consumer.store_offsets(&tpl) {
             Ok(()) => {
-                self.ctx
-                    .shared
-                    .counters
-                    .offsets_stored
-                    .fetch_add(1, Ordering::Relaxed);
+                self.ctx.shared.telemetry.metrics.offsets_stored.inc();
                 Ok(())
             }
             // The partition was taken away (e.g. the session expired): the

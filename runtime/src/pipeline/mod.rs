@@ -34,6 +34,7 @@ use tokio::sync::watch;
 
 use crate::config::{BatchConfig, DeploymentConfig, KafkaConfig};
 use crate::kafka::{self, OutputProducer};
+use crate::telemetry::{DeploymentMetrics, DeploymentTelemetry};
 use crate::wasm::ConsumerTemplate;
 
 pub use poller::DeploymentContext;
@@ -47,21 +48,6 @@ pub enum DeploymentState {
     Stopped,
     /// Stopped by a failure that needs an operator; carries the reason.
     Failed(String),
-}
-
-/// Monotonic counters of one deployment (read by status and metrics).
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub records_in: AtomicU64,
-    pub records_out: AtomicU64,
-    pub batches: AtomicU64,
-    pub offsets_stored: AtomicU64,
-    /// Calls repeated after a retryable error or a single-record trap.
-    pub retries: AtomicU64,
-    /// Calls that trapped (each discards an instance).
-    pub traps: AtomicU64,
-    /// Records sent to the dead-letter topic.
-    pub dead_lettered: AtomicU64,
 }
 
 /// State shared by the poll thread, the lanes and the runner.
@@ -81,7 +67,9 @@ pub struct Shared {
     revoked: Mutex<Vec<(String, i32)>>,
     /// How long revocation and shutdown wait for lanes to finish.
     drain_timeout: Duration,
-    pub counters: Counters,
+    /// Metrics and guest log, owned by the supervisor (they outlive this
+    /// run of the deployment).
+    pub telemetry: Arc<DeploymentTelemetry>,
     state: watch::Sender<DeploymentState>,
 }
 
@@ -144,7 +132,7 @@ impl Deployment {
             revocations: AtomicU64::new(0),
             revoked: Mutex::new(Vec::new()),
             drain_timeout,
-            counters: Counters::default(),
+            telemetry: spec.template.grants().telemetry.clone(),
             state: state_tx,
         });
         let consumer: BaseConsumer<DeploymentContext> =
@@ -213,9 +201,9 @@ impl Deployment {
         self.state.borrow().clone()
     }
 
-    /// Counters since start.
-    pub fn counters(&self) -> &Counters {
-        &self.shared.counters
+    /// The deployment's metrics.
+    pub fn metrics(&self) -> &DeploymentMetrics {
+        &self.shared.telemetry.metrics
     }
 
     /// Resolves when the deployment has stopped or failed.

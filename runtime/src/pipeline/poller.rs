@@ -48,6 +48,10 @@ impl ClientContext for DeploymentContext {
         tracing::warn!(target: "ingesta::kafka", deployment = &*self.shared.name, %error,
             reason, "consumer error");
     }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.shared.telemetry.metrics.consumer.update(&statistics);
+    }
 }
 
 impl ConsumerContext for DeploymentContext {

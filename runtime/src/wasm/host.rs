@@ -3,7 +3,7 @@
 //! A [`HostState`] lives inside each instance's store. It buffers the records
 //! a call emits (they are published only if the call succeeds), enforces the
 //! deployment's topic grants, answers config reads and turns guest log lines
-//! and stdout/stderr into the deployment's bounded [`GuestLog`]. WASI is
+//! and stdout/stderr into the deployment's bounded guest log. WASI is
 //! present only so ordinary toolchain output runs: no preopened directories,
 //! no environment, no sockets; clocks and random are allowed. The
 //! component-model limits on what one host call may carry are set low.
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Engine, ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -24,8 +24,9 @@ use super::bindings::ingesta::runtime::{config, emit, log};
 use ingesta_abi::{HEADER_ENTRY_SIZE, HeaderEntry, OUTGOING_ENTRY_SIZE, OutgoingEntry, Span};
 
 use super::bindings::{Consumer, Outbox};
-use super::guest_log::{GuestLevel, GuestLog, MAX_LINE};
 use crate::config::LimitsConfig;
+use crate::telemetry::guest_log::{GuestLevel, MAX_LINE};
+use crate::telemetry::{DeploymentMetrics, DeploymentTelemetry};
 
 /// Most bytes one guest-to-host call may carry (component-model "hostcall
 /// fuel"). The SDKs flush their outboxes at 4 MiB, so only a misbehaving
@@ -60,20 +61,26 @@ pub struct DeploymentGrants {
     pub max_output_bytes: u64,
     /// `sha256:...` of the module, for dead-letter headers.
     pub module_digest: String,
-    /// Where the guest's log lines and stdout/stderr go, rate-limited.
-    pub log: GuestLog,
+    /// The deployment's metrics, and its rate-limited guest log (where log
+    /// lines and stdout/stderr go).
+    pub telemetry: Arc<DeploymentTelemetry>,
 }
 
 impl DeploymentGrants {
-    /// Grants with `limits` and no outputs or config yet.
-    pub fn new(deployment: &str, limits: &LimitsConfig, module_digest: String) -> Self {
+    /// Grants with `limits` and no outputs or config yet; the guest log's
+    /// budget is set from `limits`.
+    pub fn new(
+        deployment: &str,
+        limits: &LimitsConfig,
+        module_digest: String,
+        telemetry: Arc<DeploymentTelemetry>,
+    ) -> Self {
         let deployment: Arc<str> = deployment.into();
+        telemetry
+            .log
+            .set_rate(limits.log_lines_per_second, limits.log_burst_lines);
         Self {
-            log: GuestLog::new(
-                deployment.clone(),
-                limits.log_lines_per_second,
-                limits.log_burst_lines,
-            ),
+            telemetry,
             deployment,
             outputs: HashSet::new(),
             config: BTreeMap::new(),
@@ -92,7 +99,7 @@ pub struct HostState {
     grants: Arc<DeploymentGrants>,
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: MeteredLimits,
     /// Outboxes emitted during the current call, in order.
     outboxes: Vec<Outbox>,
     /// The first emit refused during the current call; it fails the call
@@ -123,10 +130,13 @@ impl HostState {
         .allow_udp(false)
         .allow_ip_name_lookup(false)
         .socket_addr_check(|_, _| Box::pin(async { false }));
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(grants.memory_bytes)
-            .trap_on_grow_failure(true)
-            .build();
+        let limits = MeteredLimits::new(
+            StoreLimitsBuilder::new()
+                .memory_size(grants.memory_bytes)
+                .trap_on_grow_failure(true)
+                .build(),
+            &grants.telemetry.metrics,
+        );
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCE_HANDLES);
         Self {
@@ -147,7 +157,7 @@ impl HostState {
         &self.grants
     }
 
-    pub(super) fn limits_mut(&mut self) -> &mut StoreLimits {
+    pub(super) fn limits_mut(&mut self) -> &mut MeteredLimits {
         &mut self.limits
     }
 
@@ -293,7 +303,7 @@ impl log::Host for HostState {
             log::Level::Warn => GuestLevel::Warn,
             log::Level::Error => GuestLevel::Error,
         };
-        self.grants.log.line(level, None, &message);
+        self.grants.telemetry.log.line(level, None, &message);
     }
 }
 
@@ -358,6 +368,7 @@ impl LineWriter {
             _ => GuestLevel::Info,
         };
         self.grants
+            .telemetry
             .log
             .line(level, Some(self.stream), text.trim_end_matches('\r'));
     }
@@ -373,7 +384,8 @@ impl tokio::io::AsyncWrite for LineWriter {
             if b == b'\n' {
                 let line = std::mem::take(&mut self.pending);
                 self.emit_line(&line);
-            } else if self.pending.len() < MAX_LINE {
+            } else if self.pending.len() <= MAX_LINE {
+                // One byte over the bound, so the clip marks it truncated.
                 self.pending.push(b);
             }
         }
@@ -390,5 +402,80 @@ impl tokio::io::AsyncWrite for LineWriter {
             self.emit_line(&line);
         }
         Poll::Ready(Ok(()))
+    }
+}
+
+/// The store's limits, also reporting the instance and its linear memory to
+/// the deployment's metrics (wasmtime asks the limiter for every memory,
+/// the initial allocation included).
+pub struct MeteredLimits {
+    inner: StoreLimits,
+    memory_bytes: usize,
+    memory_gauge: prometheus::IntGauge,
+    instances_gauge: prometheus::IntGauge,
+}
+
+impl MeteredLimits {
+    fn new(inner: StoreLimits, metrics: &DeploymentMetrics) -> Self {
+        metrics.instances.inc();
+        Self {
+            inner,
+            memory_bytes: 0,
+            memory_gauge: metrics.instance_memory_bytes.clone(),
+            instances_gauge: metrics.instances.clone(),
+        }
+    }
+}
+
+impl Drop for MeteredLimits {
+    fn drop(&mut self) {
+        self.memory_gauge.sub(self.memory_bytes as i64);
+        self.instances_gauge.dec();
+    }
+}
+
+impl ResourceLimiter for MeteredLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        if allowed {
+            let grown = desired.saturating_sub(current);
+            self.memory_bytes += grown;
+            self.memory_gauge.add(grown as i64);
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
     }
 }

@@ -9,13 +9,11 @@
 
 pub mod bindings;
 mod engine;
-mod guest_log;
 mod host;
 mod instance;
 mod module;
 
 pub use engine::{WasmEngine, WasmEngineConfig};
-pub use guest_log::{GuestLevel, GuestLog};
 pub use host::{
     DeploymentGrants, HostState, MAX_HOSTCALL_BYTES, MAX_RESOURCE_HANDLES, consumer_linker,
 };

@@ -399,7 +399,7 @@ fn ingesta_case(
     // A neighbour that never trapped was no hostile neighbour at all.
     let calm: Vec<String> = runner.deployments()[1..]
         .iter()
-        .filter(|d| d.counters().traps.load(Ordering::Relaxed) == 0)
+        .filter(|d| d.metrics().instance_restarts.get() == 0)
         .map(|d| d.name().to_owned())
         .collect();
     let stopped = rt.block_on(runner.stop());
@@ -418,7 +418,7 @@ fn ingesta_case(
 
 fn watch(runner: &Runner, n: usize) -> Result<f64> {
     let d = &runner.deployments()[0];
-    let c = d.counters();
+    let c = d.metrics();
     let deadline = Instant::now() + PHASE_TIMEOUT;
     let mut first: Option<Instant> = None;
     let mut done_at: Option<Instant> = None;
@@ -426,9 +426,9 @@ fn watch(runner: &Runner, n: usize) -> Result<f64> {
     let trace = std::env::var_os("INGESTA_BENCH_TRACE").is_some();
     let mut next_trace = Instant::now();
     loop {
-        let records_in = c.records_in.load(Ordering::Acquire);
-        let batches = c.batches.load(Ordering::Acquire);
-        let stored = c.offsets_stored.load(Ordering::Acquire);
+        let records_in = c.records_in_total();
+        let batches = c.batches.get();
+        let stored = c.offsets_stored.get();
         let now = Instant::now();
         if records_in > 0 {
             first.get_or_insert(now);

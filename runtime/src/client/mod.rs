@@ -1,5 +1,8 @@
 //! A small blocking client for the control API, used by the CLI
-//! (`ingesta module push`, ...). Errors carry the API's own message.
+//! (`ingesta module push`, ...), and the CLI's live view ([`top`]). Errors
+//! carry the API's own message.
+
+pub mod top;
 
 use std::path::Path;
 use std::time::Duration;
@@ -16,7 +19,7 @@ pub const DEFAULT_API: &str = "http://127.0.0.1:8480";
 
 /// Where the API is and who we are.
 pub struct ApiClient {
-    base: String,
+    pub base: String,
     token: Option<String>,
     http: Client,
 }
@@ -72,10 +75,13 @@ impl ApiClient {
         )
     }
 
-    /// The deployments the token may see.
-    pub fn list_deployments(&self) -> Result<Vec<Value>> {
+    /// The deployments the token may see; with `lag`, each with its
+    /// per-partition offsets and lag.
+    pub fn list_deployments(&self, lag: bool) -> Result<Vec<Value>> {
         json(
-            self.request(reqwest::Method::GET, "/v1/deployments").send(),
+            self.request(reqwest::Method::GET, "/v1/deployments")
+                .query(&[("lag", lag)])
+                .send(),
             "listing deployments",
         )
     }
@@ -127,6 +133,46 @@ impl ApiClient {
             &format!("deleting deployment {name:?}"),
         )
         .map(drop)
+    }
+
+    /// The deployment's guest log: the latest `tail` lines, then, with
+    /// `follow`, new ones until the connection ends. Calls `line` for each.
+    pub fn logs(
+        &self,
+        name: &str,
+        tenant: Option<&str>,
+        tail: usize,
+        follow: bool,
+        mut line: impl FnMut(Value) -> Result<()>,
+    ) -> Result<()> {
+        use std::io::BufRead;
+        let mut query = vec![("limit", tail.to_string()), ("follow", follow.to_string())];
+        if let Some(t) = tenant {
+            query.push(("tenant", t.to_owned()));
+        }
+        let mut request = self
+            .request(
+                reqwest::Method::GET,
+                &format!("/v1/deployments/{name}/logs"),
+            )
+            .query(&query);
+        if follow {
+            // A followed log stays open for as long as the user watches.
+            request = request.timeout(Duration::from_secs(100 * 365 * 24 * 3600));
+        }
+        let what = format!("reading the logs of deployment {name:?}");
+        let response = checked(request.send(), &what)?;
+        for text in std::io::BufReader::new(response).lines() {
+            let text = text.with_context(|| format!("{what}: connection lost"))?;
+            // Blank lines are the server's heartbeats.
+            if text.trim().is_empty() {
+                continue;
+            }
+            let value = serde_json::from_str(&text)
+                .with_context(|| format!("{what}: unexpected line {text:?}"))?;
+            line(value)?;
+        }
+        Ok(())
     }
 
     /// Delete a module by digest.
