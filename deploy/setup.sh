@@ -3,6 +3,7 @@
 # Idempotent: every step checks first, so a second run takes a second.
 #   - Rust target wasm32-wasip2 and the clippy/rustfmt components
 #   - C toolchain pieces librdkafka's build needs (cmake, OpenSSL headers)
+#   - promtool (Debian package prometheus), which checks the alert rules
 #   - Apache Kafka jars (deploy/kafka/kafka.sh fetch; cached outside the clone)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,11 +20,12 @@ need_cmd pkg-config || missing+=(pkg-config)
 [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
 need_cmd java || missing+=(openjdk-17-jre-headless)
 need_cmd mvn || missing+=(maven)
+need_cmd promtool || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && need_cmd apt-get; then
     say "installing ${missing[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
     echo "setup: missing ${missing[*]}; install them (Debian: apt-get install ${missing[*]})" >&2
     exit 1

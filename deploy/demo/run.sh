@@ -52,6 +52,10 @@ echo "demo: simulating shop traffic at $rate events/s (log: $run/shop-sim.log)"
 "$bin/shop-sim" --topic user-activity --rate "$rate" >"$run/shop-sim.log" 2>&1 &
 sim=$!
 
-echo "demo: in another terminal: INGESTA_TOKEN=demo-shop-token $bin/ingesta status activity-stats"
+echo "demo: in another terminal (export INGESTA_TOKEN=demo-shop-token):"
+echo "        $bin/ingesta top                       # live rates, errors and lag"
+echo "        $bin/ingesta status activity-stats     # state, counters, lag per partition"
+echo "        $bin/ingesta logs -f activity-stats    # the handler's own log lines"
+echo "        curl -s $INGESTA_API/metrics           # Prometheus metrics (deploy/monitoring/)"
 "$bin/shop-watch" --stats-topic user-activity-stats --alerts-topic user-activity-alerts \
   --from latest ${DEMO_SECONDS:+--seconds "$DEMO_SECONDS"}

@@ -489,7 +489,7 @@ impl Lane {
                 self.topic, self.partition, failure.class, failure.attempts, failure.message
             ));
         };
-        tracing::debug!(offset, class = %failure.class, message = %failure.message, "dead-lettering record");
+        tracing::trace!(offset, class = %failure.class, message = %failure.message, "dead-lettering record");
         self.ctx.shared.telemetry.metrics.dead_lettered.inc();
         let grants = self.program.template.grants();
         let origin = Origin {
