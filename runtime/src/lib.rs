@@ -14,9 +14,9 @@
 //! | [`pipeline`] | a running deployment: poll thread, per-partition lanes, ordered offset storing, rebalance and shutdown draining |
 //! | [`supervisor`] | the deployments of this runner: start, hot swap, restart, replay, pause, remove; their status |
 //! | [`runner`] | wiring: engine, producer, supervisor, control plane; serve until a signal |
-//! | [`client`] | the blocking HTTP client the CLI uses to talk to the control API |
+//! | [`client`] | the blocking HTTP client the CLI uses to talk to the control API, and `ingesta top` |
 //! | [`control`] | the HTTP control plane: tenants and tokens, the module registry, deployment records, state in Kafka, the `/v1` API |
-//! | [`telemetry`] | log output |
+//! | [`telemetry`] | log output, Prometheus metric families, each deployment's bounded guest log |
 //!
 //! The data path of one record: `pipeline::poller` (poll, copy into the
 //! partition's batch) → `pipeline::lane` (call the instance) →

@@ -528,13 +528,15 @@ fn print_status(s: &Value) {
     }
     let c = &s["counters"];
     println!(
-        "counters    in={} out={} batches={} retries={} traps={} dead_lettered={}",
+        "counters    in={} out={} batches={} errors={} retries={} traps={} dead_lettered={} log_dropped={}",
         text(&c["records_in"]),
         text(&c["records_out"]),
         text(&c["batches"]),
+        text(&c["errors"]),
         text(&c["retries"]),
         text(&c["traps"]),
-        text(&c["dead_lettered"])
+        text(&c["dead_lettered"]),
+        text(&c["guest_log_dropped"])
     );
     if let Some(parts) = s["partitions"].as_array()
         && !parts.is_empty()

@@ -34,8 +34,18 @@ fn runner(args: &[&str]) -> Result<(RunnerProcess, Api)> {
     Ok((ingesta, api))
 }
 
-fn create(api: &Api, body: &Value) -> Result<()> {
-    let (status, answer) = api.json(Method::POST, "/v1/deployments", Some(TENANT_A.token), body)?;
+/// Uploads the hostile fixture as tenant A and creates a deployment of it
+/// with `body`'s fields and a fresh group.
+fn deploy_hostile(api: &Api, mut body: Value) -> Result<()> {
+    let module = upload(
+        api,
+        TENANT_A.token,
+        std::fs::read(runner::fixture_wasm("hostile")?)?,
+    )?;
+    body["module"] = module.into();
+    body["group"] = kafka::unique("a-grp").into();
+    let (status, answer) =
+        api.json(Method::POST, "/v1/deployments", Some(TENANT_A.token), &body)?;
     ensure!(
         status == StatusCode::CREATED,
         "create answered {status}: {answer}"
@@ -47,16 +57,10 @@ fn create(api: &Api, body: &Value) -> Result<()> {
 fn metrics_count_every_record_lag_drains_and_top_shows_it() -> Result<()> {
     let (mut ingesta, api) = runner(&[])?;
     let [input, out, dead] = kafka::fresh_topics(["a-in", "a-out", "a-dlq"], 3)?;
-    let module = upload(
+    deploy_hostile(
         &api,
-        TENANT_A.token,
-        std::fs::read(runner::fixture_wasm("hostile")?)?,
-    )?;
-    create(
-        &api,
-        &json!({
-            "name": "stats", "module": module, "inputs": [input],
-            "group": kafka::unique("a-grp"), "outputs": [out],
+        json!({
+            "name": "stats", "inputs": [input], "outputs": [out],
             "failure": { "dead_letter_topic": dead },
             "config": { "output_topic": out }, "paused": true
         }),
@@ -221,16 +225,10 @@ fn guest_logs_come_back_in_order_bounded_and_rate_limited() -> Result<()> {
     const NOISE: u64 = 5_000;
     let (mut ingesta, api) = runner(&["--log-format", "json"])?;
     let [input, out] = kafka::fresh_topics(["a-logs-in", "a-logs-out"], 1)?;
-    let module = upload(
+    deploy_hostile(
         &api,
-        TENANT_A.token,
-        std::fs::read(runner::fixture_wasm("hostile")?)?,
-    )?;
-    create(
-        &api,
-        &json!({
-            "name": "chatty", "module": module, "inputs": [input],
-            "group": kafka::unique("a-grp"), "outputs": [out],
+        json!({
+            "name": "chatty", "inputs": [input], "outputs": [out],
             "config": { "output_topic": out },
             "limits": { "log_lines_per_second": RATE, "log_burst_lines": BURST }
         }),
