@@ -276,6 +276,7 @@ pub(super) fn run(
         Some(reason) => DeploymentState::Failed(reason),
         None => DeploymentState::Stopped,
     };
+    shared.telemetry.metrics.consumer.clear();
     tracing::info!(deployment = &*shared.name, ?state, "deployment stopped");
     shared.state.send_replace(state);
 }

@@ -277,14 +277,22 @@ impl KafkaClientMetrics {
         }
     }
 
-    /// Take in one statistics report.
-    pub fn update(&self, s: &Statistics) {
-        const MICROS: f64 = 1e-6;
-        // Brokers can leave the cluster: start from empty each time.
+    /// Forget the last report (the client is gone), so a stopped
+    /// deployment does not show stale broker figures.
+    pub fn clear(&self) {
         self.rtt.reset();
         self.throttle.reset();
         self.in_flight.reset();
         self.queued_requests.reset();
+        self.queued_messages.set(0);
+        self.replyq.set(0);
+    }
+
+    /// Take in one statistics report.
+    pub fn update(&self, s: &Statistics) {
+        const MICROS: f64 = 1e-6;
+        // Brokers can leave the cluster: start from empty each time.
+        self.clear();
         // Bootstrap entries (node id -1) are not brokers yet.
         for b in s.brokers.values().filter(|b| b.nodeid >= 0) {
             let id = b.nodeid.to_string();
