@@ -18,6 +18,8 @@ use prometheus::{
 };
 use rdkafka::statistics::Statistics;
 
+use crate::wasm::TrapKind;
+
 /// Handler call durations, 100 µs to 10 s.
 const CALL_SECONDS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -134,7 +136,7 @@ impl DeploymentMetrics {
     pub fn new(deployment: &str) -> Self {
         let mut f = Families::new(&[("deployment", deployment)]);
         let part = &["topic", "partition"];
-        Self {
+        let m = Self {
             records_in: f.counter_vec(
                 "ingesta_records_in_total",
                 "Records handed to the handler, by input partition.",
@@ -204,7 +206,18 @@ impl DeploymentMetrics {
             ),
             consumer: KafkaClientMetrics::new(&mut f, "ingesta_kafka_consumer"),
             families: f,
+        };
+        // Every error class exists from the start at 0, so `rate()` and the
+        // error-ratio alert see the first failure (a series that appears
+        // with value 1 has no increase to rate).
+        let traps = TrapKind::ALL.map(|k| format!("trap:{}", k.as_str()));
+        for class in ["retryable", "permanent"]
+            .into_iter()
+            .chain(traps.iter().map(String::as_str))
+        {
+            m.errors.with_label_values(&[class]);
         }
+        m
     }
 
     /// Every family, for the exposition.

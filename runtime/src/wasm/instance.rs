@@ -35,6 +35,17 @@ pub enum TrapKind {
 }
 
 impl TrapKind {
+    /// Every kind, for metrics that list them up front.
+    pub const ALL: [TrapKind; 7] = [
+        TrapKind::Deadline,
+        TrapKind::OutOfMemory,
+        TrapKind::StackOverflow,
+        TrapKind::Panic,
+        TrapKind::OutOfFuel,
+        TrapKind::HostCallLimit,
+        TrapKind::Other,
+    ];
+
     /// Short stable name for logs, metrics and dead-letter headers.
     pub fn as_str(self) -> &'static str {
         match self {
