@@ -103,7 +103,8 @@ pub struct Runner {
 
 /// The running control plane.
 struct Control {
-    api_state: Arc<ApiState>,
+    /// Ends the API's open streams before it stops.
+    closing: tokio::sync::watch::Sender<bool>,
     stop_api: tokio::sync::oneshot::Sender<()>,
     api: tokio::task::JoinHandle<std::io::Result<()>>,
     applier: tokio::task::JoinHandle<()>,
@@ -180,6 +181,7 @@ impl Runner {
             modules.clone(),
             self.supervisor.clone(),
         ));
+        let (closing, closing_rx) = tokio::sync::watch::channel(false);
         let api_state = Arc::new(ApiState {
             auth: Auth::new(control.operator_token_sha256.as_deref(), &control.tenants)
                 .map_err(anyhow::Error::msg)?,
@@ -190,7 +192,7 @@ impl Runner {
             max_module_bytes: (control.max_module_mib as usize) << 20,
             fuel_metering: self.engine.config().fuel,
             ready: false.into(),
-            closing: tokio::sync::watch::Sender::new(false),
+            closing: closing_rx,
         });
         let listener = tokio::net::TcpListener::bind(control.listen)
             .await
@@ -220,7 +222,7 @@ impl Runner {
             "control-plane state recovered; ready"
         );
         self.control = Some(Control {
-            api_state,
+            closing,
             stop_api,
             api,
             applier,
@@ -232,7 +234,7 @@ impl Runner {
     /// Fails if any deployment failed, naming each and why.
     pub async fn stop(self) -> Result<()> {
         if let Some(c) = self.control {
-            c.api_state.closing.send_replace(true);
+            c.closing.send_replace(true);
             let _ = c.stop_api.send(());
             match c.api.await {
                 Ok(Ok(())) => {}

@@ -22,6 +22,7 @@ use crate::control::auth::Caller;
 use crate::control::deployments::{DeploymentRecord, Settings};
 use crate::control::modules::ModuleRegistry;
 use crate::kafka::OutputProducer;
+use crate::pipeline::offsets::{PartitionStatus, group_status};
 use crate::pipeline::{Deployment, DeploymentSpec, DeploymentState};
 use crate::telemetry::metrics::{self, ScrapeFamilies};
 use crate::telemetry::{DeploymentMetrics, DeploymentTelemetry, RunnerMetrics};
@@ -106,7 +107,7 @@ pub struct DeploymentStatus {
     pub counters: CountersView,
     /// Per input partition: committed offset, high watermark, lag (only on
     /// `GET /v1/deployments/{name}`).
-    pub partitions: Vec<crate::pipeline::offsets::PartitionStatus>,
+    pub partitions: Vec<PartitionStatus>,
     pub updated_by: Option<String>,
     pub updated_ms: Option<u64>,
 }
@@ -421,17 +422,64 @@ impl Supervisor {
             .map(|r| r.name.clone())
     }
 
-    /// Status of every deployment the caller may see (no partition detail).
-    pub fn list(&self, caller: &Caller) -> Vec<DeploymentStatus> {
-        let slots = self.slots.lock().unwrap();
-        slots
-            .iter()
-            .filter(|(_, s)| match &s.record {
+    /// Status of every deployment the caller may see; with `lag`, each
+    /// with its per-partition offsets and lag (see [`Self::lag_of`]).
+    pub async fn list(&self, caller: &Caller, lag: bool) -> Vec<DeploymentStatus> {
+        let (mut list, wanted) = {
+            let slots = self.slots.lock().unwrap();
+            let mut list = Vec::new();
+            let mut wanted = Vec::new();
+            let visible = slots.iter().filter(|(_, s)| match &s.record {
                 Some(r) => caller.sees(&r.tenant),
                 None => matches!(caller, Caller::Operator),
-            })
-            .map(|(k, s)| status(k, s))
-            .collect()
+            });
+            for (key, s) in visible {
+                if let Some(config) = config_of(key, s).filter(|_| lag) {
+                    wanted.push((list.len(), config));
+                }
+                list.push(status(key, s));
+            }
+            (list, wanted)
+        };
+        for (i, parts) in self.lag_of(wanted).await {
+            list[i].partitions = parts;
+        }
+        list
+    }
+
+    /// Per-partition offsets and lag of each `(id, config)`'s group, read
+    /// from Kafka in parallel. A deployment Kafka does not answer for
+    /// within [`LAG_TIMEOUT`] is left out (the caller answers without it
+    /// rather than wait).
+    async fn lag_of<K: Send + 'static>(
+        &self,
+        wanted: Vec<(K, DeploymentConfig)>,
+    ) -> Vec<(K, Vec<PartitionStatus>)> {
+        let mut lookups = tokio::task::JoinSet::new();
+        for (id, config) in wanted {
+            let kafka = self.kafka.clone();
+            lookups.spawn_blocking(move || {
+                let parts = group_status(&kafka, &config.group, &config.inputs);
+                (id, config.name, parts)
+            });
+        }
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + LAG_TIMEOUT;
+        while let Ok(Some(joined)) = tokio::time::timeout_at(deadline, lookups.join_next()).await {
+            match joined {
+                Ok((id, _, Ok(parts))) => out.push((id, parts)),
+                Ok((_, name, Err(e))) => tracing::debug!(deployment = %name,
+                    error = %format!("{e:#}"), "consumer lag not available"),
+                Err(e) => tracing::debug!(error = %e, "consumer lag lookup panicked"),
+            }
+        }
+        if !lookups.is_empty() {
+            tracing::debug!(
+                pending = lookups.len(),
+                "consumer lag lookups exceeded their time budget"
+            );
+        }
+        out
     }
 
     /// Status of one deployment (by state-topic key or config name) as this
@@ -451,10 +499,8 @@ impl Supervisor {
             (status(key, s), config.group, config.inputs)
         };
         let kafka = self.kafka.clone();
-        let parts = tokio::task::spawn_blocking(move || {
-            crate::pipeline::offsets::group_status(&kafka, &group, &inputs)
-        })
-        .await;
+        let parts =
+            tokio::task::spawn_blocking(move || group_status(&kafka, &group, &inputs)).await;
         Some(match parts {
             Ok(Ok(p)) => {
                 st.partitions = p;
@@ -479,7 +525,7 @@ impl Supervisor {
     pub async fn metrics_text(&self) -> String {
         let scrape = ScrapeFamilies::new();
         let mut families = self.metrics.collect();
-        let mut lag_of = Vec::new();
+        let mut wanted = Vec::new();
         {
             let slots = self.slots.lock().unwrap();
             let mut by_state: BTreeMap<&str, i64> =
@@ -493,43 +539,21 @@ impl Supervisor {
                 *by_state.entry(state).or_default() += 1;
                 families.extend(s.telemetry.metrics.collect());
                 if let Some(config) = config_of(key, s) {
-                    lag_of.push((key.clone(), config.group, config.inputs));
+                    wanted.push((key.clone(), config));
                 }
             }
             for (state, n) in by_state {
                 scrape.by_state.with_label_values(&[state]).set(n);
             }
         }
-        let mut lookups = tokio::task::JoinSet::new();
-        for (key, group, inputs) in lag_of {
-            let kafka = self.kafka.clone();
-            lookups.spawn_blocking(move || {
-                let parts = crate::pipeline::offsets::group_status(&kafka, &group, &inputs);
-                (key, parts)
-            });
-        }
-        let deadline = tokio::time::Instant::now() + LAG_TIMEOUT;
-        while let Ok(Some(joined)) = tokio::time::timeout_at(deadline, lookups.join_next()).await {
-            match joined {
-                Ok((key, Ok(parts))) => {
-                    for p in parts {
-                        let partition = p.partition.to_string();
-                        scrape
-                            .lag
-                            .with_label_values(&[key.as_str(), &p.topic, &partition])
-                            .set(p.lag);
-                    }
-                }
-                Ok((key, Err(e))) => tracing::debug!(deployment = %key, error = %format!("{e:#}"),
-                    "consumer lag not available for this scrape"),
-                Err(e) => tracing::debug!(error = %e, "consumer lag lookup panicked"),
+        for (key, parts) in self.lag_of(wanted).await {
+            for p in parts {
+                let partition = p.partition.to_string();
+                scrape
+                    .lag
+                    .with_label_values(&[key.as_str(), &p.topic, &partition])
+                    .set(p.lag);
             }
-        }
-        if !lookups.is_empty() {
-            tracing::debug!(
-                pending = lookups.len(),
-                "consumer lag lookups exceeded the scrape's time budget"
-            );
         }
         families.extend(scrape.collect());
         metrics::encode(families)

@@ -43,9 +43,9 @@ pub struct ApiState {
     pub max_module_bytes: usize,
     /// Set once the runner has started what it was configured with.
     pub ready: AtomicBool,
-    /// Set when the API shuts down, so followed logs end (a graceful
-    /// shutdown waits for open responses).
-    pub closing: tokio::sync::watch::Sender<bool>,
+    /// Turns true when the API shuts down, so followed logs end (a
+    /// graceful shutdown waits for open responses).
+    pub closing: tokio::sync::watch::Receiver<bool>,
 }
 
 #[derive(OpenApi)]
@@ -476,27 +476,14 @@ async fn list_deployments(
     Extension(caller): Extension<Caller>,
     Query(q): Query<ListQuery>,
 ) -> Json<Vec<DeploymentStatus>> {
-    let mut list = state.supervisor.list(&caller);
-    if q.lag {
-        for d in &mut list {
-            let key = match &d.tenant {
-                Some(t) => deployments::key(t, &d.name),
-                None => d.name.clone(),
-            };
-            // Kafka unreachable: the list still answers, without lag.
-            if let Some(Ok(full)) = state.supervisor.status(&key).await {
-                *d = full;
-            }
-        }
-    }
-    Json(list)
+    Json(state.supervisor.list(&caller, q.lag).await)
 }
 
 /// `GET /v1/deployments` options.
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
 struct ListQuery {
     /// Also read every deployment's per-partition offsets and lag from
-    /// Kafka (one round trip per deployment; `ingesta top` uses it).
+    /// Kafka (in parallel, at most 5 s; `ingesta top` uses it).
     #[serde(default)]
     lag: bool,
 }
@@ -563,40 +550,57 @@ async fn deployment_logs(
     if !q.follow {
         return Ok((content_type, ndjson(&first)).into_response());
     }
-    let after = first.last().map_or(q.after, |l| l.seq);
-    let supervisor = state.supervisor.clone();
-    let closing = state.closing.subscribe();
-    let start = (Some(ndjson(&first)), after);
-    let stream = futures_util::stream::unfold(start, move |(pending, after)| {
-        let (telemetry, supervisor, key) = (telemetry.clone(), supervisor.clone(), key.clone());
-        let mut closing = closing.clone();
-        async move {
-            if let Some(chunk) = pending {
-                return Some((Ok::<_, std::convert::Infallible>(chunk), (None, after)));
+    let follow = Follow {
+        after: first.last().map_or(q.after, |l| l.seq),
+        telemetry,
+        supervisor: state.supervisor.clone(),
+        key,
+        closing: state.closing.clone(),
+    };
+    use futures_util::StreamExt;
+    let stream = futures_util::stream::once(std::future::ready(ndjson(&first)))
+        .chain(futures_util::stream::unfold(follow, Follow::next))
+        .map(Ok::<_, std::convert::Infallible>);
+    Ok((content_type, axum::body::Body::from_stream(stream)).into_response())
+}
+
+/// A followed guest log: the lines after `after`, as they come.
+struct Follow {
+    after: u64,
+    telemetry: Arc<crate::telemetry::DeploymentTelemetry>,
+    supervisor: Arc<Supervisor>,
+    key: String,
+    closing: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Follow {
+    /// The next chunk: new lines, or a blank heartbeat line after
+    /// [`LOG_HEARTBEAT`] without any; `None` once the API shuts down or the
+    /// deployment is gone.
+    async fn next(mut self) -> Option<(Bytes, Self)> {
+        let telemetry = self.telemetry.clone();
+        loop {
+            let appended = telemetry.log.appended();
+            let lines = telemetry.log.lines_after(self.after, KEPT_LINES);
+            if let Some(last) = lines.last() {
+                self.after = last.seq;
+                return Some((ndjson(&lines), self));
             }
-            loop {
-                let appended = telemetry.log.appended();
-                let lines = telemetry.log.lines_after(after, KEPT_LINES);
-                if let Some(last) = lines.last() {
-                    let after = last.seq;
-                    return Some((Ok(ndjson(&lines)), (None, after)));
+            let quiet = tokio::select! {
+                _ = appended => false,
+                _ = self.closing.wait_for(|c| *c) => return None,
+                _ = tokio::time::sleep(LOG_HEARTBEAT) => true,
+            };
+            if quiet {
+                // Removed (or removed and created again): end.
+                let current = self.supervisor.telemetry(&self.key);
+                if !current.is_some_and(|t| Arc::ptr_eq(&t, &telemetry)) {
+                    return None;
                 }
-                tokio::select! {
-                    _ = appended => {}
-                    _ = closing.wait_for(|c| *c) => return None,
-                    _ = tokio::time::sleep(LOG_HEARTBEAT) => {
-                        // The deployment was removed (or re-created): end.
-                        let current = supervisor.telemetry(&key);
-                        if !current.is_some_and(|t| Arc::ptr_eq(&t, &telemetry)) {
-                            return None;
-                        }
-                        return Some((Ok(Bytes::from_static(b"\n")), (None, after)));
-                    }
-                }
+                return Some((Bytes::from_static(b"\n"), self));
             }
         }
-    });
-    Ok((content_type, axum::body::Body::from_stream(stream)).into_response())
+    }
 }
 
 /// Prometheus metrics of this runner and its deployments (text format).

@@ -96,7 +96,15 @@ pub struct DeploymentSpec {
 }
 
 impl DeploymentSpec {
+    /// What the lanes run; called as the spec takes effect (start or
+    /// swap), which is also when its guest-log budget applies.
     fn program(self) -> lane::Program {
+        let limits = &self.config.limits;
+        self.template
+            .grants()
+            .telemetry
+            .log
+            .set_rate(limits.log_lines_per_second, limits.log_burst_lines);
         lane::Program {
             policy: failure::Policy::from(&self.config.failure),
             template: self.template,

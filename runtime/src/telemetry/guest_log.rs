@@ -13,7 +13,6 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus::IntCounter;
@@ -61,7 +60,6 @@ pub struct GuestLog {
     ring: Mutex<Ring>,
     /// Woken for every kept line.
     appended: Notify,
-    dropped_total: AtomicU64,
     lines: IntCounter,
     dropped: IntCounter,
 }
@@ -106,7 +104,6 @@ impl GuestLog {
             }),
             ring: Mutex::new(Ring::default()),
             appended: Notify::new(),
-            dropped_total: AtomicU64::new(0),
             lines,
             dropped,
         }
@@ -122,7 +119,7 @@ impl GuestLog {
 
     /// Lines dropped by the rate limit since the deployment started.
     pub fn dropped(&self) -> u64 {
-        self.dropped_total.load(Ordering::Relaxed)
+        self.dropped.get()
     }
 
     /// Logs one guest line (`stream` is `stdout`/`stderr` for captured
@@ -225,7 +222,6 @@ impl GuestLog {
             b.tokens -= 1.0;
         } else {
             b.dropped += 1;
-            self.dropped_total.fetch_add(1, Ordering::Relaxed);
             self.dropped.inc();
         }
         let due = b

@@ -51,10 +51,12 @@ impl std::fmt::Debug for DeploymentTelemetry {
 impl DeploymentTelemetry {
     pub fn new(deployment: &str) -> Arc<Self> {
         let metrics = DeploymentMetrics::new(deployment);
+        // Until a program takes effect and sets its own budget.
+        let limits = crate::config::LimitsConfig::default();
         let log = GuestLog::new(
             deployment.into(),
-            crate::config::LimitsConfig::default().log_lines_per_second,
-            crate::config::LimitsConfig::default().log_burst_lines,
+            limits.log_lines_per_second,
+            limits.log_burst_lines,
             metrics.guest_log_lines.clone(),
             metrics.guest_log_dropped.clone(),
         );

@@ -67,8 +67,7 @@ pub struct DeploymentGrants {
 }
 
 impl DeploymentGrants {
-    /// Grants with `limits` and no outputs or config yet; the guest log's
-    /// budget is set from `limits`.
+    /// Grants with `limits` and no outputs or config yet.
     pub fn new(
         deployment: &str,
         limits: &LimitsConfig,
@@ -76,9 +75,6 @@ impl DeploymentGrants {
         telemetry: Arc<DeploymentTelemetry>,
     ) -> Self {
         let deployment: Arc<str> = deployment.into();
-        telemetry
-            .log
-            .set_rate(limits.log_lines_per_second, limits.log_burst_lines);
         Self {
             telemetry,
             deployment,
