@@ -50,6 +50,7 @@ mod error;
 mod handler;
 mod host;
 pub mod log;
+mod producer;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
@@ -57,11 +58,13 @@ pub use batch::{Batch, Headers, Record, Records, TimestampType};
 pub use emit::{Message, Payload, emit, emit_json, forward};
 pub use error::{Error, ErrorClass, Result};
 pub use handler::Handler;
+pub use producer::{Producer, Request, Response, Tick};
 
 /// Everything a handler usually needs: `use ingesta::prelude::*;`.
 pub mod prelude {
     pub use crate::config;
     pub use crate::{Batch, Error, Handler, Message, Record, Result, emit, emit_json, forward};
+    pub use crate::{Producer, Request, Response, Tick};
     pub use crate::{debug, error, info, trace, warn};
 }
 
@@ -105,6 +108,62 @@ macro_rules! export_handler {
     };
 }
 
+/// Exports a [`Producer`] type as the component's `source` interface (WIT
+/// world `producer`): HTTP ingestion endpoints and scheduled generators.
+///
+/// Invoke it once, at the top level of the module's `cdylib` crate, instead
+/// of [`export_handler!`]:
+///
+/// ```
+/// use ingesta::prelude::*;
+///
+/// #[derive(Default)]
+/// struct Beacon;
+///
+/// impl Producer for Beacon {
+///     fn on_request(&mut self, request: &Request) -> Result<Response> {
+///         emit("page-views", request.header("x-user"), request.body());
+///         Ok(Response::accepted())
+///     }
+/// }
+///
+/// ingesta::export_producer!(Beacon);
+/// ```
+#[macro_export]
+macro_rules! export_producer {
+    ($producer:ty) => {
+        const _: () = {
+            ::std::thread_local! {
+                static INGESTA_PRODUCER: ::core::cell::RefCell<::core::option::Option<$producer>> =
+                    const { ::core::cell::RefCell::new(::core::option::Option::None) };
+            }
+
+            struct IngestaExport;
+
+            impl $crate::__private::SourceGuest for IngestaExport {
+                fn handle_request(
+                    request: $crate::__private::WitRequest,
+                ) -> ::core::result::Result<
+                    $crate::__private::WitResponse,
+                    $crate::__private::WitHandlerError,
+                > {
+                    $crate::__private::handle_request(&INGESTA_PRODUCER, request)
+                }
+
+                fn handle_tick(
+                    tick: $crate::__private::WitTick,
+                ) -> ::core::result::Result<(), $crate::__private::WitHandlerError> {
+                    $crate::__private::handle_tick(&INGESTA_PRODUCER, tick)
+                }
+            }
+
+            $crate::__private::producer_bindings::__export_producer!(
+                IngestaExport with_types_in $crate::__private::producer_bindings
+            );
+        };
+    };
+}
+
 /// Implementation details used by [`export_handler!`]; not a stable API.
 #[doc(hidden)]
 pub mod __private {
@@ -122,10 +181,34 @@ pub mod __private {
         });
     }
 
+    /// Bindings generated from the `producer` world; its imports and
+    /// shared types are the consumer bindings' own (`with`), so both worlds
+    /// call the host through one set of import shims.
+    #[allow(missing_docs, clippy::all)]
+    pub mod producer_bindings {
+        wit_bindgen::generate!({
+            path: "../../wit",
+            world: "producer",
+            pub_export_macro: true,
+            export_macro_name: "__export_producer",
+            default_bindings_module: "$crate::__private::producer_bindings",
+            with: {
+                "ingesta:runtime/types@0.1.0": crate::__private::bindings::ingesta::runtime::types,
+                "ingesta:runtime/emit@0.1.0": crate::__private::bindings::ingesta::runtime::emit,
+                "ingesta:runtime/log@0.1.0": crate::__private::bindings::ingesta::runtime::log,
+                "ingesta:runtime/config@0.1.0": crate::__private::bindings::ingesta::runtime::config,
+            },
+        });
+    }
+
     pub use crate::handler::handle;
+    pub use crate::producer::{handle_request, handle_tick};
     pub use bindings::exports::ingesta::runtime::handler::Guest;
     pub use bindings::ingesta::runtime::types::{
         Batch as WitBatch, HandlerError as WitHandlerError,
+    };
+    pub use producer_bindings::exports::ingesta::runtime::source::{
+        Guest as SourceGuest, Request as WitRequest, Response as WitResponse, Tick as WitTick,
     };
 }
 

@@ -29,6 +29,7 @@ use crate::error::Result;
 use crate::handler::{self, Handler};
 use crate::host::imp::with_host;
 use crate::log::Level;
+use crate::producer::{self, Producer, Request, Response, Tick};
 use crate::wit;
 use ingesta_abi::{HeaderEntry, OutgoingEntry, RecordEntry, Span, Timestamp};
 
@@ -188,12 +189,37 @@ impl Emitted {
 /// Emits made outside a call (say, in an earlier test on this thread without
 /// `run`) are discarded first.
 pub fn run<H: Handler>(handler: &mut H, batch: &TestBatch) -> Result<Vec<Emitted>> {
+    let (result, out) = capture(|sink| handler::run(handler, &batch.raw, sink));
+    result.map(|()| out)
+}
+
+/// Runs one request through `producer`, as the runner would: on success,
+/// the response and every record the call published (none for a status of
+/// 400 or more); on failure, the producer's error.
+pub fn run_request<P: Producer>(
+    producer: &mut P,
+    request: &Request,
+) -> Result<(Response, Vec<Emitted>)> {
+    let (result, out) = capture(|sink| producer::run_request(producer, request, sink));
+    Ok((result?, out))
+}
+
+/// Runs one tick through `producer`, as the runner would: on success, every
+/// record the call published; on failure, the producer's error.
+pub fn run_tick<P: Producer>(producer: &mut P, tick: &Tick) -> Result<Vec<Emitted>> {
+    let (result, out) = capture(|sink| producer::run_tick(producer, tick, sink));
+    result.map(|()| out)
+}
+
+/// Runs `call` against the stand-in host and collects what it published.
+fn capture<R>(
+    call: impl FnOnce(&mut dyn FnMut(&wit::Outbox) -> Result<()>) -> R,
+) -> (R, Vec<Emitted>) {
     emit::outbox(|outbox| outbox.discard());
     with_host(|host| host.emitted.clear());
-    let result = handler::run(handler, &batch.raw, &mut crate::host::emit);
+    let result = call(&mut crate::host::emit);
     let outboxes = with_host(|host| std::mem::take(&mut host.emitted));
-    result?;
-    Ok(outboxes.iter().flat_map(decode).collect())
+    (result, outboxes.iter().flat_map(decode).collect())
 }
 
 /// Sets the deployment configuration seen by `ingesta::config`.
