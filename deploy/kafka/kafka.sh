@@ -18,6 +18,8 @@
 #   run-class CLASS [ARGS...]         run any class from the Kafka jars (tools log config)
 #   logs [N]                 tail the last N (default 50) lines of the broker log
 #   bootstrap                print the bootstrap address (127.0.0.1:PORT)
+#   pid                      print the broker's pid; exit 3 if it is not running
+#                            (fault tests freeze it with SIGSTOP/SIGCONT)
 #
 # Environment (all optional):
 #   INGESTA_CACHE          cache root                       (default: $HOME/.cache/ingesta)
@@ -479,6 +481,7 @@ main() {
             run_tool "$@" ;;
         logs) tail -n "${1:-50}" "$SERVER_LOG" ;;
         bootstrap) echo "$BOOTSTRAP" ;;
+        pid) broker_pid || { echo "kafka: not running" >&2; exit 3; } ;;
         -h | --help | help) usage ;;
         "") usage >&2; exit 2 ;;
         *) echo "kafka: unknown command '$cmd'" >&2; usage >&2; exit 2 ;;

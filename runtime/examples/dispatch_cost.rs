@@ -104,7 +104,7 @@ async fn main() -> Result<()> {
     let started = Instant::now();
     for batch in &batches {
         match instance.handle(batch).await {
-            CallOutcome::Ok(out) => {
+            CallOutcome::Ok((), out) => {
                 outputs += out
                     .iter()
                     .map(|o| OutgoingEntry::count(&o.records))

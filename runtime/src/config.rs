@@ -147,7 +147,9 @@ impl StartPosition {
     }
 }
 
-/// One module bound to input topics under an explicit consumer group.
+/// One module and how it runs: a consumer bound to input topics under an
+/// explicit consumer group, or a producer (HTTP ingestion and/or a
+/// schedule), which has neither inputs nor group.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentConfig {
@@ -156,10 +158,13 @@ pub struct DeploymentConfig {
     /// Path of the wasm component (relative paths are resolved against the
     /// config file's folder).
     pub module: PathBuf,
-    /// Topics to consume.
+    /// Topics to consume (consumers only).
+    #[serde(default)]
     pub inputs: Vec<String>,
-    /// The Kafka consumer group. Required: groups are never derived
-    /// implicitly, so operators can see and grant them.
+    /// The Kafka consumer group (consumers only). Required for them:
+    /// groups are never derived implicitly, so operators can see and
+    /// grant them.
+    #[serde(default)]
     pub group: String,
     /// Topics the module may emit to; anything else is refused.
     #[serde(default)]
@@ -182,6 +187,58 @@ pub struct DeploymentConfig {
     /// librdkafka consumer properties for this deployment only.
     #[serde(default)]
     pub kafka: BTreeMap<String, Scalar>,
+    /// How a producer deployment's HTTP ingestion endpoint behaves.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    /// Call a producer deployment's module on a timer (a generator).
+    #[serde(default)]
+    pub schedule: Option<ScheduleConfig>,
+}
+
+/// A producer deployment's endpoint `/v1/ingest/<name>` (`ingest`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Largest request body accepted; larger ones are answered 413 before
+    /// the module runs.
+    pub max_body_bytes: usize,
+    /// Requests handled at once by this runner; more are answered 429 with
+    /// `Retry-After` (back-pressure, not a queue).
+    pub max_concurrency: u32,
+    /// How long a request waits for Kafka to acknowledge what it emitted
+    /// before it is answered 503 with `Retry-After`. The records may still
+    /// be delivered later, so a client that retries may cause duplicates
+    /// (at-least-once), never a loss.
+    pub ack_timeout_ms: u64,
+    /// Hex SHA-256 of a key that may call the endpoint besides the
+    /// tenant's token (`echo -n KEY | ingesta hash-token`): give webhook
+    /// senders this key, not a token that can manage deployments.
+    pub key_sha256: Option<String>,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1 << 20,
+            max_concurrency: 64,
+            ack_timeout_ms: 10_000,
+            key_sha256: None,
+        }
+    }
+}
+
+/// A producer deployment's timer (`schedule`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Time between the starts of two ticks. A tick that runs late delays
+    /// the next; missed ticks are not made up in a burst.
+    pub interval_ms: u64,
+    /// Most records per second the ticks may publish, on average: after a
+    /// tick published `n` records the next starts no sooner than `n / rate`
+    /// seconds after it. Unset: no limit beyond the interval.
+    #[serde(default)]
+    pub max_records_per_second: Option<u64>,
 }
 
 /// How records are grouped into calls.
@@ -415,8 +472,55 @@ impl DeploymentConfig {
             ));
         }
         let ctx = |msg: String| format!("deployment {name:?}: {msg}");
-        if self.inputs.is_empty() {
-            return Err(ctx("`inputs` must name at least one topic".into()));
+        // A deployment without inputs is a producer; whether its module
+        // really is one is checked when the module is loaded.
+        let producer = self.inputs.is_empty();
+        if producer && !self.group.is_empty() {
+            return Err(ctx(
+                "`group` is set but `inputs` is empty: a consumer needs input topics, and a producer has no group".into(),
+            ));
+        }
+        if !producer && (self.schedule.is_some() || self.ingest != IngestConfig::default()) {
+            return Err(ctx(
+                "`schedule` and `ingest` are for producer modules, which have no `inputs`".into(),
+            ));
+        }
+        if let Some(s) = &self.schedule {
+            if !(10..=86_400_000).contains(&s.interval_ms) {
+                return Err(ctx(
+                    "schedule.interval_ms must be between 10 and 86400000 (a day)".into(),
+                ));
+            }
+            if s.max_records_per_second == Some(0) {
+                return Err(ctx(
+                    "schedule.max_records_per_second must be at least 1 (or unset for no limit)"
+                        .into(),
+                ));
+            }
+        }
+        let i = &self.ingest;
+        if i.max_body_bytes == 0 || i.max_body_bytes > 64 << 20 {
+            return Err(ctx(
+                "ingest.max_body_bytes must be between 1 and 67108864 (64 MiB)".into(),
+            ));
+        }
+        if i.max_concurrency == 0 || i.max_concurrency > 10_000 {
+            return Err(ctx(
+                "ingest.max_concurrency must be between 1 and 10000".into()
+            ));
+        }
+        if i.ack_timeout_ms == 0 || i.ack_timeout_ms > 600_000 {
+            return Err(ctx(
+                "ingest.ack_timeout_ms must be between 1 and 600000".into()
+            ));
+        }
+        if let Some(h) = &i.key_sha256
+            && !(h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(ctx(
+                "ingest.key_sha256 must be 64 hex digits (`echo -n KEY | ingesta hash-token`)"
+                    .into(),
+            ));
         }
         for t in self.inputs.iter().chain(&self.outputs) {
             if !is_valid_topic(t) {
@@ -430,7 +534,7 @@ impl DeploymentConfig {
                 "topic {t:?} is both an input and an output, which would loop forever"
             )));
         }
-        if self.group.trim().is_empty() {
+        if !producer && self.group.trim().is_empty() {
             return Err(ctx("`group` must not be empty".into()));
         }
         let b = &self.batch;
@@ -589,5 +693,50 @@ mod tests {
         let text = GOOD.replace("\"activity-stats\"", "\"Activity Stats\"");
         let err = Config::parse(&text).unwrap().validate().unwrap_err();
         assert!(err.contains("deployment name"), "{err}");
+    }
+
+    const PRODUCER: &str = r#"
+        [kafka]
+        bootstrap_servers = "127.0.0.1:9092"
+
+        [[deployment]]
+        name = "shop-generator"
+        module = "gen.wasm"
+        outputs = ["user-activity"]
+        [deployment.schedule]
+        interval_ms = 100
+        [deployment.ingest]
+        max_concurrency = 8
+    "#;
+
+    #[test]
+    fn a_producer_has_outputs_schedule_and_ingest_but_no_group() {
+        let c = Config::parse(PRODUCER).unwrap();
+        c.validate().unwrap();
+        let d = &c.deployments[0];
+        assert!(d.inputs.is_empty() && d.group.is_empty());
+        assert_eq!(d.schedule.as_ref().unwrap().interval_ms, 100);
+        assert_eq!(d.ingest.max_concurrency, 8);
+        assert_eq!(d.ingest.ack_timeout_ms, 10_000, "defaults fill the rest");
+
+        let text = PRODUCER.replace("name = \"shop-generator\"", "name = \"g\"\ngroup = \"x\"");
+        let err = Config::parse(&text).unwrap().validate().unwrap_err();
+        assert!(
+            err.contains("`group` is set but `inputs` is empty"),
+            "{err}"
+        );
+        let text = PRODUCER.replace("interval_ms = 100", "interval_ms = 5");
+        let err = Config::parse(&text).unwrap().validate().unwrap_err();
+        assert!(err.contains("schedule.interval_ms"), "{err}");
+        let text = PRODUCER.replace("max_concurrency = 8", "key_sha256 = \"abc\"");
+        let err = Config::parse(&text).unwrap().validate().unwrap_err();
+        assert!(err.contains("ingest.key_sha256"), "{err}");
+    }
+
+    #[test]
+    fn a_consumer_may_not_have_a_schedule() {
+        let text = format!("{GOOD}\n[deployment.schedule]\ninterval_ms = 100\n");
+        let err = Config::parse(&text).unwrap().validate().unwrap_err();
+        assert!(err.contains("for producer modules"), "{err}");
     }
 }

@@ -12,6 +12,7 @@
 //! | [`wasm`] | wasmtime: the shared engine and epoch ticker, loading and checking components, host imports, instances and trap classification |
 //! | [`kafka`] | librdkafka client settings, building WIT batches from messages, the shared acks=all producer |
 //! | [`pipeline`] | a running deployment: poll thread, per-partition lanes, ordered offset storing, rebalance and shutdown draining |
+//! | [`producer`] | a running producer deployment: ingest requests and schedule ticks through an instance pool, publish, await acks, answer |
 //! | [`supervisor`] | the deployments of this runner: start, hot swap, restart, replay, pause, remove; their status |
 //! | [`runner`] | wiring: engine, producer, supervisor, control plane; serve until a signal |
 //! | [`client`] | the blocking HTTP client the CLI uses to talk to the control API, and `ingesta top` |
@@ -21,13 +22,16 @@
 //! The data path of one record: `pipeline::poller` (poll, copy into the
 //! partition's batch) → `pipeline::lane` (call the instance) →
 //! `kafka::OutputProducer` (publish outputs) → ack → store offset → periodic
-//! commit.
+//! commit. A producer's: `control::ingest` (HTTP in) or
+//! `producer::schedule` (a tick) → `producer` (call an instance) →
+//! `kafka::OutputProducer` → ack → the HTTP answer.
 
 pub mod client;
 pub mod config;
 pub mod control;
 pub mod kafka;
 pub mod pipeline;
+pub mod producer;
 pub mod runner;
 pub mod supervisor;
 pub mod telemetry;

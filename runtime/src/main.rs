@@ -183,6 +183,13 @@ struct DeployArgs {
     /// Create it paused.
     #[arg(long)]
     paused: bool,
+    /// Producer modules: call the module every this many milliseconds.
+    #[arg(long, value_name = "MS")]
+    schedule_ms: Option<u64>,
+    /// Producer modules: SHA-256 of a key that may call the ingest
+    /// endpoint besides the tenant's token (`ingesta hash-token`).
+    #[arg(long, value_name = "HEX")]
+    ingest_key_sha256: Option<String>,
 }
 
 /// Where the control API is and the token to present.
@@ -381,6 +388,16 @@ fn deployment_command(command: Command) -> Result<()> {
             }
             if spec.paused {
                 obj.insert("paused".into(), true.into());
+            }
+            if let Some(ms) = spec.schedule_ms {
+                obj.insert("schedule".into(), json!({ "interval_ms": ms }));
+            }
+            if let Some(h) = spec.ingest_key_sha256 {
+                let ingest = obj.entry("ingest").or_insert_with(|| json!({}));
+                ingest
+                    .as_object_mut()
+                    .context("`ingest` in the spec file must be a table")?
+                    .insert("key_sha256".into(), h.into());
             }
             let status = client.create_deployment(&body, api.tenant.as_deref())?;
             print_status(&status);

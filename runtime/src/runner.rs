@@ -23,8 +23,7 @@ use crate::control::deployments::DeploymentRecord;
 use crate::control::modules::ModuleRegistry;
 use crate::control::state::{StateLog, StateRecord, StateTopic};
 use crate::kafka::{self, OutputProducer};
-use crate::pipeline::{Deployment, DeploymentSpec};
-use crate::supervisor::{Supervisor, build_spec};
+use crate::supervisor::{Running, Spec, Supervisor, build_spec};
 use crate::telemetry::{DeploymentTelemetry, RunnerMetrics};
 use crate::wasm::{HostState, LoadedModule, WasmEngine, WasmEngineConfig, consumer_linker};
 
@@ -43,7 +42,7 @@ fn xdg_dir(var: &str, under_home: &str) -> PathBuf {
 }
 
 /// Load, check and link every config-file deployment's module.
-pub fn prepare(config: &Config, engine: &WasmEngine) -> Result<Vec<DeploymentSpec>> {
+pub fn prepare(config: &Config, engine: &WasmEngine) -> Result<Vec<Spec>> {
     let linker = consumer_linker(engine.engine())?;
     prepare_with(config, engine, &linker)
 }
@@ -52,7 +51,7 @@ fn prepare_with(
     config: &Config,
     engine: &WasmEngine,
     linker: &Linker<HostState>,
-) -> Result<Vec<DeploymentSpec>> {
+) -> Result<Vec<Spec>> {
     let mut specs = Vec::new();
     for d in &config.deployments {
         let module = LoadedModule::from_file(
@@ -97,7 +96,7 @@ pub struct Runner {
     producer: Arc<OutputProducer>,
     supervisor: Arc<Supervisor>,
     /// Config-file deployments, in config order.
-    statics: Vec<Arc<Deployment>>,
+    statics: Vec<Running>,
     control: Option<Control>,
 }
 
@@ -154,7 +153,7 @@ impl Runner {
     }
 
     /// The config-file deployments, in config order.
-    pub fn deployments(&self) -> &[Arc<Deployment>] {
+    pub fn deployments(&self) -> &[Running] {
         &self.statics
     }
 

@@ -24,10 +24,12 @@ use crate::control::modules::ModuleRegistry;
 use crate::kafka::OutputProducer;
 use crate::pipeline::offsets::{PartitionStatus, group_status};
 use crate::pipeline::{Deployment, DeploymentSpec, DeploymentState};
+use crate::producer::{ProducerDeployment, ProducerSpec};
 use crate::telemetry::metrics::{self, ScrapeFamilies};
 use crate::telemetry::{DeploymentMetrics, DeploymentTelemetry, RunnerMetrics};
 use crate::wasm::{
-    ConsumerTemplate, DeploymentGrants, HostState, LoadedModule, World, consumer_linker,
+    ConsumerTemplate, DeploymentGrants, HostState, LoadedModule, ProducerTemplate, World,
+    consumer_linker,
 };
 
 /// How long a scrape waits for consumer lag from Kafka.
@@ -38,22 +40,35 @@ const STATES: [&str; 5] = ["running", "paused", "failed", "starting", "stopped"]
 /// How long a replay waits for the group to empty before it gives up.
 const REPLAY_WAIT: Duration = Duration::from_secs(30);
 
+/// What a deployment runs, resolved from its module's world.
+pub enum Spec {
+    Consumer(DeploymentSpec),
+    Producer(ProducerSpec),
+}
+
+impl Spec {
+    /// The deployment's settings.
+    pub fn config(&self) -> &DeploymentConfig {
+        match self {
+            Spec::Consumer(s) => &s.config,
+            Spec::Producer(s) => &s.config,
+        }
+    }
+}
+
 /// Link `module` for the deployment `config` and wrap it with its grants;
-/// its instances report to `telemetry`.
+/// its instances report to `telemetry`. The module's world decides the
+/// kind: a consumer needs inputs and a group, a producer has neither.
 pub fn build_spec(
     linker: &Linker<HostState>,
     config: &DeploymentConfig,
     module: LoadedModule,
     source: &str,
     telemetry: Arc<DeploymentTelemetry>,
-) -> Result<DeploymentSpec> {
+) -> Result<Spec> {
     let name = &config.name;
-    if module.world != World::Consumer {
-        bail!(
-            "deployment {name:?}: module {source} implements the {} world, not consumer",
-            module.world
-        );
-    }
+    check_world(config, module.world)
+        .map_err(|e| anyhow!("deployment {name:?}: module {source} {e}"))?;
     let pre = linker
         .instantiate_pre(&module.component)
         .map_err(|e| anyhow!("deployment {name:?}: module {source} cannot be linked: {e:#}"))?;
@@ -64,21 +79,131 @@ pub fn build_spec(
         .iter()
         .map(|(k, v)| (k.clone(), v.0.clone()))
         .collect();
-    let template = ConsumerTemplate::new(pre, Arc::new(grants))
-        .with_context(|| format!("deployment {name:?}: module {source}"))?;
+    let grants = Arc::new(grants);
+    let context = || format!("deployment {name:?}: module {source}");
+    let spec = match module.world {
+        World::Consumer => Spec::Consumer(DeploymentSpec {
+            config: config.clone(),
+            template: ConsumerTemplate::new(pre, grants).with_context(context)?,
+        }),
+        World::Producer => Spec::Producer(ProducerSpec {
+            config: config.clone(),
+            template: ProducerTemplate::new(pre, grants).with_context(context)?,
+        }),
+    };
     tracing::info!(deployment = %name, module = source, digest = %module.digest,
-        size = module.size, "module ready");
-    Ok(DeploymentSpec {
-        config: config.clone(),
-        template,
-    })
+        world = %module.world, size = module.size, "module ready");
+    Ok(spec)
+}
+
+/// Whether `config` fits a module of `world`; the error completes "module
+/// X ...".
+pub fn check_world(config: &DeploymentConfig, world: World) -> Result<(), String> {
+    match world {
+        World::Consumer if config.inputs.is_empty() => Err(
+            "is a consumer, which needs `inputs` and a `group` (`schedule` and `ingest` are for producers)".into(),
+        ),
+        World::Producer if !config.inputs.is_empty() => Err(
+            "is a producer (HTTP ingestion and ticks), which takes no `inputs` or `group`: remove them".into(),
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// A started deployment of either kind.
+#[derive(Clone)]
+pub enum Running {
+    Consumer(Arc<Deployment>),
+    Producer(Arc<ProducerDeployment>),
+}
+
+impl Running {
+    fn start(
+        spec: Spec,
+        kafka: &KafkaConfig,
+        producer: &Arc<OutputProducer>,
+        drain: Duration,
+    ) -> Result<Self> {
+        Ok(match spec {
+            Spec::Consumer(s) => Running::Consumer(Arc::new(Deployment::start(
+                s,
+                kafka,
+                producer.clone(),
+                drain,
+            )?)),
+            Spec::Producer(s) => {
+                Running::Producer(ProducerDeployment::start(s, producer.clone(), drain))
+            }
+        })
+    }
+
+    /// The deployment's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Running::Consumer(d) => d.name(),
+            Running::Producer(d) => d.name(),
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> DeploymentState {
+        match self {
+            Running::Consumer(d) => d.state(),
+            Running::Producer(d) => d.state(),
+        }
+    }
+
+    /// The settings it runs with.
+    pub fn config(&self) -> DeploymentConfig {
+        match self {
+            Running::Consumer(d) => d.config(),
+            Running::Producer(d) => d.config(),
+        }
+    }
+
+    /// Its metrics.
+    pub fn metrics(&self) -> &DeploymentMetrics {
+        match self {
+            Running::Consumer(d) => d.metrics(),
+            Running::Producer(d) => d.metrics(),
+        }
+    }
+
+    /// Drain and stop.
+    pub async fn stop(&self) -> DeploymentState {
+        match self {
+            Running::Consumer(d) => d.stop().await,
+            Running::Producer(d) => d.stop().await,
+        }
+    }
+
+    /// Resolves when it has stopped or failed.
+    pub async fn finished(&self) -> DeploymentState {
+        match self {
+            Running::Consumer(d) => d.finished().await,
+            Running::Producer(d) => d.finished().await,
+        }
+    }
+
+    /// Hot swap to `spec` (of the same kind; a module of another world
+    /// needs a restart, which `needs_restart` arranges).
+    fn swap(&self, spec: Spec) -> Result<()> {
+        match (self, spec) {
+            (Running::Consumer(d), Spec::Consumer(s)) => d.swap(s),
+            (Running::Producer(d), Spec::Producer(s)) => {
+                d.swap(s);
+                Ok(())
+            }
+            _ => bail!("the module's world changed; the deployment must restart"),
+        }
+    }
 }
 
 /// One deployment, wanted or running.
 struct Slot {
     /// The record it follows (`None` for a config-file deployment).
     record: Option<DeploymentRecord>,
-    running: Option<Arc<Deployment>>,
+    running: Option<Running>,
     /// Why it is not running when it should be.
     problem: Option<String>,
     /// The last replay request carried out.
@@ -189,15 +314,13 @@ impl Supervisor {
     }
 
     /// Start a config-file deployment.
-    pub fn start_static(&self, spec: DeploymentSpec) -> Result<Arc<Deployment>> {
-        let name = spec.config.name.clone();
-        let telemetry = spec.template.grants().telemetry.clone();
-        let d = Arc::new(Deployment::start(
-            spec,
-            &self.kafka,
-            self.producer.clone(),
-            self.drain,
-        )?);
+    pub fn start_static(&self, spec: Spec) -> Result<Running> {
+        let name = spec.config().name.clone();
+        let telemetry = match &spec {
+            Spec::Consumer(s) => s.template.grants().telemetry.clone(),
+            Spec::Producer(s) => s.template.grants().telemetry.clone(),
+        };
+        let d = Running::start(spec, &self.kafka, &self.producer, self.drain)?;
         self.slots.lock().unwrap().insert(
             name,
             Slot {
@@ -212,7 +335,7 @@ impl Supervisor {
     }
 
     /// Every running deployment.
-    pub fn running(&self) -> Vec<Arc<Deployment>> {
+    pub fn running(&self) -> Vec<Running> {
         let slots = self.slots.lock().unwrap();
         slots.values().filter_map(|s| s.running.clone()).collect()
     }
@@ -274,12 +397,14 @@ impl Supervisor {
         &self,
         old: Option<&DeploymentRecord>,
         record: &DeploymentRecord,
-        running: Option<Arc<Deployment>>,
+        running: Option<Running>,
         replay: Option<&crate::control::deployments::Replay>,
         telemetry: &Arc<DeploymentTelemetry>,
-    ) -> Result<Option<Arc<Deployment>>> {
+    ) -> Result<Option<Running>> {
         let name = record.key();
         let config = record.settings.to_config(&name);
+        // A producer has no group to move.
+        let replay = replay.filter(|_| !config.inputs.is_empty());
         if record.paused {
             if let Some(d) = running {
                 stop(&d).await;
@@ -318,8 +443,12 @@ impl Supervisor {
             }
             None => {}
         }
-        let d = Deployment::start(spec, &self.kafka, self.producer.clone(), self.drain)?;
-        Ok(Some(Arc::new(d)))
+        Ok(Some(Running::start(
+            spec,
+            &self.kafka,
+            &self.producer,
+            self.drain,
+        )?))
     }
 
     /// Load, check and link the module a record names.
@@ -327,7 +456,7 @@ impl Supervisor {
         &self,
         config: &DeploymentConfig,
         telemetry: &Arc<DeploymentTelemetry>,
-    ) -> Result<DeploymentSpec> {
+    ) -> Result<Spec> {
         let digest = config.module.display().to_string();
         let (modules, wanted) = (self.modules.clone(), digest.clone());
         let module = tokio::task::spawn_blocking(move || modules.load(&wanted))
@@ -559,6 +688,35 @@ impl Supervisor {
         metrics::encode(families)
     }
 
+    /// The running producer deployment `key` (state-topic key), if it is
+    /// one and running.
+    pub fn producer(&self, key: &str) -> Option<Arc<ProducerDeployment>> {
+        let slots = self.slots.lock().unwrap();
+        match slots.get(key)?.running.as_ref()? {
+            Running::Producer(p) => Some(p.clone()),
+            Running::Consumer(_) => None,
+        }
+    }
+
+    /// The key of the deployment named `name` (of any tenant) whose
+    /// `ingest.key_sha256` is `key_sha256`: how a webhook sender holding
+    /// only an ingest key is matched to its deployment.
+    pub fn ingest_key_owner(&self, name: &str, key_sha256: &str) -> Option<String> {
+        let slots = self.slots.lock().unwrap();
+        slots
+            .values()
+            .filter_map(|s| s.record.as_ref())
+            .filter(|r| r.name == name)
+            .find(|r| {
+                r.settings
+                    .ingest
+                    .key_sha256
+                    .as_deref()
+                    .is_some_and(|k| k.eq_ignore_ascii_case(key_sha256))
+            })
+            .map(DeploymentRecord::key)
+    }
+
     /// Whether the deployment is a config-file one (the API cannot change it).
     pub fn is_static(&self, name: &str) -> bool {
         let slots = self.slots.lock().unwrap();
@@ -567,7 +725,7 @@ impl Supervisor {
 
     /// Drain and stop every deployment. Returns the failures, naming each.
     pub async fn stop_all(&self) -> Vec<String> {
-        let running: Vec<(String, Arc<Deployment>)> = {
+        let running: Vec<(String, Running)> = {
             let mut slots = self.slots.lock().unwrap();
             slots
                 .iter_mut()
@@ -584,19 +742,22 @@ impl Supervisor {
     }
 }
 
-async fn stop(d: &Deployment) {
+async fn stop(d: &Running) {
     if let DeploymentState::Failed(reason) = d.stop().await {
         tracing::info!(deployment = d.name(), %reason, "stopped a failed deployment");
     }
 }
 
-/// The settings a slot runs (or would run) with.
+/// The consumer settings a slot runs (or would run) with, for its offsets
+/// and lag; `None` for a producer.
 fn config_of(key: &str, s: &Slot) -> Option<DeploymentConfig> {
-    match (&s.record, &s.running) {
-        (Some(r), _) => Some(r.settings.to_config(key)),
-        (None, Some(d)) => Some(d.config()),
-        (None, None) => None,
-    }
+    let config = match (&s.record, &s.running) {
+        (Some(r), _) => r.settings.to_config(key),
+        (None, Some(d)) => d.config(),
+        (None, None) => return None,
+    };
+    // A producer has no group, so no offsets or lag.
+    (!config.inputs.is_empty()).then_some(config)
 }
 
 /// The slot's state name, and why it failed.

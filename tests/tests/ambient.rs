@@ -36,7 +36,7 @@ fn guests_reach_no_files_environment_or_network_but_have_a_clock() -> Result<()>
             "probe:clock",
         ];
         let outboxes = match instance.handle(&batch(probes)).await {
-            CallOutcome::Ok(outboxes) => outboxes,
+            CallOutcome::Ok((), outboxes) => outboxes,
             CallOutcome::Failed(e) => bail!("the probes failed: {}", e.message),
             CallOutcome::Trapped { kind, message } => {
                 bail!("the probes trapped ({kind:?}): {message}")
@@ -84,7 +84,7 @@ fn a_host_call_over_the_limit_traps_and_one_under_it_succeeds() -> Result<()> {
         let mut instance = ConsumerInstance::new(&template).await?;
         let under = format!("bigcall:{}", limit_mib / 2);
         match instance.handle(&batch([under.as_str()])).await {
-            CallOutcome::Ok(outboxes) => {
+            CallOutcome::Ok((), outboxes) => {
                 let values = emitted_values(&outboxes);
                 ensure!(
                     values.len() == 1
@@ -114,7 +114,7 @@ fn a_host_call_over_the_limit_traps_and_one_under_it_succeeds() -> Result<()> {
             CallOutcome::Trapped { kind, message } => {
                 bail!("{over} trapped as {kind:?}, not host-call-limit: {message}")
             }
-            CallOutcome::Ok(_) => bail!("{over} went through"),
+            CallOutcome::Ok((), _) => bail!("{over} went through"),
             CallOutcome::Failed(e) => bail!("{over} failed instead of trapping: {}", e.message),
         }
         Ok(())

@@ -109,7 +109,7 @@ fn component_of_the_wrong_world_is_refused() -> Result<()> {
         &module,
         &[
             &module.display().to_string(),
-            "does not implement the ingesta consumer world",
+            "does not implement an ingesta world",
         ],
     )
 }

@@ -73,7 +73,7 @@ fn module_routes_authenticate_validate_and_scope_by_tenant() -> Result<()> {
             "wrong world",
             not_a_consumer,
             StatusCode::BAD_REQUEST,
-            "does not implement the ingesta consumer world",
+            "does not implement an ingesta world",
         ),
         (
             "oversized",

@@ -136,7 +136,7 @@ fn loops_stop_at_the_deadline_and_bombs_stay_under_the_memory_cap() -> Result<()
         )?;
         let mut instance = ConsumerInstance::new(&template).await?;
         match instance.handle(&batch(["good"])).await {
-            CallOutcome::Ok(out) => ensure!(out.len() == 1, "expected one outbox"),
+            CallOutcome::Ok((), out) => ensure!(out.len() == 1, "expected one outbox"),
             _ => bail!("a good record failed under fuel metering"),
         }
         match instance.handle(&batch(["loop"])).await {

@@ -15,7 +15,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Extension, Json, Router};
 use utoipa::OpenApi;
 
@@ -70,7 +70,8 @@ pub struct ApiState {
         resume_deployment,
         rollback_deployment,
         delete_deployment,
-        deployment_logs
+        deployment_logs,
+        ingest_doc
     ),
     components(schemas(
         ModuleInfo,
@@ -110,11 +111,18 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/deployments/{name}/logs", get(deployment_logs))
         .layer(DefaultBodyLimit::max(limit))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    // Ingest checks its callers itself (a tenant token or the deployment's
+    // ingest key) and bounds the body by the deployment's own limit.
+    let ingest = Router::new()
+        .route("/{name}", any(super::ingest::ingest_root))
+        .route("/{name}/{*path}", any(super::ingest::ingest_path))
+        .layer(DefaultBodyLimit::disable());
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(|| async { Json(openapi()) }))
+        .nest("/v1/ingest", ingest)
         .nest("/v1", v1)
         .with_state(state)
 }
@@ -341,12 +349,22 @@ async fn check_settings(
     settings: &Settings,
 ) -> Result<(), ApiError> {
     settings.check(name, caller, state.fuel_metering)?;
-    if state.modules.get(caller, &settings.module).is_err() {
+    let Ok(module) = state.modules.get(caller, &settings.module) else {
         return Err(ApiError::BadRequest(format!(
             "deployment {name:?}: module {:?} not found; upload it first (POST /v1/modules) and use the digest it returns",
             settings.module
         )));
-    }
+    };
+    let world = match module.world.as_str() {
+        "producer" => crate::wasm::World::Producer,
+        _ => crate::wasm::World::Consumer,
+    };
+    crate::supervisor::check_world(&settings.to_config(name), world).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "deployment {name:?}: module {:?} {e}",
+            settings.module
+        ))
+    })?;
     let (kafka, config) = (state.kafka.clone(), settings.to_config(name));
     tokio::task::spawn_blocking(move || crate::pipeline::check_topics_exist(&kafka, &config))
         .await
@@ -602,6 +620,29 @@ impl Follow {
         }
     }
 }
+
+/// Send an HTTP request to a producer deployment's module (any method; a
+/// path after the name is passed on). Authenticate with the tenant's token
+/// or the deployment's ingest key. Answered with the module's response once
+/// Kafka acknowledged every record it emitted.
+#[utoipa::path(post, path = "/v1/ingest/{name}", tag = "ingest",
+    params(("name" = String, Path, description = "the producer deployment")),
+    request_body(content = Vec<u8>, description = "passed to the module as is"),
+    responses(
+        (status = 200, description = "the module's response (any 2xx/3xx), records acknowledged; header `ingesta-published` counts them"),
+        (status = 400, description = "the module refused the request (a permanent error, or its own 4xx); nothing published", body = ErrorBody),
+        (status = 401, description = "no valid token or ingest key", body = ErrorBody),
+        (status = 404, description = "no such producer deployment for this caller", body = ErrorBody),
+        (status = 413, description = "body over ingest.max_body_bytes", body = ErrorBody),
+        (status = 429, description = "ingest.max_concurrency requests in flight; see Retry-After", body = ErrorBody),
+        (status = 500, description = "the module crashed; its instance was replaced", body = ErrorBody),
+        (status = 503, description = "Kafka did not acknowledge in time, the module asked for a retry, or the deployment is paused; see Retry-After", body = ErrorBody)),
+    security(("bearer" = [])))]
+#[allow(
+    dead_code,
+    reason = "documents the ingest routes, which are served by control::ingest"
+)]
+async fn ingest_doc() {}
 
 /// Prometheus metrics of this runner and its deployments (text format).
 #[utoipa::path(get, path = "/metrics",

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::ApiError;
 use super::auth::Caller;
 use crate::config::{
-    BatchConfig, DeploymentConfig, FailureConfig, LimitsConfig, Scalar, StartPosition,
-    is_valid_name,
+    BatchConfig, DeploymentConfig, FailureConfig, IngestConfig, LimitsConfig, Scalar,
+    ScheduleConfig, StartPosition, is_valid_name,
 };
 
 /// Earlier revisions kept per deployment for rollback.
@@ -26,9 +26,12 @@ const HISTORY: usize = 10;
 pub struct Settings {
     /// Module digest (`sha256:<hex>`), as returned by the upload.
     pub module: String,
-    /// Topics to consume.
+    /// Topics to consume (consumer modules; a producer has none).
+    #[serde(default)]
     pub inputs: Vec<String>,
-    /// The Kafka consumer group (required, never derived).
+    /// The Kafka consumer group (required for consumer modules, never
+    /// derived; a producer has none).
+    #[serde(default)]
     pub group: String,
     /// Topics the module may emit to.
     #[serde(default)]
@@ -45,6 +48,16 @@ pub struct Settings {
     /// Values the module reads through the `config` import.
     #[serde(default)]
     pub config: BTreeMap<String, Scalar>,
+    /// Producer modules: the HTTP ingestion endpoint `/v1/ingest/<name>`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub ingest: IngestConfig,
+    /// Producer modules: call the module on a timer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleConfig>,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 /// `POST /v1/deployments`: a name, the first revision's [`Settings`] (at
@@ -89,8 +102,9 @@ impl<'de> Deserialize<'de> for CreateDeployment {
 }
 
 /// `PATCH /v1/deployments/{name}`: only the fields given change. A new
-/// `module`, `outputs`, `limits`, `failure` or `config` is swapped in at
-/// each partition's next batch; new `inputs`, `group` or `batch` restart
+/// `module`, `outputs`, `limits`, `failure`, `config` or `ingest` is
+/// swapped in at each partition's next batch (a producer's next request or
+/// tick; a new `schedule` restarts its timer); new `inputs`, `group` or `batch` restart
 /// the deployment (drain, commit, start). Giving `start` replays: the
 /// group is moved to that position (even backwards) and consumption
 /// resumes from there.
@@ -106,6 +120,8 @@ pub struct PatchDeployment {
     pub limits: Option<LimitsConfig>,
     pub failure: Option<FailureConfig>,
     pub config: Option<BTreeMap<String, Scalar>>,
+    pub ingest: Option<IngestConfig>,
+    pub schedule: Option<ScheduleConfig>,
 }
 
 /// A request to move the group to a position, applied once.
@@ -187,6 +203,10 @@ impl DeploymentRecord {
         set(&mut s.failure, patch.failure);
         set(&mut s.config, patch.config);
         set(&mut s.start, patch.start);
+        set(&mut s.ingest, patch.ingest);
+        if patch.schedule.is_some() {
+            s.schedule = patch.schedule;
+        }
         let mut next = self.clone();
         if settings != self.settings {
             next.previous.push(Revision {
@@ -266,6 +286,8 @@ impl Settings {
             failure: self.failure.clone(),
             config: self.config.clone(),
             kafka: BTreeMap::new(),
+            ingest: self.ingest.clone(),
+            schedule: self.schedule.clone(),
         }
     }
 
@@ -298,7 +320,9 @@ impl Settings {
         for t in self.outputs.iter().chain(&self.failure.dead_letter_topic) {
             caller.check_write_topic(t)?;
         }
-        caller.check_group(&self.group)?;
+        if !self.group.is_empty() {
+            caller.check_group(&self.group)?;
+        }
         if let Caller::Tenant(t) = caller {
             let over = |what: &str, asked: u64, max: Option<u64>| match max {
                 Some(max) if asked > max => Err(ApiError::Forbidden(format!(
@@ -337,6 +361,8 @@ mod tests {
             limits: LimitsConfig::default(),
             failure: FailureConfig::default(),
             config: BTreeMap::new(),
+            ingest: IngestConfig::default(),
+            schedule: None,
         }
     }
 

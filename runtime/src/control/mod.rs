@@ -8,6 +8,7 @@
 //! | [`deployments`] | deployment specs and records: validation against grants, revisions, rollback |
 //! | [`state`] | the state in Kafka: compacted topics every runner tails and applies |
 //! | [`api`] | the axum routes, request/response types, the OpenAPI document, audit lines |
+//! | [`ingest`] | `/v1/ingest/<deployment>`: who may call it, the body limit, HTTP in and out of a producer deployment |
 //!
 //! Every object lookup is scoped to the caller's tenant: another tenant's
 //! object answers 404, exactly like a missing one, so nothing leaks.
@@ -15,6 +16,7 @@
 pub mod api;
 pub mod auth;
 pub mod deployments;
+pub mod ingest;
 pub mod modules;
 pub mod state;
 
@@ -39,6 +41,10 @@ pub enum ApiError {
     Conflict(String),
     #[error("request body is larger than the limit of {0} bytes")]
     TooLarge(usize),
+    /// Temporarily out of capacity (429): retry after a moment.
+    #[error("{0}")]
+    Busy(String),
+    /// Kafka or the deployment is not available now (503): retry later.
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -55,6 +61,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -67,6 +74,9 @@ pub struct ErrorBody {
     /// What went wrong, naming the object.
     pub error: String,
 }
+
+/// What `Retry-After` says on a 429 or 503.
+pub const RETRY_AFTER_SECONDS: &str = "1";
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -84,6 +94,16 @@ impl IntoResponse for ApiError {
             headers.insert(
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        // Both mean "not now": say when to come back (seconds).
+        if matches!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        ) {
+            headers.insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(RETRY_AFTER_SECONDS),
             );
         }
         // These are answered without reading the request body, after which

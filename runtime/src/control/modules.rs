@@ -28,7 +28,7 @@ const CHUNK_BYTES: usize = 512 << 10;
 pub struct ModuleInfo {
     /// `sha256:<hex>` of the component bytes.
     pub digest: String,
-    /// The ingesta world it implements (`consumer`).
+    /// The ingesta world it implements (`consumer` or `producer`).
     pub world: String,
     /// Size in bytes.
     pub size: usize,
@@ -267,6 +267,7 @@ fn visible(caller: &Caller, m: &ModuleInfo) -> ModuleInfo {
 fn world_name(world: World) -> &'static str {
     match world {
         World::Consumer => "consumer",
+        World::Producer => "producer",
     }
 }
 

@@ -30,7 +30,7 @@ use ingesta_abi::{OutgoingEntry, RecordEntry};
 
 use crate::kafka::{AckGroup, OutputProducer};
 use crate::wasm::bindings::{Batch, ErrorClass, Outbox};
-use crate::wasm::{CallOutcome, ConsumerInstance, ConsumerTemplate, TrapKind};
+use crate::wasm::{CallOutcome, ConsumerInstance, ConsumerTemplate};
 use prometheus::IntCounter;
 
 /// Batches queued for a lane before the poll loop pauses the partition.
@@ -371,22 +371,17 @@ impl Lane {
                     return Ok(None);
                 }
                 match self.call(target).await? {
-                    CallOutcome::Ok(outboxes) => {
+                    CallOutcome::Ok((), outboxes) => {
                         out.extend(outboxes);
                         break;
                     }
                     CallOutcome::Failed(e) => {
+                        let metrics = &self.ctx.shared.telemetry.metrics;
                         let failure = Failure {
-                            class: match e.class {
-                                ErrorClass::Retryable => "retryable",
-                                ErrorClass::Permanent => "permanent",
-                            }
-                            .to_owned(),
+                            class: metrics.count_error(e.class).to_owned(),
                             message: e.message,
                             attempts: attempt,
                         };
-                        let metrics = &self.ctx.shared.telemetry.metrics;
-                        metrics.errors.with_label_values(&[&failure.class]).inc();
                         if e.class == ErrorClass::Retryable && attempt < policy.max_attempts {
                             metrics.retries.inc();
                             self.backoff(policy.backoff(attempt)).await;
@@ -415,12 +410,7 @@ impl Lane {
                         // The instance's state can no longer be trusted.
                         self.instance = None;
                         let metrics = &self.ctx.shared.telemetry.metrics;
-                        let class = format!("trap:{}", kind.as_str());
-                        metrics.errors.with_label_values(&[&class]).inc();
-                        metrics.instance_restarts.inc();
-                        if kind == TrapKind::Deadline {
-                            metrics.deadline_interruptions.inc();
-                        }
+                        let class = metrics.count_trap(kind);
                         tracing::debug!(kind = kind.as_str(), %message, records = hi - lo,
                             "instance trapped; replacing it");
                         if hi - lo > 1 {

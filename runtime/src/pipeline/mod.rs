@@ -18,7 +18,7 @@
 //! On revocation (rebalance) and shutdown, lanes finish the batches they hold
 //! and offsets are committed before the partitions are given up.
 
-mod failure;
+pub(crate) mod failure;
 mod lane;
 pub mod offsets;
 mod poller;
@@ -238,7 +238,13 @@ impl Deployment {
 /// [`check_topics`] before the deployment has a consumer of its own (the
 /// API checks a request this way before accepting it). Blocking.
 pub fn check_topics_exist(kafka_config: &KafkaConfig, d: &DeploymentConfig) -> Result<()> {
-    let consumer: BaseConsumer = kafka::group_admin_config(kafka_config, &d.group)
+    // A producer has no group; this client never joins one anyway.
+    let group = if d.group.is_empty() {
+        "ingesta-topic-check"
+    } else {
+        &d.group
+    };
+    let consumer: BaseConsumer = kafka::group_admin_config(kafka_config, group)
         .create()
         .with_context(|| format!("deployment {:?}: invalid Kafka settings", d.name))?;
     check_topics(&consumer, d)

@@ -127,6 +127,11 @@ pub struct DeploymentMetrics {
     pub instance_memory_bytes: IntGauge,
     pub guest_log_lines: IntCounter,
     pub guest_log_dropped: IntCounter,
+    /// Producer deployments: ingest requests answered, by status class
+    /// (`2xx`, `4xx`, `5xx`...).
+    pub ingest_requests: IntCounterVec,
+    /// Producer deployments: ticks of the schedule started.
+    pub ticks: IntCounter,
     /// The deployment's consumer, from librdkafka's statistics.
     pub consumer: KafkaClientMetrics,
     families: Families,
@@ -204,6 +209,12 @@ impl DeploymentMetrics {
                 "ingesta_guest_log_dropped_total",
                 "Guest log lines dropped by the rate limit (limits.log_lines_per_second).",
             ),
+            ingest_requests: f.counter_vec(
+                "ingesta_ingest_requests_total",
+                "Requests to the producer deployment's ingest endpoint, by status class (2xx, 4xx, 5xx).",
+                &["status"],
+            ),
+            ticks: f.counter("ingesta_ticks_total", "Ticks of the producer deployment's schedule."),
             consumer: KafkaClientMetrics::new(&mut f, "ingesta_kafka_consumer"),
             families: f,
         };
@@ -223,6 +234,29 @@ impl DeploymentMetrics {
     /// Every family, for the exposition.
     pub fn collect(&self) -> Vec<MetricFamily> {
         self.families.collect()
+    }
+
+    /// Count a call the guest failed with an error of `class`; returns the
+    /// class's label.
+    pub fn count_error(&self, class: crate::wasm::bindings::ErrorClass) -> &'static str {
+        let label = match class {
+            crate::wasm::bindings::ErrorClass::Retryable => "retryable",
+            crate::wasm::bindings::ErrorClass::Permanent => "permanent",
+        };
+        self.errors.with_label_values(&[label]).inc();
+        label
+    }
+
+    /// Count a call that trapped (its instance is replaced); returns the
+    /// class's label, `trap:<kind>`.
+    pub fn count_trap(&self, kind: TrapKind) -> String {
+        let class = format!("trap:{}", kind.as_str());
+        self.errors.with_label_values(&[&class]).inc();
+        self.instance_restarts.inc();
+        if kind == TrapKind::Deadline {
+            self.deadline_interruptions.inc();
+        }
+        class
     }
 
     /// Failed calls of every class, summed.

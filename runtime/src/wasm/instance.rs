@@ -1,4 +1,4 @@
-//! One live consumer instance and the outcome of calling it.
+//! Live instances (consumer and producer) and the outcome of calling them.
 //!
 //! Errors are split the way the failure policy needs them: a guest's own
 //! `handler-error` (retryable or permanent) leaves the instance usable; a
@@ -11,7 +11,10 @@ use anyhow::{Context as _, Result};
 use wasmtime::component::InstancePre;
 use wasmtime::{Store, UpdateDeadline};
 
-use super::bindings::{Batch, Consumer, ConsumerPre, ErrorClass, HandlerError, Outbox};
+use super::bindings::producer::{Request, Response, Tick};
+use super::bindings::{
+    Batch, Consumer, ConsumerPre, ErrorClass, HandlerError, Outbox, Producer, ProducerPre,
+};
 use super::host::{DeploymentGrants, HostState, MAX_HOSTCALL_BYTES, MAX_RESOURCE_HANDLES};
 
 /// Why an instance stopped abruptly.
@@ -61,10 +64,10 @@ impl TrapKind {
 }
 
 /// What one call produced.
-pub enum CallOutcome {
-    /// The handler succeeded; these outboxes must be published.
-    Ok(Vec<Outbox>),
-    /// The handler returned an error; the instance is still usable.
+pub enum CallOutcome<T = ()> {
+    /// The call succeeded with `T`; these outboxes must be published.
+    Ok(T, Vec<Outbox>),
+    /// The guest returned an error; the instance is still usable.
     Failed(HandlerError),
     /// The instance trapped and must be discarded.
     Trapped { kind: TrapKind, message: String },
@@ -75,11 +78,24 @@ pub enum CallOutcome {
 #[error("call exceeded its deadline of {0} ms")]
 struct DeadlineExceeded(u128);
 
-/// A deployment's linked component, ready to instantiate.
+/// A deployment's linked component of world `P` (the bindings'
+/// `ConsumerPre` or `ProducerPre`), ready to instantiate.
 #[derive(Clone)]
-pub struct ConsumerTemplate {
-    pre: ConsumerPre<HostState>,
+pub struct Template<P> {
+    pre: P,
     grants: Arc<DeploymentGrants>,
+}
+
+/// A linked consumer component.
+pub type ConsumerTemplate = Template<ConsumerPre<HostState>>;
+/// A linked producer component.
+pub type ProducerTemplate = Template<ProducerPre<HostState>>;
+
+impl<P> Template<P> {
+    /// The deployment's grants.
+    pub fn grants(&self) -> &Arc<DeploymentGrants> {
+        &self.grants
+    }
 }
 
 impl ConsumerTemplate {
@@ -90,14 +106,100 @@ impl ConsumerTemplate {
             .context("component does not match the consumer world")?;
         Ok(Self { pre, grants })
     }
+}
 
-    /// The deployment's grants.
-    pub fn grants(&self) -> &Arc<DeploymentGrants> {
-        &self.grants
+impl ProducerTemplate {
+    /// Link `pre` once per deployment; instantiation then only allocates.
+    pub fn new(pre: InstancePre<HostState>, grants: Arc<DeploymentGrants>) -> Result<Self> {
+        let pre = ProducerPre::new(pre)
+            .map_err(anyhow::Error::from)
+            .context("component does not match the producer world")?;
+        Ok(Self { pre, grants })
     }
 }
 
-/// An instance with its own store (memory, limits, buffered outputs).
+/// A store with the deployment's limits: memory cap, host-call limits,
+/// deadline (checked at every epoch tick, yielding in between) and fuel.
+fn new_store(
+    engine: &wasmtime::Engine,
+    grants: &Arc<DeploymentGrants>,
+) -> Result<Store<HostState>> {
+    let mut store = Store::new(engine, HostState::new(grants.clone()));
+    store.limiter(|s| s.limits_mut());
+    store.set_hostcall_fuel(MAX_HOSTCALL_BYTES);
+    store.set_max_component_handles(MAX_RESOURCE_HANDLES);
+    store.epoch_deadline_callback(|ctx| {
+        let host = ctx.data();
+        if host.deadline_passed() {
+            return Err(DeadlineExceeded(host.grants().deadline.as_millis()).into());
+        }
+        // Yield at every tick so one long call cannot monopolise an
+        // executor thread that other partitions and tenants share.
+        Ok(UpdateDeadline::Yield(1))
+    });
+    // Instantiation runs guest code too (initialisers); under fuel
+    // metering it gets the same budget as a call.
+    if store.get_fuel().is_ok() {
+        store
+            .set_fuel(grants.fuel.unwrap_or(u64::MAX))
+            .map_err(anyhow::Error::from)?;
+    }
+    Ok(store)
+}
+
+/// Resets the store's per-call state and budgets before a call; `Err` is
+/// the outcome to report instead of calling.
+fn begin_call<T>(store: &mut Store<HostState>) -> Result<(), CallOutcome<T>> {
+    store.data_mut().begin_call();
+    store.set_epoch_deadline(1);
+    // `get_fuel` fails exactly when the engine does not meter fuel.
+    if store.get_fuel().is_ok() {
+        let fuel = store.data().grants().fuel.unwrap_or(u64::MAX);
+        if let Err(e) = store.set_fuel(fuel) {
+            return Err(CallOutcome::Trapped {
+                kind: TrapKind::Other,
+                message: format!("cannot set fuel: {e}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The outcome of a call that returned `result`, with what it emitted.
+fn finish_call<T>(
+    store: &mut Store<HostState>,
+    result: wasmtime::Result<Result<T, HandlerError>>,
+) -> CallOutcome<T> {
+    let (outboxes, refused) = store.data_mut().finish_call();
+    match result {
+        Ok(Ok(value)) => match refused {
+            None => CallOutcome::Ok(value, outboxes),
+            Some(message) => CallOutcome::Failed(HandlerError {
+                class: ErrorClass::Permanent,
+                message,
+                record_index: None,
+            }),
+        },
+        Ok(Err(e)) => CallOutcome::Failed(match refused {
+            // The refusal is the root cause; the guest's error is usually
+            // just the SDK passing it on. Its record index is not the
+            // refused record's (the emit may have come from any earlier
+            // record), so the policy must isolate the culprit itself.
+            Some(message) => HandlerError {
+                class: ErrorClass::Permanent,
+                message,
+                record_index: None,
+            },
+            None => e,
+        }),
+        Err(e) => {
+            let (kind, message) = classify_trap(&e);
+            CallOutcome::Trapped { kind, message }
+        }
+    }
+}
+
+/// A consumer instance with its own store (memory, limits, buffered outputs).
 pub struct ConsumerInstance {
     store: Store<HostState>,
     bindings: Consumer,
@@ -106,27 +208,7 @@ pub struct ConsumerInstance {
 impl ConsumerInstance {
     /// Instantiate from the deployment's template.
     pub async fn new(template: &ConsumerTemplate) -> Result<Self> {
-        let engine = template.pre.engine();
-        let mut store = Store::new(engine, HostState::new(template.grants.clone()));
-        store.limiter(|s| s.limits_mut());
-        store.set_hostcall_fuel(MAX_HOSTCALL_BYTES);
-        store.set_max_component_handles(MAX_RESOURCE_HANDLES);
-        store.epoch_deadline_callback(|ctx| {
-            let host = ctx.data();
-            if host.deadline_passed() {
-                return Err(DeadlineExceeded(host.grants().deadline.as_millis()).into());
-            }
-            // Yield at every tick so one long call cannot monopolise an
-            // executor thread that other partitions and tenants share.
-            Ok(UpdateDeadline::Yield(1))
-        });
-        // Instantiation runs guest code too (initialisers); under fuel
-        // metering it gets the same budget as a call.
-        if store.get_fuel().is_ok() {
-            store
-                .set_fuel(template.grants.fuel.unwrap_or(u64::MAX))
-                .map_err(anyhow::Error::from)?;
-        }
+        let mut store = new_store(template.pre.engine(), &template.grants)?;
         let bindings = template
             .pre
             .instantiate_async(&mut store)
@@ -138,50 +220,61 @@ impl ConsumerInstance {
 
     /// Call the handler with one batch.
     pub async fn handle(&mut self, batch: &Batch) -> CallOutcome {
-        self.store.data_mut().begin_call();
-        self.store.set_epoch_deadline(1);
-        // `get_fuel` fails exactly when the engine does not meter fuel.
-        if self.store.get_fuel().is_ok() {
-            let fuel = self.store.data().grants().fuel.unwrap_or(u64::MAX);
-            if let Err(e) = self.store.set_fuel(fuel) {
-                return CallOutcome::Trapped {
-                    kind: TrapKind::Other,
-                    message: format!("cannot set fuel: {e}"),
-                };
-            }
+        if let Err(outcome) = begin_call(&mut self.store) {
+            return outcome;
         }
         let result = self
             .bindings
             .ingesta_runtime_handler()
             .call_handle(&mut self.store, batch)
             .await;
-        let (outboxes, refused) = self.store.data_mut().finish_call();
-        match result {
-            Ok(Ok(())) => match refused {
-                None => CallOutcome::Ok(outboxes),
-                Some(message) => CallOutcome::Failed(HandlerError {
-                    class: ErrorClass::Permanent,
-                    message,
-                    record_index: None,
-                }),
-            },
-            Ok(Err(e)) => CallOutcome::Failed(match refused {
-                // The refusal is the root cause; the guest's error is usually
-                // just the SDK passing it on. Its record index is not the
-                // refused record's (the emit may have come from any earlier
-                // record), so the policy must isolate the culprit itself.
-                Some(message) => HandlerError {
-                    class: ErrorClass::Permanent,
-                    message,
-                    record_index: None,
-                },
-                None => e,
-            }),
-            Err(e) => {
-                let (kind, message) = classify_trap(&e);
-                CallOutcome::Trapped { kind, message }
-            }
+        finish_call(&mut self.store, result)
+    }
+}
+
+/// A producer instance with its own store.
+pub struct ProducerInstance {
+    store: Store<HostState>,
+    bindings: Producer,
+}
+
+impl ProducerInstance {
+    /// Instantiate from the deployment's template.
+    pub async fn new(template: &ProducerTemplate) -> Result<Self> {
+        let mut store = new_store(template.pre.engine(), &template.grants)?;
+        let bindings = template
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(anyhow::Error::from)
+            .context("failed to instantiate the module")?;
+        Ok(Self { store, bindings })
+    }
+
+    /// Call the module with one HTTP request.
+    pub async fn request(&mut self, request: &Request) -> CallOutcome<Response> {
+        if let Err(outcome) = begin_call(&mut self.store) {
+            return outcome;
         }
+        let result = self
+            .bindings
+            .ingesta_runtime_source()
+            .call_handle_request(&mut self.store, request)
+            .await;
+        finish_call(&mut self.store, result)
+    }
+
+    /// Call the module with one tick.
+    pub async fn tick(&mut self, tick: Tick) -> CallOutcome {
+        if let Err(outcome) = begin_call(&mut self.store) {
+            return outcome;
+        }
+        let result = self
+            .bindings
+            .ingesta_runtime_source()
+            .call_handle_tick(&mut self.store, tick)
+            .await;
+        finish_call(&mut self.store, result)
     }
 }
 

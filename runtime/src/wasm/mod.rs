@@ -17,5 +17,8 @@ pub use engine::{WasmEngine, WasmEngineConfig};
 pub use host::{
     DeploymentGrants, HostState, MAX_HOSTCALL_BYTES, MAX_RESOURCE_HANDLES, consumer_linker,
 };
-pub use instance::{CallOutcome, ConsumerInstance, ConsumerTemplate, TrapKind};
+pub use instance::{
+    CallOutcome, ConsumerInstance, ConsumerTemplate, ProducerInstance, ProducerTemplate, Template,
+    TrapKind,
+};
 pub use module::{LoadedModule, ModuleError, World};

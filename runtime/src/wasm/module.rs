@@ -17,18 +17,23 @@ use wasmtime::component::Component;
 /// The WIT package version this runner implements.
 pub const WIT_VERSION: &str = "0.1.0";
 const CONSUMER_EXPORT: &str = "ingesta:runtime/handler@0.1.0";
+const PRODUCER_EXPORT: &str = "ingesta:runtime/source@0.1.0";
 
 /// Which ingesta world a component implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum World {
+    /// Exports `handler`: consumes batches of Kafka records.
     Consumer,
+    /// Exports `source`: turns HTTP requests and timer ticks into records.
+    Producer,
 }
 
 impl std::fmt::Display for World {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             World::Consumer => f.write_str("consumer"),
+            World::Producer => f.write_str("producer"),
         }
     }
 }
@@ -52,7 +57,7 @@ pub enum ModuleError {
     #[error("module {source_name} is not a valid WebAssembly component: {error}")]
     Invalid { source_name: String, error: String },
     #[error(
-        "module {source_name} does not implement the ingesta consumer world: it exports [{exports}] but a consumer must export `{CONSUMER_EXPORT}` (use the SDK's export macro)"
+        "module {source_name} does not implement an ingesta world: it exports [{exports}] but a consumer must export `{CONSUMER_EXPORT}` and a producer `{PRODUCER_EXPORT}` (use the SDK's export_handler! or export_producer! macro)"
     )]
     UnknownWorld {
         source_name: String,
@@ -144,13 +149,25 @@ fn identify_world(
         }
     }
     let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
-    if exports.contains(&CONSUMER_EXPORT) {
-        return Ok(World::Consumer);
+    match (
+        exports.contains(&CONSUMER_EXPORT),
+        exports.contains(&PRODUCER_EXPORT),
+    ) {
+        (true, false) => return Ok(World::Consumer),
+        (false, true) => return Ok(World::Producer),
+        (true, true) => {
+            return Err(ModuleError::Invalid {
+                source_name: source_name.to_owned(),
+                error: format!(
+                    "it exports both `{CONSUMER_EXPORT}` and `{PRODUCER_EXPORT}`; a module is either a consumer or a producer"
+                ),
+            });
+        }
+        (false, false) => {}
     }
-    if let Some(other) = exports
-        .iter()
-        .find(|e| e.starts_with("ingesta:runtime/handler@"))
-    {
+    if let Some(other) = exports.iter().find(|e| {
+        e.starts_with("ingesta:runtime/handler@") || e.starts_with("ingesta:runtime/source@")
+    }) {
         return Err(ModuleError::VersionMismatch {
             source_name: source_name.to_owned(),
             found: (*other).to_owned(),
@@ -260,9 +277,6 @@ mod tests {
     #[test]
     fn empty_component_implements_no_world() {
         let err = load(b"\0asm\x0d\0\x01\0").err().unwrap().to_string();
-        assert!(
-            err.contains("does not implement the ingesta consumer world"),
-            "{err}"
-        );
+        assert!(err.contains("does not implement an ingesta world"), "{err}");
     }
 }

@@ -1,0 +1,247 @@
+//! `/v1/ingest/<deployment>[/<path>]`: HTTP requests into a producer
+//! deployment's module, answered once Kafka has acknowledged what it
+//! emitted.
+//!
+//! Who may call: the deployment's tenant (its bearer token) or whoever
+//! holds the deployment's ingest key (`ingest.key_sha256`), which is what a
+//! webhook sender or a browser beacon should get instead of a token that
+//! can manage deployments. The caller is checked before the body is read,
+//! and the body is read only up to `ingest.max_body_bytes`.
+//!
+//! | outcome | status |
+//! |---|---|
+//! | the module's response, records acknowledged | the module's (2xx/3xx) |
+//! | the module's response with status ≥ 400 | that status; nothing published |
+//! | the module's `permanent` error | 400 `{"error": message}`; nothing published |
+//! | the module's `retryable` error | 503 + `Retry-After`; nothing published |
+//! | `ingest.max_concurrency` requests in flight | 429 + `Retry-After` |
+//! | Kafka slow or away (`ingest.ack_timeout_ms`), deployment paused or stopping | 503 + `Retry-After` |
+//! | the module crashed (panic, deadline, memory) | 500; the instance is replaced |
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+
+use super::ApiError;
+use super::api::ApiState;
+use super::auth::{Caller, hash_token};
+use crate::producer::{IngestError, IngestReply};
+use crate::wasm::bindings::ErrorClass;
+use crate::wasm::bindings::producer::Request;
+
+/// `/v1/ingest/{name}`.
+pub async fn ingest_root(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    ingest(&state, &name, "/".into(), method, uri, headers, body).await
+}
+
+/// `/v1/ingest/{name}/{*path}`.
+pub async fn ingest_path(
+    State(state): State<Arc<ApiState>>,
+    Path((name, path)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    ingest(
+        &state,
+        &name,
+        format!("/{path}"),
+        method,
+        uri,
+        headers,
+        body,
+    )
+    .await
+}
+
+async fn ingest(
+    state: &ApiState,
+    name: &str,
+    path: String,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let key = match authorize(state, name, &headers) {
+        Ok(key) => key,
+        Err(e) => return e.into_response(),
+    };
+    let request = RawRequest {
+        path,
+        method,
+        uri,
+        headers,
+        body,
+    };
+    let response = match handle(state, &key, name, request).await {
+        Ok(reply) => respond(reply),
+        Err(e) => e.into_response(),
+    };
+    if let Some(t) = state.supervisor.telemetry(&key) {
+        let class = format!("{}xx", response.status().as_u16() / 100);
+        t.metrics.ingest_requests.with_label_values(&[&class]).inc();
+    }
+    response
+}
+
+/// The request as axum hands it over, body unread.
+struct RawRequest {
+    path: String,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+}
+
+/// Read the body (bounded) and run the request through the deployment.
+async fn handle(
+    state: &ApiState,
+    key: &str,
+    name: &str,
+    raw: RawRequest,
+) -> Result<IngestReply, ApiError> {
+    let deployment = state
+        .supervisor
+        .producer(key)
+        .ok_or_else(|| not_running(state, key, name))?;
+    let max = deployment.config().ingest.max_body_bytes;
+    let declared = raw
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(ApiError::TooLarge(max));
+    }
+    let body = axum::body::to_bytes(raw.body, max)
+        .await
+        .map_err(|_| ApiError::TooLarge(max))?;
+    let request = Request {
+        method: raw.method.as_str().to_owned(),
+        path: raw.path,
+        query: raw.uri.query().unwrap_or_default().to_owned(),
+        headers: raw
+            .headers
+            .iter()
+            .filter(|(n, _)| *n != header::AUTHORIZATION)
+            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect(),
+        body: body.to_vec(),
+    };
+    deployment.ingest(request).await.map_err(to_api_error)
+}
+
+/// The deployment's state-topic key, if the caller may ingest into `name`.
+fn authorize(state: &ApiState, name: &str, headers: &HeaderMap) -> Result<String, ApiError> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match state.auth.authenticate(authorization) {
+        Ok(caller @ Caller::Tenant(_)) => state
+            .supervisor
+            .record(&caller, name)
+            .map(|r| r.key())
+            .ok_or_else(|| ApiError::NotFound(format!("deployment {name:?}"))),
+        Ok(Caller::Operator) => Err(ApiError::Forbidden(
+            "the operator does not ingest: use the tenant's token or the deployment's ingest key"
+                .into(),
+        )),
+        Err(_) => {
+            let key = authorization
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .ok_or(ApiError::Unauthorized)?;
+            state
+                .supervisor
+                .ingest_key_owner(name, &hash_token(key))
+                .ok_or(ApiError::Unauthorized)
+        }
+    }
+}
+
+/// Why the deployment `key` takes no requests now.
+fn not_running(state: &ApiState, key: &str, name: &str) -> ApiError {
+    match state.supervisor.brief_status(key) {
+        Some(s) if s.state == "paused" => ApiError::Unavailable(format!(
+            "deployment {name:?} is paused; it takes requests again once resumed"
+        )),
+        Some(s) if s.settings.as_ref().is_some_and(|s| !s.inputs.is_empty()) => {
+            ApiError::NotFound(format!(
+                "ingest endpoint of deployment {name:?} (it is a consumer; only producer deployments take requests)"
+            ))
+        }
+        Some(s) => ApiError::Unavailable(format!(
+            "deployment {name:?} is {}{}",
+            s.state,
+            s.reason.map(|r| format!(": {r}")).unwrap_or_default()
+        )),
+        None => ApiError::NotFound(format!("deployment {name:?}")),
+    }
+}
+
+fn to_api_error(e: IngestError) -> ApiError {
+    match e {
+        IngestError::Busy { .. } => ApiError::Busy(e.to_string()),
+        IngestError::Unavailable(m) => ApiError::Unavailable(m),
+        IngestError::Refused {
+            class: ErrorClass::Permanent,
+            message,
+        } => ApiError::BadRequest(message),
+        IngestError::Refused {
+            class: ErrorClass::Retryable,
+            message,
+        } => ApiError::Unavailable(message),
+        IngestError::Trapped { .. } | IngestError::Internal { .. } => {
+            ApiError::Internal(e.to_string())
+        }
+    }
+}
+
+/// The module's response as HTTP. Headers it may not set (framing,
+/// hop-by-hop) or that are not valid HTTP are left out.
+fn respond(reply: IngestReply) -> Response {
+    let r = reply.response;
+    let Ok(status) = StatusCode::from_u16(r.status) else {
+        return ApiError::Internal(format!(
+            "the module answered with status {}, which is not an HTTP status",
+            r.status
+        ))
+        .into_response();
+    };
+    let mut response = (status, r.body).into_response();
+    let headers = response.headers_mut();
+    for (name, value) in r.headers {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) else {
+            continue;
+        };
+        let framing = [
+            header::CONTENT_LENGTH,
+            header::TRANSFER_ENCODING,
+            header::CONNECTION,
+        ];
+        if !framing.contains(&name) {
+            headers.append(name, value);
+        }
+    }
+    headers.insert(
+        "ingesta-published",
+        HeaderValue::from(reply.published as u64),
+    );
+    response
+}
