@@ -35,7 +35,7 @@ use ingesta_runtime::config::Config;
 use ingesta_runtime::runner::Runner;
 use ingesta_tests::kafka;
 use ingesta_tests::runner::{Deployment, config_toml_with_consumer, fixture_wasm, guest_wasm};
-use ingesta_tests::shop::Generator;
+use ingesta_tests::shop::{Generator, sized_json};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -171,7 +171,7 @@ fn run() -> Result<()> {
             // Small timestamps keep 100-byte events from needing to cut
             // their product names much.
             e.ts = (i % 100_000) as i64;
-            let v = e.to_json_sized(size).expect("events fit the record size");
+            let v = sized_json(&e, size).expect("events fit the record size");
             (e.key(), v, None)
         });
         kafka::produce(&input, records)?;

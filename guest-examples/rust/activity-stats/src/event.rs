@@ -7,15 +7,8 @@ use ingesta::{Record, Result};
 use serde::Deserialize;
 use serde_json::Value;
 
-/// What a user did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    View,
-    Click,
-    AddToCart,
-    Purchase,
-}
+pub use shop_events::Action;
+use shop_events::excerpt;
 
 const ACTIONS: &str = "view, click, add_to_cart or purchase";
 
@@ -108,16 +101,6 @@ fn diagnose(bytes: &[u8], err: &serde_json::Error) -> String {
         return format!("field action has unknown value {action:?}, expected {ACTIONS}");
     }
     format!("invalid event: {err}")
-}
-
-/// A JSON value short enough to quote in an error message.
-fn excerpt(value: &Value) -> String {
-    const MAX: usize = 40;
-    let text = value.to_string();
-    match text.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}...", &text[..cut]),
-        None => text,
-    }
 }
 
 #[cfg(test)]
