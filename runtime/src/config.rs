@@ -202,7 +202,8 @@ pub struct IngestConfig {
     /// Largest request body accepted; larger ones are answered 413 before
     /// the module runs.
     pub max_body_bytes: usize,
-    /// Requests handled at once by this runner; more are answered 429 with
+    /// Requests handled at once by this runner, at most 256 (each holds an
+    /// instance of the runner-wide pool); more are answered 429 with
     /// `Retry-After` (back-pressure, not a queue).
     pub max_concurrency: u32,
     /// How long a request waits for Kafka to acknowledge what it emitted
@@ -504,9 +505,10 @@ impl DeploymentConfig {
                 "ingest.max_body_bytes must be between 1 and 67108864 (64 MiB)".into(),
             ));
         }
-        if i.max_concurrency == 0 || i.max_concurrency > 10_000 {
+        // Each request in flight holds an instance of the runner-wide pool.
+        if i.max_concurrency == 0 || i.max_concurrency > 256 {
             return Err(ctx(
-                "ingest.max_concurrency must be between 1 and 10000".into()
+                "ingest.max_concurrency must be between 1 and 256".into()
             ));
         }
         if i.ack_timeout_ms == 0 || i.ack_timeout_ms > 600_000 {

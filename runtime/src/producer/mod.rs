@@ -33,6 +33,12 @@ use crate::wasm::bindings::producer::{Request, Response};
 use crate::wasm::bindings::{ErrorClass, Outbox};
 use crate::wasm::{CallOutcome, ProducerInstance, ProducerTemplate};
 
+/// Idle request instances kept per deployment. More requests at once get
+/// fresh instances (microseconds from the pooling allocator) that are
+/// dropped afterwards, so a burst does not pin pool slots and memory that
+/// other deployments share.
+const MAX_IDLE_INSTANCES: usize = 8;
+
 /// Everything a producer deployment needs, resolved at start or swap.
 pub struct ProducerSpec {
     pub config: DeploymentConfig,
@@ -78,7 +84,7 @@ impl Program {
 
     fn put_back(&self, instance: ProducerInstance) {
         let mut idle = self.idle.lock().unwrap();
-        if idle.len() < self.config.ingest.max_concurrency as usize {
+        if idle.len() < MAX_IDLE_INSTANCES {
             idle.push(instance);
         }
     }
