@@ -3,7 +3,7 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
-GUESTS := -p noop -p identity -p activity-stats -p not-a-consumer -p hostile
+GUESTS := -p noop -p identity -p activity-stats -p shop-generator -p shop-ingest -p beacon -p not-a-consumer -p hostile -p hostile-producer
 GUEST_DIR := target/wasm32-wasip2/guest
 
 .PHONY: all setup kafka-up kafka-down kafka-status build guests lint unit integration test demo bench clean
@@ -55,6 +55,7 @@ demo: kafka-up build guests
 bench: kafka-up build guests
 	$(CARGO) run --release -p ingesta-tests --bin ingesta-bench -- --out target/bench-latest.md
 	$(CARGO) run --release -p ingesta-tests --bin deploy-bench | tee target/bench-deploy-latest.md
+	$(CARGO) run --release -p ingesta-tests --bin ingest-bench | tee target/bench-ingest-latest.md
 	@echo "results: target/bench-latest.md (compare with docs/benchmarks.md)"
 
 clean:
