@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The shop demo (`make demo`): the runner with activity-stats on the local
-# broker, a traffic simulator, and a live view of statistics and alerts.
+# The shop demo (`make demo`): the runner on the local broker with three
+# deployments of the tenant "shop", all made through the control API:
+#   shop-generator  a producer module (wasm) making shop traffic on a timer
+#   shop-ingest     a producer module validating webhook posts
+#   activity-stats  a consumer module keeping statistics and raising alerts
+# and a live view of the statistics and alerts.
 # Expects `make kafka-up build guests` to have run (the Makefile does that).
 #   DEMO_SECONDS=60  stop by itself after a minute (default: until Ctrl-C)
-#   DEMO_RATE=200    events per second from the simulator
+#   DEMO_RATE=200    events per second from the generator
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -17,9 +21,7 @@ rate=${DEMO_RATE:-200}
 echo "demo: starting ingesta (log: $run/ingesta.log)"
 "$bin/ingesta" serve --config deploy/demo/ingesta.toml >"$run/ingesta.log" 2>&1 &
 runner=$!
-sim=""
 stop() {
-  [ -n "$sim" ] && kill -INT "$sim" 2>/dev/null || true
   kill -TERM "$runner" 2>/dev/null || true
   wait "$runner" 2>/dev/null && echo "demo: ingesta drained, committed and stopped" \
     || echo "demo: ingesta exited with an error; see $run/ingesta.log"
@@ -36,7 +38,9 @@ done
 # Deploy as the tenant "shop" would: upload the module and create the
 # deployment through the control API (its state is kept in Kafka, so a
 # previous demo's deployment is replaced).
-"$bin/ingesta" rm activity-stats >/dev/null 2>&1 || true
+for d in activity-stats shop-generator shop-ingest; do
+  "$bin/ingesta" rm "$d" >/dev/null 2>&1 || true
+done
 echo "demo: deploying activity-stats through the control API"
 "$bin/ingesta" deploy --file deploy/demo/activity-stats.toml
 
@@ -48,11 +52,25 @@ for _ in $(seq 1 60); do
   sleep 0.5
 done
 
-echo "demo: simulating shop traffic at $rate events/s (log: $run/shop-sim.log)"
-"$bin/shop-sim" --topic user-activity --rate "$rate" >"$run/shop-sim.log" 2>&1 &
-sim=$!
+echo "demo: deploying shop-generator: shop traffic at $rate events/s from a wasm module on a timer"
+"$bin/ingesta" deploy --file deploy/demo/shop-generator.toml \
+  --config topic=user-activity --config rate="$rate"
+
+echo "demo: deploying shop-ingest: a webhook endpoint that validates shop events"
+"$bin/ingesta" deploy --file deploy/demo/shop-ingest.toml
+ingest="$INGESTA_API/v1/ingest/shop-ingest"
+now=$(($(date +%s) * 1000))
+echo "demo: POST a valid purchase to $ingest (answered once Kafka has it):"
+curl -s -X POST "$ingest" -H "Authorization: Bearer demo-ingest-key" \
+  -d "{\"user_id\":42,\"action\":\"purchase\",\"product_id\":149,\"product_name\":\"Expedition Tent\",\"price\":1199.0,\"ts\":$now}"
+echo
+echo "demo: POST an invalid event (refused with every reason, nothing published):"
+curl -s -X POST "$ingest" -H "Authorization: Bearer demo-ingest-key" \
+  -d '{"user_id":"x","action":"refund","product_id":1,"price":-1,"ts":1}'
+echo
 
 echo "demo: in another terminal (export INGESTA_TOKEN=demo-shop-token):"
+echo "        $bin/ingesta ls                        # the three deployments"
 echo "        $bin/ingesta top                       # live rates, errors and lag"
 echo "        $bin/ingesta status activity-stats     # state, counters, lag per partition"
 echo "        $bin/ingesta logs -f activity-stats    # the handler's own log lines"
