@@ -81,9 +81,14 @@ pub struct KafkaConfig {
     /// librdkafka properties for every client (TLS, SASL, timeouts...).
     #[serde(default)]
     pub properties: BTreeMap<String, Scalar>,
-    /// librdkafka properties for the shared producer only.
+    /// librdkafka properties for the shared producers only (deployment
+    /// outputs and ingest).
     #[serde(default)]
     pub producer: BTreeMap<String, Scalar>,
+    /// librdkafka properties for the ingest producer only (what producer
+    /// deployments publish; `linger.ms` is 0 there unless set here).
+    #[serde(default)]
+    pub ingest_producer: BTreeMap<String, Scalar>,
     /// librdkafka properties for every deployment's consumer.
     #[serde(default)]
     pub consumer: BTreeMap<String, Scalar>,
@@ -428,6 +433,11 @@ impl Config {
         check_managed(
             &self.kafka.producer,
             "kafka.producer",
+            MANAGED_PRODUCER_KEYS,
+        )?;
+        check_managed(
+            &self.kafka.ingest_producer,
+            "kafka.ingest_producer",
             MANAGED_PRODUCER_KEYS,
         )?;
         if self.runtime.epoch_tick_ms == 0 {

@@ -22,7 +22,7 @@ use crate::control::auth::Auth;
 use crate::control::deployments::DeploymentRecord;
 use crate::control::modules::ModuleRegistry;
 use crate::control::state::{StateLog, StateRecord, StateTopic};
-use crate::kafka::{self, OutputProducer};
+use crate::kafka::Producers;
 use crate::supervisor::{Running, Spec, Supervisor, build_spec};
 use crate::telemetry::{DeploymentTelemetry, RunnerMetrics};
 use crate::wasm::{HostState, LoadedModule, WasmEngine, WasmEngineConfig, consumer_linker};
@@ -88,12 +88,12 @@ pub fn engine_for(config: &Config) -> Result<WasmEngine> {
     WasmEngine::new(engine)
 }
 
-/// A started runner: the shared engine and producer, the supervisor of its
+/// A started runner: the shared engine and producers, the supervisor of its
 /// deployments and, with `[control]`, the control plane.
 pub struct Runner {
     /// Kept alive for the deployments' instances; drives the epoch.
     engine: WasmEngine,
-    producer: Arc<OutputProducer>,
+    producers: Producers,
     supervisor: Arc<Supervisor>,
     /// Config-file deployments, in config order.
     statics: Vec<Running>,
@@ -118,14 +118,12 @@ impl Runner {
         }
         let engine = engine_for(config)?;
         let metrics = Arc::new(RunnerMetrics::new());
-        let producer = Arc::new(
-            OutputProducer::new(&kafka::producer_config(&config.kafka), metrics.clone())
-                .context("invalid Kafka producer settings")?,
-        );
+        let producers =
+            Producers::new(&config.kafka, &metrics).context("invalid Kafka producer settings")?;
         let supervisor = Arc::new(Supervisor::new(
             &engine,
             config.kafka.clone(),
-            producer.clone(),
+            producers.clone(),
             Duration::from_millis(config.runtime.drain_timeout_ms),
             Arc::new(ModuleRegistry::new(
                 engine.engine().clone(),
@@ -140,7 +138,7 @@ impl Runner {
         }
         Ok(Runner {
             engine,
-            producer,
+            producers,
             supervisor,
             statics,
             control: None,
@@ -229,7 +227,7 @@ impl Runner {
         Ok(())
     }
 
-    /// Stop the API, drain and stop every deployment, flush the producer.
+    /// Stop the API, drain and stop every deployment, flush the producers.
     /// Fails if any deployment failed, naming each and why.
     pub async fn stop(self) -> Result<()> {
         if let Some(c) = self.control {
@@ -243,10 +241,10 @@ impl Runner {
             c.applier.abort();
         }
         let failures = self.supervisor.stop_all().await;
-        let p = self.producer.clone();
+        let p = self.producers.clone();
         tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(10)))
             .await?
-            .context("output producer did not flush")?;
+            .context("the Kafka producers did not flush")?;
         if !failures.is_empty() {
             bail!("{}", failures.join("\n"));
         }

@@ -21,7 +21,7 @@ use crate::config::{DeploymentConfig, KafkaConfig, StartPosition};
 use crate::control::auth::Caller;
 use crate::control::deployments::{DeploymentRecord, Settings};
 use crate::control::modules::ModuleRegistry;
-use crate::kafka::OutputProducer;
+use crate::kafka::Producers;
 use crate::pipeline::offsets::{PartitionStatus, group_status};
 use crate::pipeline::{Deployment, DeploymentSpec, DeploymentState};
 use crate::producer::{ProducerDeployment, ProducerSpec};
@@ -121,19 +121,21 @@ impl Running {
     fn start(
         spec: Spec,
         kafka: &KafkaConfig,
-        producer: &Arc<OutputProducer>,
+        producers: &Producers,
         drain: Duration,
     ) -> Result<Self> {
         Ok(match spec {
             Spec::Consumer(s) => Running::Consumer(Arc::new(Deployment::start(
                 s,
                 kafka,
-                producer.clone(),
+                producers.outputs.clone(),
                 drain,
             )?)),
-            Spec::Producer(s) => {
-                Running::Producer(ProducerDeployment::start(s, producer.clone(), drain))
-            }
+            Spec::Producer(s) => Running::Producer(ProducerDeployment::start(
+                s,
+                producers.ingest.clone(),
+                drain,
+            )),
         })
     }
 
@@ -276,7 +278,7 @@ impl From<&DeploymentMetrics> for CountersView {
 pub struct Supervisor {
     linker: Linker<HostState>,
     kafka: KafkaConfig,
-    producer: Arc<OutputProducer>,
+    producers: Producers,
     drain: Duration,
     modules: Arc<ModuleRegistry>,
     slots: Mutex<BTreeMap<String, Slot>>,
@@ -287,7 +289,7 @@ impl Supervisor {
     pub fn new(
         engine: &crate::wasm::WasmEngine,
         kafka: KafkaConfig,
-        producer: Arc<OutputProducer>,
+        producers: Producers,
         drain: Duration,
         modules: Arc<ModuleRegistry>,
         metrics: Arc<RunnerMetrics>,
@@ -295,7 +297,7 @@ impl Supervisor {
         Ok(Self {
             linker: consumer_linker(engine.engine())?,
             kafka,
-            producer,
+            producers,
             drain,
             modules,
             slots: Mutex::new(BTreeMap::new()),
@@ -320,7 +322,7 @@ impl Supervisor {
             Spec::Consumer(s) => s.template.grants().telemetry.clone(),
             Spec::Producer(s) => s.template.grants().telemetry.clone(),
         };
-        let d = Running::start(spec, &self.kafka, &self.producer, self.drain)?;
+        let d = Running::start(spec, &self.kafka, &self.producers, self.drain)?;
         self.slots.lock().unwrap().insert(
             name,
             Slot {
@@ -446,7 +448,7 @@ impl Supervisor {
         Ok(Some(Running::start(
             spec,
             &self.kafka,
-            &self.producer,
+            &self.producers,
             self.drain,
         )?))
     }

@@ -1,11 +1,13 @@
 //! Ingestion while the broker stops answering, on a runner process and the
-//! real broker: clients posting shop events get 503 or 429 with
-//! `Retry-After` while the broker is frozen (SIGSTOP), never a 2xx for
-//! an event Kafka did not take; once it continues (SIGCONT) requests
-//! succeed again, and every event that was ever answered 2xx is in Kafka.
+//! real broker, in two outages: frozen (SIGSTOP: connections hang) and
+//! stopped (`kafka.sh stop`: connections refused; then `kafka.sh start`).
+//! Clients posting shop events get 503 or 429 with `Retry-After` during
+//! each outage, never a 2xx for an event Kafka did not take; once the
+//! broker is back requests succeed again, and every event that was ever
+//! answered 2xx is in Kafka.
 //!
-//! Its own test binary: freezing the shared broker would stall tests
-//! running beside it, and cargo runs test binaries one at a time.
+//! Its own test binary: the outages would stall tests running beside it,
+//! and cargo runs test binaries one at a time.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -23,23 +25,28 @@ use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// `deploy/kafka/kafka.sh <command>`; its standard output.
+fn kafka_sh(command: &str) -> Result<String> {
+    let out = Command::new("bash")
+        .arg(runner::workspace_root().join("deploy/kafka/kafka.sh"))
+        .arg(command)
+        .output()
+        .with_context(|| format!("cannot run kafka.sh {command}"))?;
+    ensure!(
+        out.status.success(),
+        "kafka.sh {command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
+
 /// The broker, frozen with SIGSTOP until dropped (SIGCONT), so a failing
 /// test cannot leave it stopped for the rest of the suite.
 struct Frozen(i32);
 
 impl Frozen {
     fn broker() -> Result<Self> {
-        let out = Command::new("bash")
-            .arg(runner::workspace_root().join("deploy/kafka/kafka.sh"))
-            .arg("pid")
-            .output()
-            .context("cannot run kafka.sh pid")?;
-        ensure!(
-            out.status.success(),
-            "kafka.sh pid: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let pid: i32 = String::from_utf8(out.stdout)?.trim().parse()?;
+        let pid: i32 = kafka_sh("pid")?.trim().parse()?;
         // SAFETY: sending a signal to a process id has no memory effects.
         ensure!(
             unsafe { libc::kill(pid, libc::SIGSTOP) } == 0,
@@ -56,23 +63,65 @@ impl Drop for Frozen {
     }
 }
 
-/// What the clients saw.
+/// The broker, stopped until [`Stopped::start`] or drop (which starts it
+/// again for the rest of the suite).
+struct Stopped(bool);
+
+impl Stopped {
+    fn broker() -> Result<Self> {
+        kafka_sh("stop")?;
+        Ok(Self(true))
+    }
+
+    fn start(mut self) -> Result<()> {
+        self.0 = false;
+        kafka_sh("start").map(drop)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = kafka_sh("start");
+        }
+    }
+}
+
+/// Where the run is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Before,
+    Frozen,
+    Thawed,
+    Stopped,
+    Restarted,
+}
+
+const PHASES: [Phase; 5] = [
+    Phase::Before,
+    Phase::Frozen,
+    Phase::Thawed,
+    Phase::Stopped,
+    Phase::Restarted,
+];
+
+/// What the clients saw, by the phase a request was sent in.
 #[derive(Default)]
 struct Seen {
     /// Events answered 2xx.
     acked: BTreeSet<usize>,
     /// Answers that were neither 2xx nor a 429/503 with `Retry-After`.
     unexpected: Vec<String>,
-    /// 429 and 503 answers.
-    retry_later: usize,
-    /// Answers received while the broker was frozen.
-    during_freeze: usize,
-    /// 2xx answers to requests sent after the broker continued.
-    ok_after: usize,
+    /// 2xx answers per phase. A request sent near the end of an outage
+    /// may still be answered 2xx: its ack arrived within `ack_timeout_ms`
+    /// once the broker was back.
+    ok: [usize; 5],
+    /// 429 and 503 answers per phase.
+    retry_later: [usize; 5],
 }
 
 #[test]
-fn a_frozen_broker_gets_retry_later_answers_and_loses_no_acknowledged_event() -> Result<()> {
+fn outages_get_retry_later_answers_and_lose_no_acknowledged_event() -> Result<()> {
     let port = control::free_port()?;
     let config = control::config_toml(port, &control::state_prefix(), 8);
     let _ingesta = RunnerProcess::spawn(&config)?;
@@ -92,10 +141,11 @@ fn a_frozen_broker_gets_retry_later_answers_and_loses_no_acknowledged_event() ->
         api.json(Method::POST, "/v1/deployments", Some(TENANT_A.token), &body)?;
     ensure!(status == StatusCode::CREATED, "{status} {answer}");
 
-    // Bounded: at most EVENTS requests from CLIENTS threads, for at most
-    // the run's length.
-    const EVENTS: usize = 20_000;
+    // Bounded: at most EVENTS requests from CLIENTS threads, each pausing
+    // PACE between requests, for at most the run's length.
+    const EVENTS: usize = 60_000;
     const CLIENTS: usize = 8;
+    const PACE: Duration = Duration::from_millis(10);
     let events: Vec<Event> = shop::Generator::new(11)
         .take_events(EVENTS)
         .into_iter()
@@ -106,84 +156,96 @@ fn a_frozen_broker_gets_retry_later_answers_and_loses_no_acknowledged_event() ->
         })
         .collect();
     let next = AtomicUsize::new(0);
-    let frozen = AtomicBool::new(false);
-    let resumed = AtomicBool::new(false);
+    let phase = Mutex::new(Phase::Before);
     let done = AtomicBool::new(false);
     let seen = Mutex::new(Seen::default());
+    let wait_for_ok = |p: Phase| -> Result<()> {
+        let started = Instant::now();
+        while seen.lock().unwrap().ok[p as usize] < 100 {
+            ensure!(
+                started.elapsed() < TIMEOUT,
+                "{p:?}: fewer than 100 requests succeeded within {TIMEOUT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    };
+    let set = |p: Phase| *phase.lock().unwrap() = p;
     std::thread::scope(|s| -> Result<()> {
         for _ in 0..CLIENTS {
             s.spawn(|| {
                 while !done.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(e) = events.get(i) else { return };
-                    let after_resume = resumed.load(Ordering::Relaxed);
+                    let sent_in = *phase.lock().unwrap() as usize;
                     let answer = api
                         .request(Method::POST, "/v1/ingest/ingest", Some(TENANT_A.token))
                         .body(e.to_json())
                         .send();
-                    let mut seen = seen.lock().unwrap();
-                    if frozen.load(Ordering::Relaxed) {
-                        seen.during_freeze += 1;
-                    }
-                    match answer {
-                        Ok(r) if r.status().is_success() => {
-                            seen.acked.insert(i);
-                            if after_resume {
-                                seen.ok_after += 1;
+                    {
+                        let mut seen = seen.lock().unwrap();
+                        match answer {
+                            Ok(r) if r.status().is_success() => {
+                                seen.acked.insert(i);
+                                seen.ok[sent_in] += 1;
                             }
+                            Ok(r)
+                                if matches!(
+                                    r.status(),
+                                    StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+                                ) && r.headers().contains_key("retry-after") =>
+                            {
+                                seen.retry_later[sent_in] += 1;
+                            }
+                            Ok(r) => seen.unexpected.push(format!("event {i}: {}", r.status())),
+                            Err(e) => seen.unexpected.push(format!("event {i}: {e:#}")),
                         }
-                        Ok(r)
-                            if matches!(
-                                r.status(),
-                                StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
-                            ) && r.headers().contains_key("retry-after") =>
-                        {
-                            seen.retry_later += 1;
-                            drop(seen);
-                            // As a well-behaved client would, briefly.
-                            std::thread::sleep(Duration::from_millis(50));
-                        }
-                        Ok(r) => seen.unexpected.push(format!("event {i}: {}", r.status())),
-                        Err(e) => seen.unexpected.push(format!("event {i}: {e:#}")),
                     }
+                    std::thread::sleep(PACE);
                 }
             });
         }
-        std::thread::sleep(Duration::from_secs(2));
-        let before = seen.lock().unwrap().acked.len();
-        {
-            let _frozen = Frozen::broker()?;
-            frozen.store(true, Ordering::Relaxed);
-            std::thread::sleep(Duration::from_secs(6));
-            frozen.store(false, Ordering::Relaxed);
-        }
-        resumed.store(true, Ordering::Relaxed);
-        let resumed_at = Instant::now();
-        while seen.lock().unwrap().ok_after < 100 && resumed_at.elapsed() < TIMEOUT {
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let run = || -> Result<()> {
+            wait_for_ok(Phase::Before)?;
+            {
+                let _frozen = Frozen::broker()?;
+                set(Phase::Frozen);
+                std::thread::sleep(Duration::from_secs(5));
+            }
+            set(Phase::Thawed);
+            wait_for_ok(Phase::Thawed)?;
+            let stopped = Stopped::broker()?;
+            set(Phase::Stopped);
+            std::thread::sleep(Duration::from_secs(3));
+            // From here the broker is coming back.
+            set(Phase::Restarted);
+            stopped.start()?;
+            wait_for_ok(Phase::Restarted)
+        };
+        let result = run();
         done.store(true, Ordering::Relaxed);
-        ensure!(before > 0, "nothing was accepted before the freeze");
-        Ok(())
+        result
     })?;
 
     let seen = seen.into_inner().unwrap();
+    eprintln!(
+        "per phase {:?}: ok {:?}, retry-later {:?}; acknowledged {}",
+        PHASES,
+        seen.ok,
+        seen.retry_later,
+        seen.acked.len()
+    );
     ensure!(
         seen.unexpected.is_empty(),
         "answers other than 2xx, 429 or 503 with Retry-After: {:?}",
         &seen.unexpected[..seen.unexpected.len().min(5)]
     );
-    ensure!(
-        seen.retry_later > 0 && seen.during_freeze > 0,
-        "the frozen broker never showed: {} retry-later answers, {} during the freeze",
-        seen.retry_later,
-        seen.during_freeze
-    );
-    ensure!(
-        seen.ok_after >= 100,
-        "after the broker continued only {} requests succeeded",
-        seen.ok_after
-    );
+    for p in [Phase::Frozen, Phase::Stopped] {
+        ensure!(
+            seen.retry_later[p as usize] > 0,
+            "no 503/429 while the broker was {p:?}"
+        );
+    }
 
     // Every acknowledged event is in Kafka (a 503'd one may be too: the
     // records can arrive after their request gave up).
@@ -199,12 +261,6 @@ fn a_frozen_broker_gets_retry_later_answers_and_loses_no_acknowledged_event() ->
         missing.len(),
         seen.acked.len(),
         &missing[..missing.len().min(5)]
-    );
-    eprintln!(
-        "acknowledged {}, retry-later answers {}, in Kafka {} distinct",
-        seen.acked.len(),
-        seen.retry_later,
-        present.len()
     );
     Ok(())
 }

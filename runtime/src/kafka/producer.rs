@@ -91,10 +91,20 @@ impl AckGroup {
     }
 }
 
+/// Which of the runner's two producers this is, for its statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProducerRole {
+    /// Consumer deployments' outputs and dead letters (batched: linger).
+    Outputs,
+    /// What producer deployments publish, while an HTTP caller waits.
+    Ingest,
+}
+
 /// Delivery reports settle the group carried as each message's opaque;
 /// statistics reports go to the runner's metrics.
 struct AckContext {
     metrics: Arc<RunnerMetrics>,
+    role: ProducerRole,
 }
 
 impl ClientContext for AckContext {
@@ -107,7 +117,10 @@ impl ClientContext for AckContext {
     }
 
     fn stats(&self, statistics: rdkafka::Statistics) {
-        self.metrics.producer.update(&statistics);
+        match self.role {
+            ProducerRole::Outputs => self.metrics.producer.update(&statistics),
+            ProducerRole::Ingest => self.metrics.ingest_producer.update(&statistics),
+        }
     }
 }
 
@@ -136,9 +149,13 @@ pub struct OutputProducer {
 
 impl OutputProducer {
     /// Create the producer from librdkafka settings; it reports its
-    /// statistics to `metrics`.
-    pub fn new(config: &ClientConfig, metrics: Arc<RunnerMetrics>) -> Result<Self, KafkaError> {
-        let producer = config.create_with_context(AckContext { metrics })?;
+    /// statistics to `metrics` as `role`.
+    pub fn new(
+        config: &ClientConfig,
+        metrics: Arc<RunnerMetrics>,
+        role: ProducerRole,
+    ) -> Result<Self, KafkaError> {
+        let producer = config.create_with_context(AckContext { metrics, role })?;
         Ok(Self { producer })
     }
 
@@ -204,6 +221,43 @@ impl OutputProducer {
     /// Wait for every queued output to be delivered (used at shutdown).
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.producer.flush(timeout)
+    }
+}
+
+/// The runner's two shared producers: one per latency need, both
+/// idempotent with acks=all.
+#[derive(Clone)]
+pub struct Producers {
+    /// Consumer deployments' outputs and dead letters.
+    pub outputs: Arc<OutputProducer>,
+    /// What producer deployments publish while an HTTP caller waits.
+    pub ingest: Arc<OutputProducer>,
+}
+
+impl Producers {
+    /// Both producers for `kafka`, reporting to `metrics`.
+    pub fn new(
+        kafka: &crate::config::KafkaConfig,
+        metrics: &Arc<RunnerMetrics>,
+    ) -> Result<Self, KafkaError> {
+        Ok(Self {
+            outputs: Arc::new(OutputProducer::new(
+                &super::producer_config(kafka),
+                metrics.clone(),
+                ProducerRole::Outputs,
+            )?),
+            ingest: Arc::new(OutputProducer::new(
+                &super::ingest_producer_config(kafka),
+                metrics.clone(),
+                ProducerRole::Ingest,
+            )?),
+        })
+    }
+
+    /// Wait for everything queued on either to be delivered (shutdown).
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.outputs.flush(timeout)?;
+        self.ingest.flush(timeout)
     }
 }
 

@@ -382,7 +382,10 @@ impl KafkaClientMetrics {
 
 /// The runner's own families: the shared output producer and build info.
 pub struct RunnerMetrics {
+    /// The output producer (consumer deployments' outputs, dead letters).
     pub producer: KafkaClientMetrics,
+    /// The ingest producer (what producer deployments publish).
+    pub ingest_producer: KafkaClientMetrics,
     families: Families,
 }
 
@@ -396,6 +399,7 @@ impl RunnerMetrics {
     pub fn new() -> Self {
         let mut f = Families::new(&[]);
         let producer = KafkaClientMetrics::new(&mut f, "ingesta_kafka_producer");
+        let ingest_producer = KafkaClientMetrics::new(&mut f, "ingesta_kafka_ingest_producer");
         f.gauge_vec(
             "ingesta_build_info",
             "Always 1; the version label says which ingesta this is.",
@@ -405,6 +409,7 @@ impl RunnerMetrics {
         .set(1);
         Self {
             producer,
+            ingest_producer,
             families: f,
         }
     }

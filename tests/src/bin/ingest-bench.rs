@@ -72,8 +72,9 @@ struct Args {
     /// Modules to run (shop-ingest, beacon), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "shop-ingest,beacon")]
     modules: Vec<String>,
-    /// librdkafka property for the runner's output producer, KEY=VALUE
-    /// (repeat), e.g. `linger.ms=0` to see what batching costs in latency.
+    /// librdkafka property for the runner's ingest producer
+    /// (`[kafka.ingest_producer]`), KEY=VALUE (repeat), e.g. `linger.ms=5`
+    /// to see what batching costs in latency.
     #[arg(long = "producer-prop", value_name = "KEY=VALUE")]
     producer_props: Vec<String>,
     /// Also write the result (markdown) to this file.
@@ -197,7 +198,7 @@ fn run() -> Result<()> {
     let port = control::free_port()?;
     let mut config = control::config_toml(port, &control::state_prefix(), 8);
     if !args.producer_props.is_empty() {
-        config.push_str("\n[kafka.producer]\n");
+        config.push_str("\n[kafka.ingest_producer]\n");
         for p in &args.producer_props {
             let (k, v) = p
                 .split_once('=')
@@ -209,7 +210,7 @@ fn run() -> Result<()> {
             ));
         }
     }
-    let producer = ingesta_runtime::kafka::producer_config(
+    let producer = ingesta_runtime::kafka::ingest_producer_config(
         &Config::parse(&config)
             .map_err(anyhow::Error::msg)
             .context("the runner's config")?
@@ -521,7 +522,7 @@ fn report(
     );
     let _ = writeln!(
         r,
-        "- runner: `{}`; its Kafka producer: linger.ms={}, acks={}, enable.idempotence={}",
+        "- runner: `{}`; its ingest producer: linger.ms={}, acks={}, enable.idempotence={}",
         c.bin.display(),
         c.linger_ms,
         c.acks,
