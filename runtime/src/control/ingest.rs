@@ -116,7 +116,7 @@ async fn handle(
         .supervisor
         .producer(key)
         .ok_or_else(|| not_running(state, key, name))?;
-    let max = deployment.config().ingest.max_body_bytes;
+    let max = deployment.max_body_bytes();
     let declared = raw
         .headers
         .get(header::CONTENT_LENGTH)

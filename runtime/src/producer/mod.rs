@@ -175,6 +175,11 @@ impl ProducerDeployment {
         &self.telemetry.metrics
     }
 
+    /// The largest request body the current program accepts.
+    pub fn max_body_bytes(&self) -> usize {
+        self.current().config.ingest.max_body_bytes
+    }
+
     /// The settings it runs with.
     pub fn config(&self) -> DeploymentConfig {
         self.current().config.clone()
