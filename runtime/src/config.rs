@@ -496,6 +496,11 @@ impl DeploymentConfig {
                 "`schedule` and `ingest` are for producer modules, which have no `inputs`".into(),
             ));
         }
+        if producer && self.start != StartPosition::default() {
+            return Err(ctx(
+                "`start` is for consumers; a producer has no input to start in".into(),
+            ));
+        }
         if let Some(s) = &self.schedule {
             if !(10..=86_400_000).contains(&s.interval_ms) {
                 return Err(ctx(

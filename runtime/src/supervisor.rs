@@ -354,7 +354,10 @@ impl Supervisor {
             match slots.get_mut(key) {
                 Some(s) => (
                     s.record.clone(),
-                    s.running.take(),
+                    // Left in place while the change is worked out (a
+                    // module may compile for seconds): it keeps serving
+                    // until replaced or stopped below.
+                    s.running.clone(),
                     s.replayed,
                     s.telemetry.clone(),
                 ),
@@ -427,8 +430,16 @@ impl Supervisor {
                 return Ok(running);
             }
             if !restart {
-                let spec = self.spec(&config, telemetry).await?;
-                d.swap(spec)?;
+                let swapped = match self.spec(&config, telemetry).await {
+                    Ok(spec) => d.swap(spec),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = swapped {
+                    // Not running what the record asks for: stop, and say
+                    // why, rather than keep an old revision running unseen.
+                    stop(d).await;
+                    return Err(e);
+                }
                 return Ok(running);
             }
         }
@@ -700,16 +711,16 @@ impl Supervisor {
         }
     }
 
-    /// The key of the deployment named `name` (of any tenant) whose
-    /// `ingest.key_sha256` is `key_sha256`: how a webhook sender holding
-    /// only an ingest key is matched to its deployment.
-    pub fn ingest_key_owner(&self, name: &str, key_sha256: &str) -> Option<String> {
+    /// The keys of the deployments (of any tenant) whose
+    /// `ingest.key_sha256` is `key_sha256`. The API keeps ingest keys
+    /// unique, so a webhook sender holding only a key is matched to exactly
+    /// one deployment.
+    pub fn ingest_key_users(&self, key_sha256: &str) -> Vec<String> {
         let slots = self.slots.lock().unwrap();
         slots
             .values()
             .filter_map(|s| s.record.as_ref())
-            .filter(|r| r.name == name)
-            .find(|r| {
+            .filter(|r| {
                 r.settings
                     .ingest
                     .key_sha256
@@ -717,6 +728,7 @@ impl Supervisor {
                     .is_some_and(|k| k.eq_ignore_ascii_case(key_sha256))
             })
             .map(DeploymentRecord::key)
+            .collect()
     }
 
     /// Whether the deployment is a config-file one (the API cannot change it).

@@ -235,6 +235,29 @@ fn invalid_payloads_are_refused_with_reasons_and_produce_nothing() -> Result<()>
     let (status, _) = post(&api, "hook", Some(control::OPERATOR_TOKEN), &good)?;
     ensure!(status == StatusCode::FORBIDDEN, "operator: {status}");
 
+    // A key picks its deployment on its own, so another tenant cannot
+    // claim the same key for a deployment of the same name.
+    let [b_topic] = kafka::fresh_topics(["b-activity"], 1)?;
+    let module = upload(
+        &api,
+        TENANT_B.token,
+        std::fs::read(runner::guest_wasm("shop-ingest")?)?,
+    )?;
+    let (status, answer) = api.json(
+        Method::POST,
+        "/v1/deployments",
+        Some(TENANT_B.token),
+        &json!({
+            "name": "hook", "module": module, "outputs": [b_topic],
+            "config": { "topic": b_topic },
+            "ingest": { "key_sha256": ingesta_runtime::control::auth::hash_token(key) }
+        }),
+    )?;
+    ensure!(
+        status == StatusCode::CONFLICT && error_of(&answer).contains("ingest.key_sha256"),
+        "tenant B reusing tenant A's ingest key: {status} {answer}"
+    );
+
     // A body over ingest.max_body_bytes is refused before the module runs.
     let big = format!("[{}]", vec![good.as_str(); 100].join(","));
     let (status, body) = post(&api, "hook", Some(key), &big)?;

@@ -345,6 +345,7 @@ fn api_record(target: Target) -> Result<DeploymentRecord, ApiError> {
 async fn check_settings(
     state: &ApiState,
     caller: &Caller,
+    key: &str,
     name: &str,
     settings: &Settings,
 ) -> Result<(), ApiError> {
@@ -359,6 +360,20 @@ async fn check_settings(
         "producer" => crate::wasm::World::Producer,
         _ => crate::wasm::World::Consumer,
     };
+    if let Some(hash) = &settings.ingest.key_sha256 {
+        // A key picks its deployment on its own (tenants' deployments may
+        // share a name), so no two deployments may share one.
+        let taken = state
+            .supervisor
+            .ingest_key_users(hash)
+            .iter()
+            .any(|k| k != key);
+        if taken {
+            return Err(ApiError::Conflict(format!(
+                "deployment {name:?}: ingest.key_sha256 is already used by another deployment; every deployment needs a key of its own (generate a new one)"
+            )));
+        }
+    }
     crate::supervisor::check_world(&settings.to_config(name), world).map_err(|e| {
         ApiError::BadRequest(format!(
             "deployment {name:?}: module {:?} {e}",
@@ -455,7 +470,7 @@ async fn create_deployment(
         };
         let key = deployments::key(&tenant, &name);
         object = key.clone();
-        check_settings(&state, &caller, &name, &settings).await?;
+        check_settings(&state, &caller, &key, &name, &settings).await?;
         if state.supervisor.record(&Caller::Operator, &key).is_some() {
             return Err(ApiError::Conflict(format!(
                 "deployment {name:?} already exists; change it with PATCH /v1/deployments/{name}"
@@ -699,7 +714,7 @@ async fn patch_deployment(
         let key = record.key();
         if let Some(next) = record.patched(patch, &caller) {
             if next.settings != record.settings {
-                check_settings(&state, &caller, &record.name, &next.settings).await?;
+                check_settings(&state, &caller, &key, &record.name, &next.settings).await?;
             }
             write(&state, &key, Some(&next)).await?;
         }

@@ -116,7 +116,9 @@ async fn handle(
         .supervisor
         .producer(key)
         .ok_or_else(|| not_running(state, key, name))?;
-    let max = deployment.max_body_bytes();
+    // The permit first, so only admitted requests' bodies are in memory.
+    let admission = deployment.admit().map_err(to_api_error)?;
+    let max = admission.max_body_bytes();
     let declared = raw
         .headers
         .get(header::CONTENT_LENGTH)
@@ -138,9 +140,12 @@ async fn handle(
             .filter(|(n, _)| *n != header::AUTHORIZATION)
             .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
             .collect(),
-        body: body.to_vec(),
+        body: Vec::from(body),
     };
-    deployment.ingest(request).await.map_err(to_api_error)
+    deployment
+        .ingest(admission, request)
+        .await
+        .map_err(to_api_error)
 }
 
 /// The deployment's state-topic key, if the caller may ingest into `name`.
@@ -164,10 +169,17 @@ fn authorize(state: &ApiState, name: &str, headers: &HeaderMap) -> Result<String
                 .map(str::trim)
                 .filter(|k| !k.is_empty())
                 .ok_or(ApiError::Unauthorized)?;
-            state
-                .supervisor
-                .ingest_key_owner(name, &hash_token(key))
-                .ok_or(ApiError::Unauthorized)
+            // The key alone picks the deployment; the name must agree.
+            let users = state.supervisor.ingest_key_users(&hash_token(key));
+            match users.as_slice() {
+                [only] if only.rsplit('/').next() == Some(name) => Ok(only.clone()),
+                [_, _, ..] => {
+                    tracing::warn!(target: "ingesta::audit", deployments = ?users,
+                        "an ingest key is set on several deployments; refusing it for all");
+                    Err(ApiError::Unauthorized)
+                }
+                _ => Err(ApiError::Unauthorized),
+            }
         }
     }
 }
@@ -204,7 +216,7 @@ fn to_api_error(e: IngestError) -> ApiError {
             class: ErrorClass::Retryable,
             message,
         } => ApiError::Unavailable(message),
-        IngestError::Trapped { .. } | IngestError::Internal { .. } => {
+        IngestError::Trapped { .. } | IngestError::Internal { .. } | IngestError::Rejected(_) => {
             ApiError::Internal(e.to_string())
         }
     }

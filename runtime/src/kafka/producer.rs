@@ -27,15 +27,40 @@ use crate::wasm::bindings::Outbox;
 /// Publishing a batch's outputs failed; the batch's input must not be
 /// acknowledged.
 #[derive(Debug, Error, Clone)]
-#[error("{0}")]
-pub struct PublishError(pub String);
+#[error("{message}")]
+pub struct PublishError {
+    pub message: String,
+    /// Kafka refused a record for good (too large, unknown topic, not
+    /// authorized, invalid): publishing the same records again cannot
+    /// succeed. Otherwise the failure may pass (timeouts, broker away).
+    pub permanent: bool,
+}
+
+/// Whether Kafka's `code` for a record means it can never be accepted.
+fn is_permanent(code: Option<RDKafkaErrorCode>) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        code,
+        Some(
+            MessageSizeTooLarge
+                | InvalidMessageSize
+                | InvalidMessage
+                | InvalidRecord
+                | TopicAuthorizationFailed
+                | ClusterAuthorizationFailed
+                | InvalidTopic
+                | UnknownTopic
+                | InvalidRequiredAcks
+        )
+    )
+}
 
 /// Counts a batch's outputs until Kafka has acknowledged (or failed) each.
 pub struct AckGroup {
     /// Outputs not yet settled, plus one while the batch is still sending.
     pending: AtomicUsize,
     /// The first delivery failure, if any.
-    error: Mutex<Option<String>>,
+    error: Mutex<Option<PublishError>>,
     /// Wakes the waiter when `pending` reaches zero.
     done: Notify,
     /// Number of records sent in this group.
@@ -57,7 +82,7 @@ impl AckGroup {
         self.sent.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn settle(&self, error: Option<String>) {
+    fn settle(&self, error: Option<PublishError>) {
         if let Some(e) = error {
             self.error.lock().unwrap().get_or_insert(e);
         }
@@ -86,7 +111,7 @@ impl AckGroup {
         // must see the failure.
         match self.error.lock().unwrap().clone() {
             None => Ok(()),
-            Some(e) => Err(PublishError(e)),
+            Some(e) => Err(e),
         }
     }
 }
@@ -132,10 +157,13 @@ impl ProducerContext for AckContext {
             Ok(_) => None,
             Err((e, msg)) => {
                 use rdkafka::Message;
-                Some(format!(
-                    "Kafka did not acknowledge an output to topic {:?}: {e}",
-                    msg.topic()
-                ))
+                Some(PublishError {
+                    message: format!(
+                        "Kafka did not acknowledge an output to topic {:?}: {e}",
+                        msg.topic()
+                    ),
+                    permanent: is_permanent(e.rdkafka_error_code()),
+                })
             }
         };
         group.settle(error);
@@ -205,9 +233,14 @@ impl OutputProducer {
                         }
                         Err((e, r)) => {
                             let group = r.delivery_opaque;
-                            group.settle(Some(format!(
-                                "cannot publish an output to topic {topic:?}: {e}"
-                            )));
+                            // librdkafka refused it before sending: the
+                            // record itself is wrong (size, topic...).
+                            group.settle(Some(PublishError {
+                                message: format!(
+                                    "cannot publish an output to topic {topic:?}: {e}"
+                                ),
+                                permanent: true,
+                            }));
                             break 'outboxes;
                         }
                     }
@@ -271,14 +304,17 @@ mod tests {
         group.add();
         group.add();
         group.settle(None);
-        group.settle(Some("broker said no".into()));
+        group.settle(Some(PublishError {
+            message: "broker said no".into(),
+            permanent: false,
+        }));
         assert!(!group.is_settled(), "the sender's own count is still held");
         group.settle(None);
         assert!(group.is_settled());
         assert_eq!(group.sent(), 2);
         for _ in 0..2 {
             let err = group.wait().await.unwrap_err();
-            assert_eq!(err.0, "broker said no");
+            assert_eq!(err.message, "broker said no");
         }
     }
 

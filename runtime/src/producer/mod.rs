@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, watch};
 
 use ingesta_abi::OutgoingEntry;
 
@@ -45,17 +45,15 @@ pub struct ProducerSpec {
     pub template: ProducerTemplate,
 }
 
-/// What runs now: the module and settings of one revision, its instance
-/// pool and its concurrency bound. Requests hold it for their whole call,
-/// so a swap lets them finish on the revision they started with.
+/// What runs now: the module and settings of one revision and its idle
+/// instances. Requests hold it for their whole call, so a swap lets them
+/// finish on the revision they started with.
 struct Program {
     config: DeploymentConfig,
     template: ProducerTemplate,
     /// Idle request instances, reused so a module's warm state (parsed
     /// config, caches) survives between requests.
     idle: Mutex<Vec<ProducerInstance>>,
-    /// One permit per request in flight.
-    permits: Arc<Semaphore>,
 }
 
 impl Program {
@@ -67,7 +65,6 @@ impl Program {
             .log
             .set_rate(limits.log_lines_per_second, limits.log_burst_lines);
         Arc::new(Self {
-            permits: Arc::new(Semaphore::new(spec.config.ingest.max_concurrency as usize)),
             idle: Mutex::new(Vec::new()),
             config: spec.config,
             template: spec.template,
@@ -102,18 +99,37 @@ pub enum IngestError {
     /// The module refused the request with an error of this class.
     #[error("{message}")]
     Refused { class: ErrorClass, message: String },
-    /// The instance trapped (panic, deadline, memory...) and was discarded.
+    /// The instance trapped (panic, deadline, memory...) and was discarded;
+    /// the detail is in the deployment's log.
     #[error(
-        "deployment {deployment:?}: the module crashed handling the request ({kind}): {message}"
+        "deployment {deployment:?}: the module crashed handling the request ({kind}); its log has the detail"
     )]
     Trapped {
         deployment: String,
         kind: &'static str,
-        message: String,
     },
-    /// The module could not be instantiated.
+    /// The module answered something the runner cannot pass on.
     #[error("deployment {deployment:?}: {message}")]
     Internal { deployment: String, message: String },
+    /// Kafka refused the records for good (too large, unknown topic, not
+    /// authorized): retrying the same request cannot help.
+    #[error("{0}")]
+    Rejected(String),
+}
+
+/// A request let in: it holds one of the deployment's `max_concurrency`
+/// permits (taken before its body is read, so bodies in memory are bounded
+/// too) and the program it will run on.
+pub struct Admission {
+    program: Arc<Program>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Admission {
+    /// The largest body this request may carry.
+    pub fn max_body_bytes(&self) -> usize {
+        self.program.config.ingest.max_body_bytes
+    }
 }
 
 /// The module's answer, sent once its records are acknowledged.
@@ -131,8 +147,14 @@ pub struct ProducerDeployment {
     telemetry: Arc<DeploymentTelemetry>,
     /// Set when stopping: new requests are refused, the timer ends.
     stopping: AtomicBool,
-    /// The timer task and its stop signal, if the program has a schedule.
+    /// One permit per request in flight, across swaps; closed on stop.
+    permits: Arc<Semaphore>,
+    /// `max_concurrency` as the permits are sized now.
+    capacity: Mutex<u32>,
+    /// The timer task, which follows the current program's schedule.
     ticker: Mutex<Option<schedule::Ticker>>,
+    /// Bumped on every swap, so the timer picks up a new schedule at once.
+    swapped: watch::Sender<u64>,
     /// How long stopping waits for requests in flight.
     drain_timeout: Duration,
     state: watch::Sender<DeploymentState>,
@@ -147,17 +169,21 @@ impl ProducerDeployment {
     ) -> Arc<Self> {
         let name: Arc<str> = spec.config.name.as_str().into();
         let telemetry = spec.template.grants().telemetry.clone();
+        let capacity = spec.config.ingest.max_concurrency;
         let d = Arc::new(Self {
             name: name.clone(),
             program: Mutex::new(Program::new(spec)),
             producer,
             telemetry,
             stopping: AtomicBool::new(false),
+            permits: Arc::new(Semaphore::new(capacity as usize)),
+            capacity: Mutex::new(capacity),
             ticker: Mutex::new(None),
+            swapped: watch::channel(0).0,
             drain_timeout,
             state: watch::channel(DeploymentState::Running).0,
         });
-        d.restart_ticker();
+        *d.ticker.lock().unwrap() = Some(schedule::Ticker::start(&d));
         let config = d.config();
         tracing::info!(deployment = &*name, outputs = ?config.outputs,
             schedule_ms = config.schedule.as_ref().map(|s| s.interval_ms),
@@ -205,27 +231,32 @@ impl ProducerDeployment {
     }
 
     /// Hot swap: requests and ticks that start from now on run `spec`;
-    /// those in flight finish on the old program. A changed schedule
-    /// restarts the timer.
-    pub fn swap(self: &Arc<Self>, spec: ProducerSpec) {
+    /// those in flight finish on the old program. The timer follows the
+    /// new schedule from its next tick.
+    pub fn swap(&self, spec: ProducerSpec) {
         tracing::info!(deployment = self.name(), module = %spec.template.grants().module_digest,
             outputs = ?spec.config.outputs, "swapping the producer deployment's program");
-        let new = Program::new(spec);
-        let old = std::mem::replace(&mut *self.program.lock().unwrap(), new.clone());
-        if old.config.schedule != new.config.schedule {
-            self.restart_ticker();
+        let wanted = spec.config.ingest.max_concurrency;
+        *self.program.lock().unwrap() = Program::new(spec);
+        let mut capacity = self.capacity.lock().unwrap();
+        if wanted > *capacity {
+            self.permits.add_permits((wanted - *capacity) as usize);
+        } else if wanted < *capacity {
+            // Free permits go now; those held by requests in flight go as
+            // they come back.
+            let fewer = (*capacity - wanted) as usize;
+            let gone = self.permits.forget_permits(fewer);
+            if gone < fewer {
+                let permits = self.permits.clone();
+                tokio::spawn(async move {
+                    if let Ok(p) = permits.acquire_many_owned((fewer - gone) as u32).await {
+                        p.forget();
+                    }
+                });
+            }
         }
-    }
-
-    fn restart_ticker(self: &Arc<Self>) {
-        let schedule = self.current().config.schedule.clone();
-        let mut ticker = self.ticker.lock().unwrap();
-        if let Some(old) = ticker.take() {
-            old.stop();
-        }
-        if let Some(schedule) = schedule.filter(|_| !self.stopping.load(Ordering::Acquire)) {
-            *ticker = Some(schedule::Ticker::start(self.clone(), schedule));
-        }
+        *capacity = wanted;
+        self.swapped.send_modify(|n| *n += 1);
     }
 
     /// Refuse new requests, stop the timer (a tick in flight finishes and
@@ -237,15 +268,16 @@ impl ProducerDeployment {
         if let Some(t) = ticker {
             t.stop_and_wait(self.drain_timeout).await;
         }
-        let program = self.current();
-        let all = program.config.ingest.max_concurrency;
-        match tokio::time::timeout(self.drain_timeout, program.permits.acquire_many(all)).await {
-            Ok(_) => {}
-            Err(_) => tracing::warn!(
+        let all = *self.capacity.lock().unwrap();
+        let drained =
+            tokio::time::timeout(self.drain_timeout, self.permits.acquire_many(all)).await;
+        if drained.is_err() {
+            tracing::warn!(
                 deployment = self.name(),
-                "requests still in flight at the drain timeout; their callers get no answer"
-            ),
+                "requests still in flight at the drain timeout; they finish on their own"
+            );
         }
+        self.permits.close();
         self.state.send_replace(DeploymentState::Stopped);
         tracing::info!(deployment = self.name(), "producer deployment stopped");
         self.state()
@@ -255,32 +287,54 @@ impl ProducerDeployment {
         self.stopping.load(Ordering::Acquire)
     }
 
-    /// Run one HTTP request through the module and publish what it emitted;
-    /// the reply is ready only once Kafka acknowledged all of it.
-    pub async fn ingest(&self, request: Request) -> Result<IngestReply, IngestError> {
-        if self.stopping() {
-            return Err(IngestError::Unavailable(format!(
+    /// Let a request in, or say why not: stopping (503) or
+    /// `ingest.max_concurrency` requests in flight (429). Called before the
+    /// body is read.
+    pub fn admit(&self) -> Result<Admission, IngestError> {
+        let stopping = || {
+            IngestError::Unavailable(format!(
                 "deployment {:?} is stopping; retry shortly",
                 self.name()
-            )));
-        }
-        let program = self.current();
-        let Ok(_permit): Result<OwnedSemaphorePermit, _> =
-            program.permits.clone().try_acquire_owned()
-        else {
-            return Err(IngestError::Busy {
-                deployment: self.name().to_owned(),
-                max: program.config.ingest.max_concurrency,
-            });
+            ))
         };
+        if self.stopping() {
+            return Err(stopping());
+        }
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(TryAcquireError::Closed) => return Err(stopping()),
+            Err(TryAcquireError::NoPermits) => {
+                return Err(IngestError::Busy {
+                    deployment: self.name().to_owned(),
+                    max: *self.capacity.lock().unwrap(),
+                });
+            }
+        };
+        // Stopping may have begun between the check and the permit.
+        if self.stopping() {
+            return Err(stopping());
+        }
+        Ok(Admission {
+            program: self.current(),
+            _permit: permit,
+        })
+    }
+
+    /// Run one admitted HTTP request through the module and publish what it
+    /// emitted; the reply is ready only once Kafka acknowledged all of it.
+    pub async fn ingest(
+        &self,
+        admission: Admission,
+        request: Request,
+    ) -> Result<IngestReply, IngestError> {
+        let program = &admission.program;
         let metrics = &self.telemetry.metrics;
-        let mut instance = program
-            .instance()
-            .await
-            .map_err(|e| IngestError::Internal {
-                deployment: self.name().to_owned(),
-                message: format!("cannot instantiate the module: {e:#}"),
-            })?;
+        let mut instance = program.instance().await.map_err(|e| {
+            IngestError::Unavailable(format!(
+                "deployment {:?}: cannot instantiate the module now ({e:#}); retry shortly",
+                self.name()
+            ))
+        })?;
         let started = Instant::now();
         let outcome = instance.request(&request).await;
         metrics
@@ -289,11 +343,24 @@ impl ProducerDeployment {
         match outcome {
             CallOutcome::Ok(response, outboxes) => {
                 program.put_back(instance);
-                if response.status >= 400 {
-                    return Ok(IngestReply {
-                        response,
-                        published: 0,
-                    });
+                match response.status {
+                    // Success: publish first, answer after the acks.
+                    200..=399 => {}
+                    // The module's own refusal: passed on, nothing published.
+                    400..=599 => {
+                        return Ok(IngestReply {
+                            response,
+                            published: 0,
+                        });
+                    }
+                    other => {
+                        return Err(IngestError::Internal {
+                            deployment: self.name().to_owned(),
+                            message: format!(
+                                "the module answered with status {other}, which is not a final HTTP status (200-599); nothing was published"
+                            ),
+                        });
+                    }
                 }
                 let timeout = Duration::from_millis(program.config.ingest.ack_timeout_ms);
                 let published = self.publish(&outboxes, timeout).await?;
@@ -312,10 +379,18 @@ impl ProducerDeployment {
             }
             CallOutcome::Trapped { kind, message } => {
                 metrics.count_trap(kind);
+                // The caller learns the kind; the tenant's log gets the detail.
+                self.telemetry.log.line(
+                    crate::telemetry::GuestLevel::Error,
+                    Some("ingesta"),
+                    &format!(
+                        "a request trapped the module ({}): {message}",
+                        kind.as_str()
+                    ),
+                );
                 Err(IngestError::Trapped {
                     deployment: self.name().to_owned(),
                     kind: kind.as_str(),
-                    message,
                 })
             }
         }
@@ -344,8 +419,12 @@ impl ProducerDeployment {
                     .inc_by(outboxes.iter().map(|o| o.data.len() as u64).sum());
                 Ok(records)
             }
+            Ok(Err(e)) if e.permanent => Err(IngestError::Rejected(format!(
+                "deployment {:?}: {e}; some of the request's records may have been published, and sending it again cannot help",
+                self.name()
+            ))),
             Ok(Err(e)) => Err(IngestError::Unavailable(format!(
-                "deployment {:?}: {e}; nothing was acknowledged, retry later",
+                "deployment {:?}: {e}; retry later (records of this request that did arrive may then be duplicated)",
                 self.name()
             ))),
             Err(_) => Err(IngestError::Unavailable(format!(

@@ -1,14 +1,20 @@
-//! The timer of a generator deployment: one task calling the module's tick
-//! export every `schedule.interval_ms`, on one instance kept across ticks.
+//! The timer of a generator deployment: one task for the deployment's
+//! life, calling the module's tick export every `schedule.interval_ms` of
+//! the current program (none while it has no schedule), on one instance
+//! kept across ticks until a swap brings a new program.
 //!
 //! A tick's records are published like a request's, but nobody waits on
 //! the other end, so a tick keeps retrying its publish (with backoff) until
-//! Kafka acknowledges it or the deployment stops: the generator stalls
-//! while the broker is away instead of dropping what it made. A late tick
-//! delays the next one; missed ticks are not made up in a burst, and
-//! `max_records_per_second` spaces ticks by what they published.
+//! Kafka acknowledges it: the generator stalls while the broker is away
+//! instead of dropping what it made. Only two things end that: Kafka
+//! refusing the records for good (too large, unknown topic, not
+//! authorized), and the deployment stopping; both are logged as errors
+//! with the records concerned. A late tick delays the next one; missed
+//! ticks are not made up in a burst, and `max_records_per_second` spaces
+//! ticks by what they published. The task holds only a weak reference to
+//! its deployment, so it can never outlive it.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
@@ -17,28 +23,27 @@ use tokio::time::Instant;
 use ingesta_abi::OutgoingEntry;
 
 use super::{ProducerDeployment, Program};
-use crate::config::ScheduleConfig;
 use crate::pipeline::failure::Policy;
-use crate::wasm::bindings::ErrorClass;
 use crate::wasm::bindings::producer::Tick;
+use crate::wasm::bindings::{ErrorClass, Outbox};
 use crate::wasm::{CallOutcome, ProducerInstance};
 
-/// A running timer task.
+/// Shortest wait between two publishes of the same tick's records, whatever
+/// the failure policy says (a zero backoff must not become a hot loop).
+const MIN_REPUBLISH_DELAY: Duration = Duration::from_millis(100);
+
+/// The running timer task.
 pub(super) struct Ticker {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Ticker {
-    pub(super) fn start(deployment: Arc<ProducerDeployment>, schedule: ScheduleConfig) -> Self {
+    pub(super) fn start(deployment: &Arc<ProducerDeployment>) -> Self {
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run(deployment, schedule, stopped));
+        let swapped = deployment.swapped.subscribe();
+        let task = tokio::spawn(run(Arc::downgrade(deployment), stopped, swapped));
         Self { stop, task }
-    }
-
-    /// Stop after the tick in flight (if any); do not wait.
-    pub(super) fn stop(self) {
-        self.stop.send_replace(true);
     }
 
     /// Stop after the tick in flight, waiting at most `timeout` for it.
@@ -46,57 +51,92 @@ impl Ticker {
         self.stop.send_replace(true);
         let abort = self.task.abort_handle();
         if tokio::time::timeout(timeout, self.task).await.is_err() {
+            tracing::error!(
+                "a tick was still running at the drain timeout; it was abandoned and its records may be lost"
+            );
             abort.abort();
         }
     }
 }
 
-/// The instance ticks run on, and the program it was made from (a swap
-/// replaces it at the next tick).
+/// The instance ticks run on, and the program it was made from.
 struct TickInstance {
     program: Arc<Program>,
     instance: ProducerInstance,
 }
 
+/// How one tick ended.
+enum TickEnd {
+    /// Its records (this many) were acknowledged.
+    Published(usize),
+    /// It produced nothing (an error, or records Kafka refused for good).
+    Failed(String),
+    /// The deployment stopped meanwhile.
+    Stopped,
+}
+
 async fn run(
-    d: Arc<ProducerDeployment>,
-    schedule: ScheduleConfig,
+    d: Weak<ProducerDeployment>,
     mut stop: watch::Receiver<bool>,
+    mut swapped: watch::Receiver<u64>,
 ) {
-    let interval = Duration::from_millis(schedule.interval_ms);
     let mut next = Instant::now();
     let mut current: Option<TickInstance> = None;
     let mut last_error: Option<String> = None;
-    for seq in 0u64.. {
+    let mut seq = 0u64;
+    loop {
+        let schedule = match d.upgrade() {
+            Some(d) => d.current().config.schedule.clone(),
+            None => return,
+        };
+        let Some(schedule) = schedule else {
+            // No schedule now: wait for a swap that may bring one.
+            current = None;
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                changed = swapped.changed() => if changed.is_err() { return },
+            }
+            next = Instant::now();
+            continue;
+        };
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
+            // A new program may have a new interval: start over from now.
+            _ = swapped.changed() => {
+                next = Instant::now();
+                continue;
+            }
             _ = tokio::time::sleep_until(next) => {}
         }
+        let Some(d) = d.upgrade() else { return };
         let started = Instant::now();
         let tick = Tick {
             seq,
             scheduled_ms: now_ms(),
             interval_ms: schedule.interval_ms.min(u64::from(u32::MAX)) as u32,
         };
+        seq += 1;
         d.telemetry.metrics.ticks.inc();
         let published = match tick_once(&d, &mut current, tick, &mut stop).await {
-            Ok(n) => {
+            TickEnd::Published(n) => {
                 last_error = None;
                 n
             }
-            Err(message) => {
+            TickEnd::Stopped => return,
+            TickEnd::Failed(message) => {
                 // Every tick of a broken module fails alike: say it once.
                 if last_error.as_ref() != Some(&message) {
-                    tracing::warn!(deployment = d.name(), seq, error = %message,
+                    tracing::warn!(deployment = d.name(), seq = tick.seq, error = %message,
                         "tick failed; the schedule goes on");
                 } else {
-                    tracing::debug!(deployment = d.name(), seq, error = %message, "tick failed");
+                    tracing::debug!(deployment = d.name(), seq = tick.seq, error = %message,
+                        "tick failed");
                 }
                 last_error = Some(message);
                 0
             }
         };
-        let mut due = next + interval;
+        let mut due = next + Duration::from_millis(schedule.interval_ms);
         if let Some(rate) = schedule.max_records_per_second {
             due = due.max(started + Duration::from_secs_f64(published as f64 / rate as f64));
         }
@@ -106,13 +146,12 @@ async fn run(
 
 /// One tick under the failure policy: retry a retryable error or a trap
 /// with backoff up to `max_attempts`, then publish until acknowledged.
-/// Returns the records published, or why the tick produced nothing.
 async fn tick_once(
     d: &ProducerDeployment,
     current: &mut Option<TickInstance>,
     tick: Tick,
     stop: &mut watch::Receiver<bool>,
-) -> Result<usize, String> {
+) -> TickEnd {
     let program = d.current();
     let policy = Policy::from(&program.config.failure);
     let metrics = &d.telemetry.metrics;
@@ -121,13 +160,15 @@ async fn tick_once(
             .as_ref()
             .is_none_or(|c| !Arc::ptr_eq(&c.program, &program))
         {
-            let instance = ProducerInstance::new(&program.template)
-                .await
-                .map_err(|e| format!("cannot instantiate the module: {e:#}"))?;
-            *current = Some(TickInstance {
-                program: program.clone(),
-                instance,
-            });
+            match ProducerInstance::new(&program.template).await {
+                Ok(instance) => {
+                    *current = Some(TickInstance {
+                        program: program.clone(),
+                        instance,
+                    })
+                }
+                Err(e) => return TickEnd::Failed(format!("cannot instantiate the module: {e:#}")),
+            }
         }
         let instance = &mut current.as_mut().expect("set above").instance;
         let started = std::time::Instant::now();
@@ -137,16 +178,7 @@ async fn tick_once(
             .observe(started.elapsed().as_secs_f64());
         let (retryable, message) = match outcome {
             CallOutcome::Ok((), outboxes) => {
-                let records: usize = outboxes
-                    .iter()
-                    .map(|o| OutgoingEntry::count(&o.records))
-                    .sum();
-                if records == 0 {
-                    return Ok(0);
-                }
-                return publish_until_acked(d, &outboxes, &policy, stop)
-                    .await
-                    .map(|()| records);
+                return publish_until_acked(d, &outboxes, tick.seq, &policy, stop).await;
             }
             CallOutcome::Failed(e) => {
                 metrics.count_error(e.class);
@@ -162,47 +194,64 @@ async fn tick_once(
             }
         };
         if !retryable || attempt == policy.max_attempts {
-            return Err(format!("tick {}: {message} (attempt {attempt})", tick.seq));
+            return TickEnd::Failed(format!("tick {}: {message} (attempt {attempt})", tick.seq));
         }
         metrics.retries.inc();
         if sleep_or_stop(policy.backoff(attempt), stop).await {
-            return Err(format!(
-                "tick {}: stopped while retrying: {message}",
-                tick.seq
-            ));
+            return TickEnd::Stopped;
         }
     }
     unreachable!("max_attempts is at least 1")
 }
 
 /// Publish the tick's records, again and again, until Kafka acknowledges
-/// all of them; only stopping gives up (and says so: they may be lost).
+/// all of them. Gives up only when Kafka refuses them for good or the
+/// deployment stops, and logs either as an error with the count.
 async fn publish_until_acked(
     d: &ProducerDeployment,
-    outboxes: &[crate::wasm::bindings::Outbox],
+    outboxes: &[Outbox],
+    seq: u64,
     policy: &Policy,
     stop: &mut watch::Receiver<bool>,
-) -> Result<(), String> {
+) -> TickEnd {
+    let records: usize = outboxes
+        .iter()
+        .map(|o| OutgoingEntry::count(&o.records))
+        .sum();
+    if records == 0 {
+        return TickEnd::Published(0);
+    }
     let metrics = &d.telemetry.metrics;
     for attempt in 1u32.. {
         let acks = d.producer.publish(outboxes).await;
-        match acks.wait().await {
+        // Stopping does not cut a publish short; the drain timeout does.
+        let failure = match acks.wait().await {
             Ok(()) => {
-                metrics.records_out.inc_by(acks.sent() as u64);
+                metrics.records_out.inc_by(records as u64);
                 metrics
                     .bytes_out
                     .inc_by(outboxes.iter().map(|o| o.data.len() as u64).sum());
-                return Ok(());
+                return TickEnd::Published(records);
             }
-            Err(e) => {
-                tracing::warn!(deployment = d.name(), attempt, error = %e,
-                    "a tick's records were not acknowledged; publishing them again");
-                if sleep_or_stop(policy.backoff(attempt), stop).await {
-                    return Err(format!(
-                        "stopped before Kafka acknowledged the tick's records: {e}"
-                    ));
-                }
-            }
+            Err(e) => e,
+        };
+        if failure.permanent {
+            tracing::error!(deployment = d.name(), seq, records, error = %failure,
+                "Kafka refused a tick's records for good; the tick is given up (some of its records may have been published)");
+            return TickEnd::Failed(format!("tick {seq}: {failure}"));
+        }
+        if attempt == 1 {
+            tracing::warn!(deployment = d.name(), seq, records, error = %failure,
+                "a tick's records were not acknowledged; publishing them again until they are");
+        } else {
+            tracing::debug!(deployment = d.name(), seq, attempt, error = %failure,
+                "a tick's records were not acknowledged again");
+        }
+        let delay = policy.backoff(attempt).max(MIN_REPUBLISH_DELAY);
+        if sleep_or_stop(delay, stop).await {
+            tracing::error!(deployment = d.name(), seq, records, error = %failure,
+                "the deployment stopped before Kafka acknowledged a tick's records; they may be lost");
+            return TickEnd::Stopped;
         }
     }
     unreachable!("the loop returns")
