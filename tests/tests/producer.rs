@@ -6,7 +6,8 @@
 //! - invalid payloads are refused with every reason and produce nothing;
 //!   callers are checked (tenant token, ingest key, nobody else);
 //! - the `shop-generator` module on a schedule produces at its configured
-//!   rate, and `schedule.max_records_per_second` caps it;
+//!   rate, `schedule.max_records_per_second` caps it, a PATCH moves it to
+//!   a new topic and interval at the next tick, and pausing stops it;
 //! - a module's world must match the deployment's shape;
 //! - a hostile producer (loop, panic, errors, an ungranted topic, a slow
 //!   call beside a full pool) gets the matching status, publishes nothing
@@ -334,6 +335,30 @@ fn generator_produces_at_its_rate_and_the_cap_holds() -> Result<()> {
         "{ticks} ticks of 100 ms in {seconds:.1} s"
     );
 
+    // A swap takes effect at the next tick: a new topic and interval; the
+    // old topic stops growing, the new one grows.
+    let [moved] = kafka::fresh_topics(["a-moved"], 2)?;
+    let (status, answer) = api.json(
+        Method::PATCH,
+        "/v1/deployments/gen",
+        Some(TENANT_A.token),
+        &json!({ "outputs": [free, moved], "config": { "topic": moved, "rate": 200 },
+                 "schedule": { "interval_ms": 50 } }),
+    )?;
+    ensure!(status == StatusCode::OK, "patch: {status} {answer}");
+    let settled = |topic: &str| -> Result<i64> {
+        // Whatever the old revision's tick in flight published lands first.
+        std::thread::sleep(Duration::from_millis(300));
+        kafka::total_records(topic)
+    };
+    let (before, moved_before) = (settled(&free)?, kafka::total_records(&moved)?);
+    std::thread::sleep(Duration::from_millis(700));
+    let (after, moved_after) = (kafka::total_records(&free)?, kafka::total_records(&moved)?);
+    ensure!(
+        after == before && moved_after > moved_before && moved_before > 0,
+        "after the swap: old topic {before} → {after}, new topic {moved_before} → {moved_after}"
+    );
+
     // Pausing stops the schedule.
     let (status, body) = api.call(
         Method::POST,
@@ -342,9 +367,9 @@ fn generator_produces_at_its_rate_and_the_cap_holds() -> Result<()> {
         None,
     )?;
     ensure!(status == StatusCode::OK, "pause: {status} {body}");
-    let paused_at = kafka::total_records(&free)?;
+    let paused_at = kafka::total_records(&moved)?;
     std::thread::sleep(Duration::from_millis(600));
-    let later = kafka::total_records(&free)?;
+    let later = kafka::total_records(&moved)?;
     ensure!(
         later == paused_at,
         "a paused generator went on: {paused_at} → {later}"
