@@ -206,6 +206,25 @@ pub fn upload(api: &Api, token: &str, wasm: Vec<u8>) -> Result<String> {
     Ok(body["digest"].as_str().context("no digest")?.to_owned())
 }
 
+/// Uploads the component at `wasm` as `token` and creates a deployment of
+/// it from `body` (its `module` filled in); fails unless the API answers
+/// 201. Returns the created deployment's status.
+pub fn deploy_module(
+    api: &Api,
+    token: &str,
+    wasm: &std::path::Path,
+    mut body: serde_json::Value,
+) -> Result<serde_json::Value> {
+    let read = std::fs::read(wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
+    body["module"] = upload(api, token, read)?.into();
+    let (status, answer) = api.json(Method::POST, "/v1/deployments", Some(token), &body)?;
+    ensure!(
+        status == StatusCode::CREATED,
+        "create answered {status}: {answer}"
+    );
+    Ok(answer)
+}
+
 /// Sends `r`; returns the status and the body parsed as JSON (`Null` if
 /// it is not JSON).
 fn answer(

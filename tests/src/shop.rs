@@ -51,6 +51,21 @@ pub fn sized_json(event: &Event, size: usize) -> Result<Vec<u8>> {
     Ok(out.into_bytes())
 }
 
+/// `n` events from `seed`, the i-th stamped `START_TS + i`, so each can be
+/// told apart (and found again with [`event_number`]) wherever it lands.
+pub fn numbered_events(seed: u64, n: usize) -> Vec<Event> {
+    let mut events = events(seed, n);
+    for (i, e) in events.iter_mut().enumerate() {
+        e.ts = START_TS + i as i64;
+    }
+    events
+}
+
+/// The number of an event from [`numbered_events`].
+pub fn event_number(event: &Event) -> usize {
+    (event.ts - START_TS) as usize
+}
+
 /// A malformed event, one of several kinds chosen by `i`: wrong types,
 /// missing fields, unknown actions, not JSON at all.
 pub fn malformed_event(i: u64) -> String {

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use ingesta_tests::control::{self, Api, TENANT_A, upload};
+use ingesta_tests::control::{self, Api, TENANT_A};
 use ingesta_tests::kafka;
 use ingesta_tests::runner::{self, RunnerProcess};
 use ingesta_tests::shop::{self, Event};
@@ -128,33 +128,22 @@ fn outages_get_retry_later_answers_and_lose_no_acknowledged_event() -> Result<()
     let api = Api::new(port)?;
     api.wait_ready(TIMEOUT)?;
     let [topic] = kafka::fresh_topics(["a-activity"], 2)?;
-    let module = upload(
+    control::deploy_module(
         &api,
         TENANT_A.token,
-        std::fs::read(runner::guest_wasm("shop-ingest")?)?,
+        &runner::guest_wasm("shop-ingest")?,
+        json!({
+            "name": "ingest", "outputs": [topic], "config": { "topic": topic },
+            "ingest": { "ack_timeout_ms": 1500, "max_concurrency": 4 }
+        }),
     )?;
-    let body = json!({
-        "name": "ingest", "module": module, "outputs": [topic], "config": { "topic": topic },
-        "ingest": { "ack_timeout_ms": 1500, "max_concurrency": 4 }
-    });
-    let (status, answer) =
-        api.json(Method::POST, "/v1/deployments", Some(TENANT_A.token), &body)?;
-    ensure!(status == StatusCode::CREATED, "{status} {answer}");
 
     // Bounded: at most EVENTS requests from CLIENTS threads, each pausing
     // PACE between requests, for at most the run's length.
     const EVENTS: usize = 60_000;
     const CLIENTS: usize = 8;
     const PACE: Duration = Duration::from_millis(10);
-    let events: Vec<Event> = shop::Generator::new(11)
-        .take_events(EVENTS)
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut e)| {
-            e.ts = shop::START_TS + i as i64;
-            e
-        })
-        .collect();
+    let events = shop::numbered_events(11, EVENTS);
     let next = AtomicUsize::new(0);
     let phase = Mutex::new(Phase::Before);
     let done = AtomicBool::new(false);
@@ -252,7 +241,7 @@ fn outages_get_retry_later_answers_and_lose_no_acknowledged_event() -> Result<()
     let mut present = BTreeSet::new();
     for m in kafka::read_to_end(&topic, TIMEOUT)? {
         let e: Event = serde_json::from_str(kafka::value_str(&m)?)?;
-        present.insert((e.ts - shop::START_TS) as usize);
+        present.insert(shop::event_number(&e));
     }
     let missing: Vec<&usize> = seen.acked.difference(&present).collect();
     ensure!(

@@ -43,20 +43,8 @@ fn runner() -> Result<(RunnerProcess, Api)> {
 
 /// Uploads guest example `guest` as tenant A and creates a deployment of it
 /// from `body` (the module filled in).
-fn deploy(api: &Api, guest: &str, mut body: Value) -> Result<Value> {
-    let module = upload(
-        api,
-        TENANT_A.token,
-        std::fs::read(runner::guest_wasm(guest)?)?,
-    )?;
-    body["module"] = module.into();
-    let (status, answer) =
-        api.json(Method::POST, "/v1/deployments", Some(TENANT_A.token), &body)?;
-    ensure!(
-        status == StatusCode::CREATED,
-        "create answered {status}: {answer}"
-    );
-    Ok(answer)
+fn deploy(api: &Api, guest: &str, body: Value) -> Result<Value> {
+    control::deploy_module(api, TENANT_A.token, &runner::guest_wasm(guest)?, body)
 }
 
 /// POSTs `body` to the deployment's ingest endpoint with `token`.
@@ -82,15 +70,7 @@ fn ten_thousand_concurrent_events_land_exactly_once_partitioned_by_user() -> Res
     // Every event is told apart by its timestamp.
     const EVENTS: usize = 10_000;
     const CLIENTS: usize = 16;
-    let events: Vec<Event> = shop::Generator::new(7)
-        .take_events(EVENTS)
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut e)| {
-            e.ts = shop::START_TS + i as i64;
-            e
-        })
-        .collect();
+    let events = shop::numbered_events(7, EVENTS);
     let next = AtomicUsize::new(0);
     let refused: Vec<String> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..CLIENTS)
@@ -137,7 +117,7 @@ fn ten_thousand_concurrent_events_land_exactly_once_partitioned_by_user() -> Res
     let mut partition_of_user: BTreeMap<String, i32> = BTreeMap::new();
     for m in &records {
         let event: Event = serde_json::from_str(kafka::value_str(m)?)?;
-        let i = (event.ts - shop::START_TS) as usize;
+        let i = shop::event_number(&event);
         ensure!(seen.insert(i), "event {i} is in the topic twice");
         ensure!(
             event == events[i],
@@ -442,20 +422,17 @@ fn module_world_and_deployment_shape_must_match() -> Result<()> {
 fn a_hostile_producer_publishes_nothing_it_failed_and_keeps_serving() -> Result<()> {
     let (_ingesta, api) = runner()?;
     let [topic] = kafka::fresh_topics(["a-hostile"], 1)?;
-    let module = upload(
+    control::deploy_module(
         &api,
         TENANT_A.token,
-        std::fs::read(runner::fixture_wasm("hostile_producer")?)?,
+        &runner::fixture_wasm("hostile_producer")?,
+        json!({
+            "name": "hostile", "outputs": [topic],
+            "config": { "output_topic": topic },
+            "limits": { "deadline_ms": 1000 },
+            "ingest": { "max_concurrency": 1 }
+        }),
     )?;
-    let body = json!({
-        "name": "hostile", "module": module, "outputs": [topic],
-        "config": { "output_topic": topic },
-        "limits": { "deadline_ms": 1000 },
-        "ingest": { "max_concurrency": 1 }
-    });
-    let (status, answer) =
-        api.json(Method::POST, "/v1/deployments", Some(TENANT_A.token), &body)?;
-    ensure!(status == StatusCode::CREATED, "{status} {answer}");
 
     let cases = [
         ("loop", StatusCode::INTERNAL_SERVER_ERROR, "deadline"),
@@ -533,18 +510,15 @@ fn a_hostile_producer_publishes_nothing_it_failed_and_keeps_serving() -> Result<
 fn a_producer_swaps_pauses_resumes_and_rolls_back() -> Result<()> {
     let (_ingesta, api) = runner()?;
     let [first, second] = kafka::fresh_topics(["a-first", "a-second"], 1)?;
-    let module = upload(
+    control::deploy_module(
         &api,
         TENANT_A.token,
-        std::fs::read(runner::fixture_wasm("hostile_producer")?)?,
+        &runner::fixture_wasm("hostile_producer")?,
+        json!({
+            "name": "swap", "outputs": [first, second],
+            "config": { "output_topic": first }
+        }),
     )?;
-    let body = json!({
-        "name": "swap", "module": module, "outputs": [first, second],
-        "config": { "output_topic": first }
-    });
-    let (status, answer) =
-        api.json(Method::POST, "/v1/deployments", Some(TENANT_A.token), &body)?;
-    ensure!(status == StatusCode::CREATED, "{status} {answer}");
     let send = |value: &str| -> Result<()> {
         let (status, body) = post(&api, "swap", Some(TENANT_A.token), value)?;
         ensure!(status == StatusCode::ACCEPTED, "{value}: {status} {body}");

@@ -423,6 +423,27 @@ fn with_outbox<R>(f: impl FnOnce(&mut Outbox) -> R) -> R {
     })
 }
 
+/// Ends a call: hands its buffered output to `sink` when `result` is `Ok`
+/// and `publish` accepts the value, and drops it otherwise (the host
+/// publishes nothing of a failed call anyway). Every export ends this way.
+pub(crate) fn end_call<T>(
+    result: Result<T>,
+    publish: impl FnOnce(&T) -> bool,
+    sink: &mut dyn FnMut(&wit::Outbox) -> Result<()>,
+) -> Result<T> {
+    outbox(|outbox| match result {
+        Ok(value) if publish(&value) => outbox.finish(sink).map(|()| value),
+        Ok(value) => {
+            outbox.discard();
+            Ok(value)
+        }
+        Err(err) => {
+            outbox.discard();
+            Err(err)
+        }
+    })
+}
+
 /// Gives the dispatcher (and tests) the outbox.
 pub(crate) fn outbox<R>(f: impl FnOnce(&mut Outbox) -> R) -> R {
     OUTBOX.with_borrow_mut(f)
