@@ -15,6 +15,7 @@
 //! | [`producer`] | a running producer deployment: ingest requests and schedule ticks through an instance pool, publish, await acks, answer |
 //! | [`supervisor`] | the deployments of this runner: start, hot swap, restart, replay, pause, remove; their status |
 //! | [`runner`] | wiring: engine, producer, supervisor, control plane; serve until a signal |
+//! | [`build`] | `ingesta build` and `ingesta new`: Rust, Go and Python projects into components; the embedded WIT, SDKs and templates |
 //! | [`client`] | the blocking HTTP client the CLI uses to talk to the control API, and `ingesta top` |
 //! | [`control`] | the HTTP control plane: tenants and tokens, the module registry, deployment records, state in Kafka, the `/v1` API |
 //! | [`telemetry`] | log output, Prometheus metric families, each deployment's bounded guest log |
@@ -26,6 +27,7 @@
 //! `producer::schedule` (a tick) → `producer` (call an instance) →
 //! `kafka::OutputProducer` → ack → the HTTP answer.
 
+pub mod build;
 pub mod client;
 pub mod config;
 pub mod control;

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
+use ingesta_runtime::build::{self, BuildOptions, Language};
 use ingesta_runtime::client::{self, ApiClient};
 use ingesta_runtime::config::Config;
 use ingesta_runtime::telemetry::{self, LogFormat};
@@ -50,6 +51,30 @@ enum Command {
         /// The runner's TOML config file.
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Build the handler project in DIR (Rust, Go or Python, detected from
+    /// its manifest) into a component ready to deploy.
+    Build {
+        /// The project directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Where to write the component (default: DIR/<project>.wasm).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// The project's language, if detection is not enough.
+        #[arg(long, value_enum)]
+        lang: Option<Language>,
+    },
+    /// Create a handler project NAME in the current directory.
+    New {
+        /// The project's language.
+        #[arg(long, value_enum)]
+        lang: Language,
+        /// The project's name (lower case, digits and `-`).
+        name: String,
+        /// Create it in this directory instead of the current one.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
     },
     /// Print the SHA-256 of a bearer token (read from stdin), for
     /// `token_sha256` in the config.
@@ -249,6 +274,37 @@ fn run(command: Command) -> Result<()> {
             return Ok(());
         }
         Command::Module { api, command } => return module_command(&api, command),
+        Command::Build { dir, out, lang } => {
+            let built = build::build(&BuildOptions {
+                dir: dir.clone(),
+                out,
+                lang,
+                cache: build::default_cache(),
+            })
+            .with_context(|| format!("cannot build {}", dir.display()))?;
+            println!(
+                "built {} ({} {}, {} bytes) in {:.1} s",
+                built.path.display(),
+                built.lang,
+                built.world,
+                built.size,
+                built.seconds
+            );
+            return Ok(());
+        }
+        Command::New { lang, name, dir } => {
+            let created = build::scaffold::new_project(lang, &name, &dir, &build::default_cache())
+                .with_context(|| format!("cannot create {lang} project {name}"))?;
+            println!("created {} ({lang}):", created.dir.display());
+            for f in &created.files {
+                println!("  {}", f.strip_prefix(&created.dir).unwrap_or(f).display());
+            }
+            println!(
+                "next: cd {} && read README.md; `ingesta build` makes the component",
+                created.dir.display()
+            );
+            return Ok(());
+        }
         Command::Serve { .. } | Command::Check { .. } => command,
         client_command => return deployment_command(client_command),
     };

@@ -33,7 +33,7 @@ pub fn default_compile_cache() -> PathBuf {
 }
 
 /// `$<var>/ingesta`, else `~/<under_home>/ingesta`, else under the temp dir.
-fn xdg_dir(var: &str, under_home: &str) -> PathBuf {
+pub(crate) fn xdg_dir(var: &str, under_home: &str) -> PathBuf {
     let base = std::env::var_os(var)
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(under_home)))
