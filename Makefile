@@ -3,10 +3,15 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
-GUESTS := -p noop -p identity -p activity-stats -p shop-generator -p shop-ingest -p beacon -p not-a-consumer -p hostile -p hostile-producer
+GUESTS := -p noop -p identity -p activity-stats -p shop-generator -p shop-ingest -p beacon -p not-a-consumer -p hostile -p hostile-producer -p conformance-echo -p conformance-beacon
 GUEST_DIR := target/wasm32-wasip2/guest
+# Go and Python projects, built with `ingesta build` (deploy/guests.sh).
+GO_PROJECTS := guest-examples/go/activity-stats guest-examples/go/cart-alerts tests/conformance/go/echo tests/conformance/go/beacon
+PY_PROJECTS := guest-examples/python/activity-stats guest-examples/python/pii-router tests/conformance/python/echo tests/conformance/python/beacon
+# Native test runs of the Go and Python SDKs and projects.
+PY_TEST := PYTHONPATH=$(CURDIR)/sdk/python python3 -m unittest discover -s tests -t .
 
-.PHONY: all setup kafka-up kafka-down kafka-status build guests lint unit integration test demo bench clean
+.PHONY: all setup kafka-up kafka-down kafka-status build guests lint unit sdk-test integration test demo bench clean
 
 all: build guests
 
@@ -27,8 +32,10 @@ build: setup
 	$(CARGO) build --release -p ingesta -p ingesta-tests
 
 ## guests: every guest example and test fixture, as wasm components
-guests: setup
+## (Rust with cargo; Go and Python with `ingesta build`)
+guests: setup build
 	$(CARGO) build --target wasm32-wasip2 --profile guest $(GUESTS)
+	@bash deploy/guests.sh $(GO_PROJECTS) $(PY_PROJECTS)
 
 ## lint: formatting and clippy with warnings as errors
 lint: setup
@@ -39,12 +46,19 @@ lint: setup
 unit: setup
 	$(CARGO) test --release --workspace --lib --bins
 
+## sdk-test: the Go and Python SDKs' and projects' own unit tests, natively
+sdk-test: setup
+	@eval "$$(bash sdk/go/tools/goproxy.sh)" && for m in sdk/go $(GO_PROJECTS); do \
+		echo "go test: $$m"; (cd $$m && go test ./...) || exit 1; done
+	@for m in sdk/python $(PY_PROJECTS); do \
+		echo "python tests: $$m"; (cd $$m && $(PY_TEST)) || exit 1; done
+
 ## integration: end-to-end tests against the real broker
 integration: kafka-up build guests
 	$(CARGO) test --release -p ingesta-tests --tests -- --test-threads=2
 
 ## test: everything CI checks, from a fresh clone
-test: setup lint kafka-up build guests
+test: setup lint sdk-test kafka-up build guests
 	$(CARGO) test --release --workspace -- --test-threads=2
 
 ## demo: local Kafka + runner + the shop example, with live stats and alerts

@@ -5,6 +5,10 @@
 #   - C toolchain pieces librdkafka's build needs (cmake, OpenSSL headers)
 #   - promtool (Debian package prometheus), which checks the alert rules
 #   - Apache Kafka jars (deploy/kafka/kafka.sh fetch; cached outside the clone)
+#   - Go guests: the module proxy directory for the bindings' runtime
+#     package (sdk/go/tools/goproxy.sh) and Go 1.27.3, which the go command
+#     fetches into its module cache
+#   - Python guests: componentize-py in a virtualenv under the cache
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +48,23 @@ for c in clippy rustfmt; do
     rustup component add "$c"
   fi
 done
+
+# --- Go and Python guest toolchains ----------------------------------------
+CACHE="${INGESTA_CACHE:-$HOME/.cache/ingesta}"
+need_cmd go || { echo "setup: Go 1.26 or newer is required for Go guests (https://go.dev/dl)" >&2; exit 1; }
+eval "$(bash sdk/go/tools/goproxy.sh)"
+if ! GOTOOLCHAIN="$GOTOOLCHAIN" go version >/dev/null 2>&1; then
+  echo "setup: cannot get Go toolchain $GOTOOLCHAIN through the Go module proxy" >&2; exit 1
+fi
+COMPONENTIZE_PY=0.25.1
+venv="$CACHE/python/venv"
+if [ "$("$venv/bin/componentize-py" --version 2>/dev/null)" != "componentize-py $COMPONENTIZE_PY" ]; then
+  need_cmd python3 || { echo "setup: Python 3.10 or newer is required for Python guests" >&2; exit 1; }
+  say "installing componentize-py $COMPONENTIZE_PY into $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "componentize-py==$COMPONENTIZE_PY"
+fi
 
 # --- Kafka -----------------------------------------------------------------
 bash deploy/kafka/kafka.sh fetch

@@ -69,6 +69,14 @@ pub fn guest_wasm(name: &str) -> Result<PathBuf> {
     })
 }
 
+/// A Go or Python guest built by `ingesta build` (`make guests` builds them
+/// all): `target/wasm32-wasip2/guest/<lang>/<name>.wasm`.
+pub fn built_wasm(lang: &str, name: &str) -> Result<PathBuf> {
+    wasm_in_guest_dir(&format!("{lang}/{name}.wasm"), || {
+        format!("run `make guests` (it runs `ingesta build` for every {lang} project)")
+    })
+}
+
 /// A compiled test fixture under `tests/fixtures/` (a bin crate, so the file
 /// keeps the dash): `target/wasm32-wasip2/guest/not-a-consumer.wasm`.
 pub fn fixture_wasm(name: &str) -> Result<PathBuf> {
