@@ -13,6 +13,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -160,6 +161,14 @@ func parse[T Value](raw string) (T, string) {
 		if raw == "" {
 			return v, "cannot parse float from empty string"
 		}
+		// ParseFloat also reads Go literals (0x1p4, 1_0) that Rust rejects.
+		if !isRustFloat(raw) {
+			return v, "invalid float literal"
+		}
+		// Rust also takes a signed nan; ParseFloat does not.
+		if strings.EqualFold(strings.TrimLeft(raw, "+-"), "nan") {
+			return convertFloat[T](math.NaN()), ""
+		}
 		// Like Rust, out-of-range literals become infinities (or zero):
 		// ParseFloat returns those along with ErrRange.
 		f, err := strconv.ParseFloat(raw, bits(v))
@@ -168,6 +177,46 @@ func parse[T Value](raw string) (T, string) {
 		}
 		return convertFloat[T](f), ""
 	}
+}
+
+// isRustFloat reports whether Rust's f64::from_str accepts s: an optional
+// sign, then inf, infinity or nan (in any case), or decimal digits with an
+// optional point (at least one digit on either side) and an optional
+// exponent (e or E, an optional sign, digits).
+func isRustFloat(s string) bool {
+	if s != "" && (s[0] == '+' || s[0] == '-') {
+		s = s[1:]
+	}
+	switch strings.ToLower(s) {
+	case "inf", "infinity", "nan":
+		return true
+	}
+	digits := func() int {
+		n := 0
+		for n < len(s) && '0' <= s[n] && s[n] <= '9' {
+			n++
+		}
+		s = s[n:]
+		return n
+	}
+	mantissa := digits()
+	if s != "" && s[0] == '.' {
+		s = s[1:]
+		mantissa += digits()
+	}
+	if mantissa == 0 {
+		return false
+	}
+	if s != "" && (s[0] == 'e' || s[0] == 'E') {
+		s = s[1:]
+		if s != "" && (s[0] == '+' || s[0] == '-') {
+			s = s[1:]
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return s == ""
 }
 
 func intProblem(raw string, err error) string {

@@ -105,3 +105,43 @@ func TestCachesTheFirstAnswer(t *testing.T) {
 		t.Error("SetConfig is not seen")
 	}
 }
+
+// Floats are read with Rust's grammar: Go's hex floats and digit
+// separators are invalid literals, as they are in Rust and Python.
+func TestFloatsFollowRustsGrammar(t *testing.T) {
+	accepted := map[string]float64{
+		"1": 1, "+1.": 1, "-.5": -0.5, "1e3": 1000, "1E+3": 1000, "2.5e-1": 0.25, "007": 7,
+	}
+	rejected := []string{
+		"0x1p4", "0X10", "1_0", "1_000.5", "1e1_0", ".", "e5", "1e", "1e+", "+", "--1",
+		" 1", "1 ", "1.2.3", "0b1", "infx", "Inf1",
+	}
+	entries := map[string]string{}
+	for raw := range accepted {
+		entries["ok"+raw] = raw
+	}
+	for _, raw := range rejected {
+		entries["bad"+raw] = raw
+	}
+	for _, raw := range []string{"inf", "-Infinity", "NaN", "+nan", "INF"} {
+		entries["special"+raw] = raw
+	}
+	ingestatest.SetConfig(entries)
+	for raw, want := range accepted {
+		if v, _, err := config.Parse[float64]("ok" + raw); err != nil || v != want {
+			t.Errorf("%q: %v, %v", raw, v, err)
+		}
+	}
+	for _, raw := range []string{"inf", "-Infinity", "NaN", "+nan", "INF"} {
+		if v, _, err := config.Parse[float32]("special" + raw); err != nil || !(math.IsInf(float64(v), 0) || math.IsNaN(float64(v))) {
+			t.Errorf("%q: %v, %v", raw, v, err)
+		}
+	}
+	for _, raw := range rejected {
+		_, _, err := config.Parse[float64]("bad" + raw)
+		want := `config key bad` + raw + ` has invalid value "` + raw + `": invalid float literal`
+		if err == nil || ingesta.AsError(err).Message() != want {
+			t.Errorf("%q: got %v, want %s", raw, err, want)
+		}
+	}
+}

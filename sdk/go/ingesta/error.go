@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 )
 
 // ErrorClass says how the runner treats a failed call.
@@ -99,7 +100,11 @@ func (e *Error) Error() string {
 
 // AsError classifies any error the way the runner will see it: nil stays
 // nil; an [*Error] (or an error wrapping one) keeps its class and record
-// index, with the message of err itself when it wraps; any other error is
+// index, with the message of err itself when it wraps (where the wrapped
+// error's text appears in it, its message takes its place, so that
+// fmt.Errorf("loading rules: %w", Retryable("db down")) has the message
+// "loading rules: db down", not "loading rules: retryable: db down"); any
+// other error is
 // permanent with err's text as the message. Guests have no I/O, so an
 // unclassified error comes from parsing or validation, which no retry can
 // fix; return [Retryable] for a failure worth retrying.
@@ -113,8 +118,20 @@ func AsError(err error) *Error {
 	var inner *Error
 	if errors.As(err, &inner) {
 		c := *inner
-		c.message = err.Error()
+		c.message = wrappedMessage(err.Error(), inner)
 		return &c
 	}
 	return Permanent(err.Error())
+}
+
+// wrappedMessage is text, the message of an error wrapping inner, with the
+// last occurrence of inner's own text ("<class>: <message> (record N)")
+// replaced by its bare message.
+func wrappedMessage(text string, inner *Error) string {
+	full := inner.Error()
+	i := strings.LastIndex(text, full)
+	if i < 0 {
+		return text
+	}
+	return text[:i] + inner.message + text[i+len(full):]
 }

@@ -62,8 +62,20 @@ func TestAsErrorClassifiesAnyError(t *testing.T) {
 	}
 	wrapped := fmt.Errorf("loading rules: %w", ingesta.Retryable("db down").AtRecord(2))
 	e := ingesta.AsError(wrapped)
-	if !e.IsRetryable() || e.Message() != wrapped.Error() {
+	if !e.IsRetryable() || e.Message() != "loading rules: db down" {
 		t.Errorf("wrapped: %v", e)
+	}
+	if e.Error() != "retryable: loading rules: db down (record 2)" {
+		t.Errorf("wrapped text: %s", e.Error())
+	}
+	// Twice wrapped, and wrapped by an error whose text leaves it out.
+	twice := fmt.Errorf("batch: %w", fmt.Errorf("rules: %w", ingesta.Permanent("bad rule")))
+	if e := ingesta.AsError(twice); e.Message() != "batch: rules: bad rule" {
+		t.Errorf("twice wrapped: %v", e)
+	}
+	opaque := opaqueError{ingesta.Retryable("db down")}
+	if e := ingesta.AsError(opaque); !e.IsRetryable() || e.Message() != "lookup failed" {
+		t.Errorf("opaque: %v", e)
 	}
 	if i, _ := e.RecordIndex(); i != 2 {
 		t.Error("wrapped index lost")
@@ -73,3 +85,9 @@ func TestAsErrorClassifiesAnyError(t *testing.T) {
 		t.Error("errors.As")
 	}
 }
+
+// opaqueError wraps an *ingesta.Error without repeating its text.
+type opaqueError struct{ inner error }
+
+func (e opaqueError) Error() string { return "lookup failed" }
+func (e opaqueError) Unwrap() error { return e.inner }

@@ -215,7 +215,11 @@ func Run(h consumer.Handler, b *Batch) ([]Emitted, error) {
 
 // RunRequest runs one request through producer p, as the runner would: on
 // success the response and every record the call published (none for a
-// status of 400 or more); on failure the call's error.
+// status of 400 or more, not even records flushed early); on failure the
+// call's error. A status outside 200-599 is the permanent error the runner
+// reports for it ("the module answered with status S, which is not a final
+// HTTP status (200-599); nothing was published"), returned with the
+// response and no records.
 func RunRequest(p producer.Producer, r *ingesta.Request) (ingesta.Response, []Emitted, error) {
 	var resp ingesta.Response
 	out, err := capture(func() error {
@@ -223,7 +227,17 @@ func RunRequest(p producer.Producer, r *ingesta.Request) (ingesta.Response, []Em
 		resp, err = call.Request(p, r)
 		return err
 	})
-	return resp, out, err
+	switch {
+	case err != nil:
+		return resp, out, err
+	case resp.Status < 200 || resp.Status > 599:
+		return resp, nil, ingesta.Permanentf("the module answered with status %d, which is not "+
+			"a final HTTP status (200-599); nothing was published", resp.Status)
+	case resp.Status >= 400:
+		// The runner publishes nothing of a refusal, early flushes included.
+		return resp, nil, nil
+	}
+	return resp, out, nil
 }
 
 // RunTick runs one tick through producer p, as the runner would: on

@@ -2,6 +2,7 @@ package producer_test
 
 import (
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -161,5 +162,41 @@ func TestRequestAccessors(t *testing.T) {
 	}
 	if b := ingesta.NewRequest("POST", "/", nil).Body(); b == nil {
 		t.Error("an empty body is null")
+	}
+}
+
+// statusAnswer emits size bytes (over the 4 MiB early flush if asked) and
+// answers status.
+type statusAnswer struct {
+	status uint16
+	size   int
+}
+
+func (s statusAnswer) OnRequest(*ingesta.Request) (ingesta.Response, error) {
+	ingesta.Emit("big", "k", strings.Repeat("x", s.size))
+	return ingesta.NewResponse(s.status), nil
+}
+
+func TestRunRequestMatchesTheRunnersStatusRules(t *testing.T) {
+	ingestatest.Reset()
+	req := ingesta.NewRequest("POST", "/", nil)
+	// A refusal publishes nothing, not even what was flushed early.
+	resp, out, err := ingestatest.RunRequest(statusAnswer{409, 5 << 20}, req)
+	if err != nil || resp.Status != 409 || len(out) != 0 {
+		t.Errorf("409 after an early flush: %d records, %v", len(out), err)
+	}
+	if _, out, err := ingestatest.RunRequest(statusAnswer{200, 5 << 20}, req); err != nil || len(out) != 1 {
+		t.Errorf("200 after an early flush: %d records, %v", len(out), err)
+	}
+	if _, out, err := ingestatest.RunRequest(statusAnswer{599, 1}, req); err != nil || len(out) != 0 {
+		t.Errorf("599: %d records, %v", len(out), err)
+	}
+	for _, status := range []uint16{0, 101, 199, 600, 999} {
+		_, out, err := ingestatest.RunRequest(statusAnswer{status, 1}, req)
+		want := "permanent: the module answered with status " + strconv.Itoa(int(status)) +
+			", which is not a final HTTP status (200-599); nothing was published"
+		if err == nil || err.Error() != want || len(out) != 0 {
+			t.Errorf("status %d: %d records, %v", status, len(out), err)
+		}
 	}
 }

@@ -1,9 +1,12 @@
 """The only code that calls the host's imports (``emit``, ``log``, ``config``).
 
-Inside a component, :mod:`ingesta._component` installs a backend that calls
-the WIT imports. Everywhere else the calls go to :class:`NativeHost`, an
-in-memory stand-in, so the rest of the SDK (and handlers built on it) runs
-under plain ``python -m unittest``; :mod:`ingesta.testing` drives it.
+Inside a component, :mod:`ingesta._component` installs :class:`PendingHost`
+while the component is built (componentize-py runs module top-level code at
+build time, where there is no host), and a backend that calls the WIT
+imports on the first call. Everywhere else the calls go to
+:class:`NativeHost`, an in-memory stand-in, so the rest of the SDK (and
+handlers built on it) runs under plain ``python -m unittest``;
+:mod:`ingesta.testing` drives it.
 """
 
 from __future__ import annotations
@@ -80,13 +83,47 @@ class NativeHost:
         return list(self.config)
 
 
+def unavailable(what: str) -> Permanent:
+    """The error of a host call made before the component's first call."""
+    return Permanent(
+        f"{what} is only available during a call: use it in on_record or on_batch "
+        "(on_request or on_tick in a producer), or in __init__, which runs on the "
+        "first call, never at import time (ingesta build runs module top-level "
+        "code while building the component, where there is no deployment)"
+    )
+
+
+class PendingHost:
+    """The host of a component before its first call, that is while
+    componentize-py runs module top-level code at build time: there is no
+    deployment, so every call raises :func:`unavailable` (instead of
+    snapshotting an empty configuration or losing output)."""
+
+    def emit(self, outbox: WireOutbox) -> None:
+        """Refuses: there is no call to publish for."""
+        raise unavailable("emit")
+
+    def log(self, level: Level, message: str) -> None:
+        """Refuses: there is no deployment log yet."""
+        raise unavailable("logging")
+
+    def config_entries(self) -> list[tuple[str, str]]:
+        """Refuses: there is no deployment configuration yet."""
+        raise unavailable("config")
+
+
 _host: Host = NativeHost()
+
+pending = False
+"""Whether :class:`PendingHost` is installed (checked on every emit, which
+only reaches the host when the outbox is flushed)."""
 
 
 def install(host: Host) -> None:
     """Makes ``host`` the one every call goes to."""
-    global _host
+    global _host, pending
     _host = host
+    pending = isinstance(host, PendingHost)
 
 
 def current() -> Host:

@@ -3,9 +3,11 @@
 The whole map is fetched from the host once, on first use, and kept for the
 life of the instance (configuration cannot change under a running
 instance). Read it at call time (in ``on_record``, ``on_batch``,
-``on_request``...), never at import time: ``ingesta build`` runs a
-module's top-level code while building the component, where there is no
-deployment and so no configuration::
+``on_request``...) or in ``__init__`` (which runs on the first call),
+never at import time: ``ingesta build`` runs a module's top-level code
+while building the component, where there is no deployment and so no
+configuration, and a lookup there raises :class:`ingesta.Permanent`
+(failing the build)::
 
     from ingesta import config
 

@@ -15,7 +15,7 @@ Keys, values and header values are *payloads*: ``str`` (written as UTF-8),
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Set
 from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 from . import _host
@@ -32,9 +32,10 @@ __all__ = ["Payload", "emit", "emit_json", "forward", "Message"]
 Payload = Union[str, bytes, bytearray, memoryview, None]
 """What a key, value or header value can be published from (``None`` is null)."""
 
-HeaderPairs = Iterable[tuple[str, Payload]]
+HeaderPairs = Union[Mapping[str, Payload], Iterable[tuple[str, Payload]]]
 """Headers to publish: ``(name, value)`` pairs in order, e.g. a record's
-:attr:`ingesta.Record.headers` or a list of tuples."""
+:attr:`ingesta.Record.headers` or a list of tuples, or a mapping such as
+``{"id": "7"}`` (its items, in order; a mapping cannot repeat a name)."""
 
 FLUSH_THRESHOLD = 4 << 20
 """Buffered output above which the outbox is handed to the host early, to
@@ -42,6 +43,39 @@ bound guest memory on batches that fan out heavily."""
 
 _U32_MAX = 0xFFFF_FFFF
 T = TypeVar("T")
+
+
+def _header_pairs(
+    headers: HeaderPairs,
+) -> list[tuple[bytes, bytes | bytearray | memoryview | None]]:
+    """``headers`` as encoded ``(name, value)`` pairs; :class:`TypeError`
+    naming the problem if it is not a mapping or an ordered iterable of
+    pairs."""
+    if isinstance(headers, Mapping):
+        items: Iterable[Any] = headers.items()
+    elif isinstance(headers, (str, bytes, bytearray, memoryview, Set)) or not isinstance(
+        headers, Iterable
+    ):
+        raise TypeError(
+            "headers must be a mapping or a sequence of (name, value) pairs, "
+            f"not {type(headers).__name__}"
+        )
+    else:
+        items = headers
+    pairs: list[tuple[bytes, bytes | bytearray | memoryview | None]] = []
+    for pair in items:
+        if not isinstance(pair, (tuple, list)):
+            raise TypeError(f"each header must be a (name, value) pair, not {type(pair).__name__}")
+        if len(pair) != 2:
+            raise TypeError(
+                f"each header must be a (name, value) pair, not a {type(pair).__name__} "
+                f"of {len(pair)} items"
+            )
+        name, hv = pair
+        if not isinstance(name, str):
+            raise TypeError(f"header name must be str, not {type(name).__name__}")
+        pairs.append((name.encode("utf-8"), _payload(hv, f"header {name}")))
+    return pairs
 
 
 def _payload(value: Payload, what: str) -> bytes | bytearray | memoryview | None:
@@ -77,17 +111,16 @@ class Outbox:
         *,
         value_bytes: bytes | None = None,
     ) -> None:
-        """Appends one record (validating every part before writing any)."""
+        """Appends one record (validating every part before writing any).
+        Outside a call in a component (at build time) it raises
+        :class:`ingesta.Permanent`: there is no call to publish for."""
+        if _host.pending:
+            raise _host.unavailable("emit")
         if not isinstance(topic, str):
             raise TypeError(f"topic must be str, not {type(topic).__name__}")
         k = _payload(key, "key")
         v = value_bytes if value_bytes is not None else _payload(value, "value")
-        pairs: list[tuple[bytes, bytes | bytearray | memoryview | None]] = []
-        if headers is not None:
-            for name, hv in headers:
-                if not isinstance(name, str):
-                    raise TypeError(f"header name must be str, not {type(name).__name__}")
-                pairs.append((name.encode("utf-8"), _payload(hv, f"header {name}")))
+        pairs = [] if headers is None else _header_pairs(headers)
         if self.refused is not None:
             return
         data = self.data
@@ -181,13 +214,18 @@ def emit(topic: str, key: Payload, value: Payload, headers: HeaderPairs | None =
     """Publishes a record to ``topic`` when the current call succeeds.
 
     ``key`` and ``value`` are ``str``, bytes-like or ``None`` (null);
-    ``headers`` is an optional iterable of ``(name, value)`` pairs, e.g.
-    ``record.headers`` to carry a record's headers over. Records are
-    published in emit order::
+    ``headers`` is an optional sequence of ``(name, value)`` pairs, e.g.
+    ``record.headers`` to carry a record's headers over, or a mapping of
+    names to values (published in its order). Records are published in emit
+    order::
 
         emit("greetings", "user-1", "hello")
         emit("copies", record.key, record.value, record.headers)
+        emit("tagged", "user-1", "hi", {"source": "web", "id": "7"})
         emit("deletions", record.key, None)  # a tombstone
+
+    Anything else as ``headers`` (a string, a set, pairs of the wrong size)
+    raises :class:`TypeError`.
 
     Should the host refuse the output (a topic the deployment is not
     granted, an output limit), the call fails with a permanent error
@@ -276,7 +314,7 @@ class Message:
 
     def emit(self) -> None:
         """Queues the record for publishing."""
-        headers: HeaderPairs = self._headers
+        headers: list[tuple[str, Payload]] = self._headers
         if self._forwarded is not None:
             headers = [*self._forwarded.headers, *self._headers]
         emit(self._topic, self._key, self._value, headers)

@@ -25,8 +25,14 @@ class Handler:
     across calls, so attributes can carry state from batch to batch. That
     state is lost when the instance is recycled (after a trap, a rebalance
     or a restart), and batches are delivered at least once, so treat it as
-    a cache rather than a source of truth. Read configuration in the
-    handler methods (or lazily from them), never at import time.
+    a cache rather than a source of truth. Read configuration in
+    ``__init__`` or the handler methods, never at import time (where it
+    raises). An :class:`ingesta.Error` raised by ``__init__`` fails the
+    call, and the object is created again on the next one.
+
+    A subclass must override :meth:`on_record` or :meth:`on_batch`;
+    ``ingesta build`` refuses one that overrides neither (a misspelled
+    method name would otherwise accept every batch).
     """
 
     def on_record(self, record: Record) -> None:

@@ -45,6 +45,7 @@ from ._host import NativeHost, WireOutbox
 from ._json import from_json
 from .batch import Batch, TimestampType
 from .emit import OUTBOX, Payload
+from .errors import Permanent
 from .handler import Handler
 from .handler import run as _run_handler
 from .log import Level
@@ -246,8 +247,20 @@ def run(handler: Handler, batch: TestBatch) -> list[Emitted]:
 def run_request(producer: Producer, request: Request) -> tuple[Response, list[Emitted]]:
     """Runs one request through ``producer``, as the runner would: returns the
     response and every record the call published (none for a status of 400
-    or more); raises the producer's :class:`ingesta.Error` on failure."""
+    or more, not even records flushed early); raises the producer's
+    :class:`ingesta.Error` on failure. A status outside 200-599 raises the
+    permanent error the runner reports for it (``the module answered with
+    status S, which is not a final HTTP status (200-599); nothing was
+    published``)."""
     response, out = _capture(lambda: _run_request(producer, request))
+    if not 200 <= response.status <= 599:
+        raise Permanent(
+            f"the module answered with status {response.status}, which is not a final "
+            "HTTP status (200-599); nothing was published"
+        )
+    if response.status >= 400:
+        # The runner publishes nothing of a refusal, early flushes included.
+        return response, []
     return response, out
 
 

@@ -38,6 +38,34 @@ class EmitTest(unittest.TestCase):
             emit("t", 1, "v")  # type: ignore[arg-type]
         self.assertEqual(decode(drain()), [], "a refused payload appends nothing")
 
+    def test_headers_from_a_mapping_or_pairs(self) -> None:
+        emit("t", "k", "v", headers={"id": "7", "raw": b"\x00", "null": None})
+        emit("t", "k", "v", [("a", "1"), ["b", b"2"]])
+        emit("t", "k", "v", (pair for pair in [("g", "3")]))
+        emit_json("t", "k", {}, headers={"id": "8"})
+        Message.to("t").header("x", "1").emit()
+        out = decode(drain())
+        self.assertEqual(out[0].headers, [("id", b"7"), ("raw", b"\x00"), ("null", None)])
+        self.assertEqual(out[1].headers, [("a", b"1"), ("b", b"2")])
+        self.assertEqual(out[2].headers, [("g", b"3")])
+        self.assertEqual(out[3].headers, [("id", b"8")])
+        self.assertEqual(out[4].headers, [("x", b"1")])
+        not_pairs = "headers must be a mapping or a sequence of (name, value) pairs, not "
+        for headers, problem in [
+            ("id=7", not_pairs + "str"),
+            (b"id", not_pairs + "bytes"),
+            ({("a", "1")}, not_pairs + "set"),
+            (7, not_pairs + "int"),
+            (["id"], "each header must be a (name, value) pair, not str"),
+            ([("a", "1", "2")], "each header must be a (name, value) pair, not a tuple of 3 items"),
+            ([(1, "v")], "header name must be str, not int"),
+            ({"n": 5}, "header n must be str, bytes, bytearray, memoryview or None, not int"),
+        ]:
+            with self.assertRaises(TypeError) as ctx:
+                emit("t", "k", "v", headers)  # type: ignore[arg-type]
+            self.assertEqual(str(ctx.exception), problem)
+        self.assertEqual(decode(drain()), [], "a refused record appends nothing")
+
     def test_topics_are_deduplicated_in_first_use_order(self) -> None:
         emit("a", "k1", "v1")
         emit("b", None, "v2")

@@ -233,6 +233,125 @@ class ExportTest(unittest.TestCase):
             Export().handle_tick(types.SimpleNamespace(seq=0, scheduled_ms=0, interval_ms=1))
         self.assertIn("does not handle ticks", ctx.exception.value.message)
 
+    def test_host_calls_before_the_first_call_raise(self) -> None:
+        import importlib
+
+        import ingesta._component as component
+
+        # The entry module imports ingesta._component before the user's
+        # module: with the bindings present, that installs the pending host.
+        testing.reset()
+        importlib.reload(component)
+        self.assertIsInstance(ingesta._host.current(), ingesta._host.PendingHost)
+        for what, call in [
+            ("config", lambda: ingesta.config.get("output_topic")),
+            ("emit", lambda: emit("t", None, "v")),
+            ("emit", lambda: ingesta.Message.to("t").value("v").emit()),
+            ("logging", lambda: ingesta.info("loading")),
+        ]:
+            with self.assertRaises(Permanent) as ctx:
+                call()
+            self.assertTrue(
+                ctx.exception.message.startswith(f"{what} is only available during a call: "),
+                ctx.exception.message,
+            )
+            self.assertIn("__init__, which runs on the first call", ctx.exception.message)
+
+        Counted.created = 0
+        Export = component.export_consumer(Counted)
+        with self.assertRaises(Permanent):
+            ingesta.config.get("output_topic")
+        Export().handle(TestBatch("in", 0).record("a", "1").raw())
+        self.assertEqual(self.fake.logs, [(_Level.INFO, "created with out")],
+                         "config read at build time did not stick")
+        self.assertEqual(len(self.fake.emitted), 1)
+
+    def test_first_call_drops_config_cache_and_output_from_before(self) -> None:
+        from ingesta._component import export_consumer
+
+        testing.set_config({"output_topic": "stale"})
+        self.assertEqual(ingesta.config.get("output_topic"), "stale")
+        emit("stale", None, "buffered outside a call")
+        Export = export_consumer(Counted)
+        Export().handle(TestBatch("in", 0).record("a", "1").raw())
+        self.assertEqual(self.fake.logs, [(_Level.INFO, "created with out")])
+        self.assertEqual([o.topics for o in self.fake.emitted], [["echo"]])
+
+    def test_init_errors_fail_the_call_and_creation_is_retried(self) -> None:
+        from ingesta._component import export_consumer, export_producer
+
+        class NeedsConfig(Echo):
+            created = 0
+
+            def __init__(self) -> None:
+                super().__init__()
+                NeedsConfig.created += 1
+                emit("echo", None, "from __init__")
+                self.topic = ingesta.config.require(
+                    "missing" if NeedsConfig.created == 1 else "output_topic"
+                )
+
+        Export = export_consumer(NeedsConfig)
+        batch = TestBatch("in", 0).record("a", "1").raw()
+        with self.assertRaises(_Err) as ctx:
+            Export().handle(batch)
+        err = ctx.exception.value
+        self.assertEqual(err.class_, _ErrorClass.PERMANENT)
+        self.assertEqual(err.message, "config key missing is not set")
+        self.assertIsNone(err.record_index)
+        self.assertEqual(self.fake.emitted, [], "the failed call published nothing")
+        Export().handle(batch)
+        self.assertEqual(NeedsConfig.created, 2, "created again on the next call")
+        self.assertEqual(len(self.fake.emitted), 1)
+        values = testing.decode(self.fake.emitted[0])  # type: ignore[arg-type]
+        self.assertEqual([e.value for e in values], [b"from __init__", b"1"])
+
+        class BadJson(ingesta.Producer):
+            def __init__(self) -> None:
+                emit("t", None, "dropped")
+                json.loads("{nope")
+
+            def on_tick(self, tick: ingesta.Tick) -> None:
+                emit("t", None, "tick")
+
+        ExportP = export_producer(BadJson)
+        tick = types.SimpleNamespace(seq=0, scheduled_ms=0, interval_ms=1)
+        with self.assertRaises(_Err) as ctx:
+            ExportP().handle_tick(tick)
+        self.assertEqual(ctx.exception.value.class_, _ErrorClass.PERMANENT)
+        self.assertTrue(ctx.exception.value.message.startswith("invalid JSON: "))
+        self.assertEqual(len(self.fake.emitted), 1, "nothing of the producer was published")
+
+    def test_class_without_handler_methods_is_refused_at_build_time(self) -> None:
+        from ingesta._component import export_consumer, export_producer
+
+        class Typo(ingesta.Handler):
+            def on_recrod(self, record: Record) -> None:
+                emit("t", None, record.value)
+
+        with self.assertRaises(TypeError) as ctx:
+            export_consumer(Typo)
+        self.assertIn("Typo overrides neither on_record nor on_batch", str(ctx.exception))
+
+        class Quiet(ingesta.Producer):
+            def on_requset(self, request: ingesta.Request) -> ingesta.Response:
+                return ingesta.Response.ok()
+
+        with self.assertRaises(TypeError) as ctx:
+            export_producer(Quiet)
+        self.assertIn("Quiet overrides neither on_request nor on_tick", str(ctx.exception))
+
+        class TickOnly(ingesta.Producer):
+            def on_tick(self, tick: ingesta.Tick) -> None:
+                pass
+
+        class BatchOnly(ingesta.Handler):
+            def on_batch(self, batch: ingesta.Batch) -> None:
+                pass
+
+        export_producer(TickOnly)
+        export_consumer(BatchOnly)
+
     def test_wrong_class_is_refused_at_build_time(self) -> None:
         from ingesta._component import export_consumer, export_producer
 

@@ -113,5 +113,44 @@ class ProducerTest(unittest.TestCase):
             testing.run_request(Forgot(), Request("POST", "/"))
 
 
+class StatusAnswer(ingesta.Producer):
+    """Emits ``size`` bytes (over the early-flush threshold if asked) and
+    answers ``status``."""
+
+    def __init__(self, status: int = 200, size: int = 1) -> None:
+        self.status = status
+        self.size = size
+
+    def on_request(self, request: Request) -> Response:
+        emit("big", "k", b"x" * self.size)
+        return Response(self.status)
+
+
+class RunRequestStatusTest(unittest.TestCase):
+    def setUp(self) -> None:
+        testing.reset()
+
+    def test_refusal_returns_nothing_even_after_an_early_flush(self) -> None:
+        from ingesta.emit import FLUSH_THRESHOLD
+
+        req = Request("POST", "/")
+        resp, out = testing.run_request(StatusAnswer(409, FLUSH_THRESHOLD + 1), req)
+        self.assertEqual((resp.status, out), (409, []))
+        _, out = testing.run_request(StatusAnswer(200, FLUSH_THRESHOLD + 1), req)
+        self.assertEqual(len(out), 1)
+        self.assertEqual(len(testing.run_request(StatusAnswer(399), req)[1]), 1)
+        self.assertEqual(testing.run_request(StatusAnswer(599), req)[1], [])
+
+    def test_status_outside_200_to_599_is_an_error(self) -> None:
+        for status in (0, 101, 199, 600, 999):
+            with self.assertRaises(Permanent) as ctx:
+                testing.run_request(StatusAnswer(status), Request("POST", "/"))
+            self.assertEqual(
+                ctx.exception.message,
+                f"the module answered with status {status}, which is not a final HTTP "
+                "status (200-599); nothing was published",
+            )
+
+
 if __name__ == "__main__":
     unittest.main()

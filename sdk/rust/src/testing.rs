@@ -25,7 +25,7 @@
 
 use crate::batch::{Batch, TimestampType};
 use crate::emit::{self, Payload};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::handler::{self, Handler};
 use crate::host::imp::with_host;
 use crate::log::Level;
@@ -195,13 +195,25 @@ pub fn run<H: Handler>(handler: &mut H, batch: &TestBatch) -> Result<Vec<Emitted
 
 /// Runs one request through `producer`, as the runner would: on success,
 /// the response and every record the call published (none for a status of
-/// 400 or more); on failure, the producer's error.
+/// 400 or more, not even records flushed early); on failure, the
+/// producer's error. A status outside 200..=599 is the permanent error the
+/// runner reports for it (`the module answered with status S, which is not
+/// a final HTTP status (200-599); nothing was published`).
 pub fn run_request<P: Producer>(
     producer: &mut P,
     request: &Request,
 ) -> Result<(Response, Vec<Emitted>)> {
     let (result, out) = capture(|sink| producer::run_request(producer, request, sink));
-    Ok((result?, out))
+    let response = result?;
+    match response.status {
+        200..=399 => Ok((response, out)),
+        // The runner publishes nothing of a refusal, early flushes included.
+        400..=599 => Ok((response, Vec::new())),
+        other => Err(Error::permanent(format!(
+            "the module answered with status {other}, which is not a final HTTP status \
+             (200-599); nothing was published"
+        ))),
+    }
 }
 
 /// Runs one tick through `producer`, as the runner would: on success, every
@@ -283,4 +295,51 @@ pub(crate) fn decode(outbox: &wit::Outbox) -> Vec<Emitted> {
 
 fn owned(payload: impl Payload) -> Option<Vec<u8>> {
     payload.into_payload().map(|bytes| bytes.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emit::{FLUSH_THRESHOLD, emit};
+
+    /// Emits `size` bytes (over the early-flush threshold if asked) and
+    /// answers `status`.
+    #[derive(Default)]
+    struct Answer {
+        status: u16,
+        size: usize,
+    }
+
+    impl Producer for Answer {
+        fn on_request(&mut self, _: &Request) -> Result<Response> {
+            emit("big", "k", vec![b'x'; self.size]);
+            Ok(Response::new(self.status))
+        }
+    }
+
+    fn answer(status: u16, size: usize) -> Result<(Response, Vec<Emitted>)> {
+        run_request(&mut Answer { status, size }, &Request::new("POST", "/", ""))
+    }
+
+    #[test]
+    fn run_request_follows_the_runners_status_rules() {
+        let big = FLUSH_THRESHOLD + 1;
+        // A refusal publishes nothing, not even what was flushed early.
+        let (resp, out) = answer(409, big).unwrap();
+        assert_eq!((resp.status, out.len()), (409, 0));
+        assert_eq!(answer(200, big).unwrap().1.len(), 1);
+        assert_eq!(answer(399, 1).unwrap().1.len(), 1);
+        assert_eq!(answer(599, 1).unwrap().1.len(), 0);
+        for status in [0, 101, 199, 600, 999] {
+            let err = answer(status, 1).unwrap_err();
+            assert!(!err.is_retryable());
+            assert_eq!(
+                err.message(),
+                format!(
+                    "the module answered with status {status}, which is not a final HTTP \
+                     status (200-599); nothing was published"
+                )
+            );
+        }
+    }
 }
