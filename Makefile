@@ -70,6 +70,9 @@ bench: kafka-up build guests
 	$(CARGO) run --release -p ingesta-tests --bin ingesta-bench -- --out target/bench-latest.md
 	$(CARGO) run --release -p ingesta-tests --bin deploy-bench | tee target/bench-deploy-latest.md
 	$(CARGO) run --release -p ingesta-tests --bin ingest-bench | tee target/bench-ingest-latest.md
+	$(CARGO) run --release -p ingesta-tests --bin sdk-bench | tee target/bench-sdk-latest.md
+	$(CARGO) run --release -p ingesta-tests --bin ingesta-bench -- --sizes 100 --records 200000 \
+		--cases raw,activity-stats,activity-stats-go,activity-stats-python --out target/bench-lang-latest.md
 	@echo "results: target/bench-latest.md (compare with docs/benchmarks.md)"
 
 clean:

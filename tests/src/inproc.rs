@@ -53,6 +53,33 @@ pub fn batch<'a>(values: impl IntoIterator<Item = &'a str>) -> Batch {
     }
 }
 
+/// The consumer component at `path` linked into `engine` as deployment
+/// `name` with these limits, granted `outputs` and given `config`.
+pub fn consumer(
+    engine: &WasmEngine,
+    cache: &Path,
+    path: &Path,
+    name: &str,
+    limits: &LimitsConfig,
+    outputs: &[&str],
+    config: &[(&str, &str)],
+) -> Result<ConsumerTemplate> {
+    let module = LoadedModule::from_file(engine.engine(), path, cache)?;
+    let pre = consumer_linker(engine.engine())?.instantiate_pre(&module.component)?;
+    let mut grants = DeploymentGrants::new(
+        name,
+        limits,
+        module.digest.clone(),
+        DeploymentTelemetry::new(name),
+    );
+    grants.outputs = outputs.iter().map(|t| (*t).to_owned()).collect::<HashSet<_>>();
+    grants.config = config
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect::<BTreeMap<_, _>>();
+    ConsumerTemplate::new(pre, Arc::new(grants))
+}
+
 /// The hostile fixture linked into `engine` as deployment `name` with
 /// these limits, granted [`OUTPUT_TOPIC`].
 pub fn hostile(
@@ -61,18 +88,15 @@ pub fn hostile(
     name: &str,
     limits: &LimitsConfig,
 ) -> Result<ConsumerTemplate> {
-    let module =
-        LoadedModule::from_file(engine.engine(), &runner::fixture_wasm("hostile")?, cache)?;
-    let pre = consumer_linker(engine.engine())?.instantiate_pre(&module.component)?;
-    let mut grants = DeploymentGrants::new(
+    consumer(
+        engine,
+        cache,
+        &runner::fixture_wasm("hostile")?,
         name,
         limits,
-        module.digest.clone(),
-        DeploymentTelemetry::new(name),
-    );
-    grants.outputs = HashSet::from([OUTPUT_TOPIC.to_owned()]);
-    grants.config = BTreeMap::from([("output_topic".to_owned(), OUTPUT_TOPIC.to_owned())]);
-    ConsumerTemplate::new(pre, Arc::new(grants))
+        &[OUTPUT_TOPIC],
+        &[("output_topic", OUTPUT_TOPIC)],
+    )
 }
 
 /// The values of every record in `outboxes`, in order (`None` for null).

@@ -9,6 +9,7 @@
 //! | raw | a plain rust-rdkafka `BaseConsumer` loop touching every payload (the ceiling) |
 //! | noop | ingesta with the `noop` guest (in-process, via the library) |
 //! | activity-stats | ingesta with the shop statistics guest (outputs stats and alerts) |
+//! | activity-stats-go, activity-stats-python | the same guest written with the Go or Python SDK (not run by default) |
 //! | native-map | a native 1:1 map: consume, produce each record (acks=all, idempotent), until the last ack |
 //! | identity | ingesta with the `identity` guest: the same 1:1 map through wasm |
 //! | neighbour | `identity` again, on a runner where a hostile deployment spins into its deadline on every record |
@@ -34,7 +35,9 @@ use clap::Parser;
 use ingesta_runtime::config::Config;
 use ingesta_runtime::runner::Runner;
 use ingesta_tests::kafka;
-use ingesta_tests::runner::{Deployment, config_toml_with_consumer, fixture_wasm, guest_wasm};
+use ingesta_tests::runner::{
+    Deployment, built_wasm, config_toml_with_consumer, fixture_wasm, guest_wasm,
+};
 use ingesta_tests::shop::{Generator, sized_json};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -58,8 +61,9 @@ struct Args {
     /// Record sizes in bytes, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "100,1024")]
     sizes: Vec<usize>,
-    /// Cases to run, comma-separated (raw, noop, activity-stats, native-map,
-    /// identity, neighbour).
+    /// Cases to run, comma-separated (raw, noop, activity-stats,
+    /// activity-stats-go, activity-stats-python, native-map, identity,
+    /// neighbour).
     #[arg(
         long,
         value_delimiter = ',',
@@ -88,10 +92,12 @@ fn consumer_props() -> &'static [(String, String)] {
     CONSUMER_PROPS.get().map_or(&[], Vec::as_slice)
 }
 
-const CASES: [&str; 6] = [
+const CASES: [&str; 8] = [
     "raw",
     "noop",
     "activity-stats",
+    "activity-stats-go",
+    "activity-stats-python",
     "native-map",
     "identity",
     "neighbour",
@@ -146,6 +152,16 @@ fn run() -> Result<()> {
     // Resolve modules up front so a missing build fails before any work.
     let noop = guest_wasm("noop")?;
     let stats = guest_wasm("activity-stats")?;
+    // The Go and Python builds only when asked for: `make guests` makes them.
+    let stats_in = |lang: &str| -> Result<Option<PathBuf>> {
+        if want(&format!("activity-stats-{lang}")) {
+            Ok(Some(built_wasm(lang, "activity-stats")?))
+        } else {
+            Ok(None)
+        }
+    };
+    let stats_go = stats_in("go")?;
+    let stats_python = stats_in("python")?;
     let identity = guest_wasm("identity")?;
     let hostile = fixture_wasm("hostile")?;
 
@@ -210,26 +226,33 @@ fn run() -> Result<()> {
         })?;
         let (stats_topic, alerts_topic) =
             (kafka::unique("bench-stats"), kafka::unique("bench-alerts"));
-        if want("activity-stats") {
+        if want("activity-stats") || stats_go.is_some() || stats_python.is_some() {
             kafka::create_topic(&stats_topic, 4)?;
             kafka::create_topic(&alerts_topic, 4)?;
             topics.extend([stats_topic.clone(), alerts_topic.clone()]);
         }
-        run("activity-stats", &mut || {
-            ingesta_case(
-                &rt,
-                "activity-stats",
-                &stats,
-                &input,
-                &[&stats_topic, &alerts_topic],
-                &[
-                    ("stats_topic", &stats_topic),
-                    ("alerts_topic", &alerts_topic),
-                ],
-                n,
-                &[],
-            )
-        })?;
+        for (case, module) in [
+            ("activity-stats", Some(&stats)),
+            ("activity-stats-go", stats_go.as_ref()),
+            ("activity-stats-python", stats_python.as_ref()),
+        ] {
+            let Some(module) = module else { continue };
+            run(case, &mut || {
+                ingesta_case(
+                    &rt,
+                    case,
+                    module,
+                    &input,
+                    &[&stats_topic, &alerts_topic],
+                    &[
+                        ("stats_topic", &stats_topic),
+                        ("alerts_topic", &alerts_topic),
+                    ],
+                    n,
+                    &[],
+                )
+            })?;
+        }
         let native_out = kafka::unique("bench-native-out");
         if want("native-map") {
             kafka::create_topic(&native_out, 4)?;
@@ -549,6 +572,8 @@ fn render(results: &[Measured], bootstrap: &str, total: Duration, repeat: usize)
             "noop" | "activity-stats" => {
                 find("raw", m.size).map(|raw| format!("{:.2} × raw", m.rate() / raw.rate()))
             }
+            "activity-stats-go" | "activity-stats-python" => find("activity-stats", m.size)
+                .map(|rust| format!("{:.2} × activity-stats (Rust)", m.rate() / rust.rate())),
             "identity" => find("native-map", m.size)
                 .map(|native| format!("{:.2} × native-map", m.rate() / native.rate())),
             "neighbour" => find("identity", m.size)
