@@ -72,7 +72,10 @@ pub fn consumer(
         module.digest.clone(),
         DeploymentTelemetry::new(name),
     );
-    grants.outputs = outputs.iter().map(|t| (*t).to_owned()).collect::<HashSet<_>>();
+    grants.outputs = outputs
+        .iter()
+        .map(|t| (*t).to_owned())
+        .collect::<HashSet<_>>();
     grants.config = config
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

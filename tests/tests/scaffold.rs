@@ -42,8 +42,9 @@ fn batch() -> Batch {
         value: Some(Span::append(&mut data, b"t-1")),
     }
     .encode(&mut headers);
-    for (offset, (key, value, header_count)) in
-        [(Some("k1"), "hello", 1), (None, "wörld", 0)].into_iter().enumerate()
+    for (offset, (key, value, header_count)) in [(Some("k1"), "hello", 1), (None, "wörld", 0)]
+        .into_iter()
+        .enumerate()
     {
         RecordEntry {
             offset: offset as i64,
@@ -66,7 +67,12 @@ fn batch() -> Batch {
 
 /// Runs the component at `wasm` on [`batch`] and returns what it emitted:
 /// (topic, key, value, headers).
-type Emitted = (String, Option<String>, Option<String>, Vec<(String, Option<String>)>);
+type Emitted = (
+    String,
+    Option<String>,
+    Option<String>,
+    Vec<(String, Option<String>)>,
+);
 
 fn run_component(wasm: &Path) -> Result<Vec<Emitted>> {
     inproc::block_on(async {
@@ -102,7 +108,12 @@ fn run_component(wasm: &Path) -> Result<Vec<Emitted>> {
                     .filter_map(|h| HeaderEntry::read(&o.headers, h as usize))
                     .map(|h| (s(Some(h.name)).unwrap_or_default(), s(h.value)))
                     .collect();
-                out.push((o.topics[r.topic as usize].clone(), s(r.key), s(r.value), headers));
+                out.push((
+                    o.topics[r.topic as usize].clone(),
+                    s(r.key),
+                    s(r.value),
+                    headers,
+                ));
             }
         }
         Ok(out)
@@ -124,12 +135,20 @@ fn new_projects_in_every_language_build_and_upper_case_records() -> Result<()> {
     for lang in ["rust", "go", "python"] {
         let name = format!("shouty-{lang}");
         let created = ingesta(&["new", "--lang", lang, &name], dir.path())?;
-        ensure!(created.status.success(), "ingesta new --lang {lang}: {}", text(&created));
+        ensure!(
+            created.status.success(),
+            "ingesta new --lang {lang}: {}",
+            text(&created)
+        );
         let project = dir.path().join(&name);
         ensure!(project.join("README.md").is_file(), "{lang}: no README.md");
 
         let built = ingesta(&["build"], &project)?;
-        ensure!(built.status.success(), "ingesta build ({lang}): {}", text(&built));
+        ensure!(
+            built.status.success(),
+            "ingesta build ({lang}): {}",
+            text(&built)
+        );
         let said = text(&built);
         ensure!(
             said.contains(&format!("({lang} consumer,")),
@@ -150,7 +169,11 @@ fn build_refuses_broken_projects_naming_the_problem() -> Result<()> {
         let o = ingesta(&["build"], project)?;
         let said = text(&o);
         ensure!(!o.status.success(), "{} built: {said}", project.display());
-        ensure!(said.contains(needle), "{} failed without {needle:?}: {said}", project.display());
+        ensure!(
+            said.contains(needle),
+            "{} failed without {needle:?}: {said}",
+            project.display()
+        );
         Ok(())
     };
 
@@ -178,7 +201,10 @@ fn build_refuses_broken_projects_naming_the_problem() -> Result<()> {
         py.join("pyproject.toml"),
         "[project]\nname = \"py\"\n[tool.ingesta]\nhandler = \"app:App\"\n",
     )?;
-    std::fs::write(py.join("app.py"), "raise RuntimeError('broken at import')\n")?;
+    std::fs::write(
+        py.join("app.py"),
+        "raise RuntimeError('broken at import')\n",
+    )?;
     refused(&py, "componentize-py imports app at build time")?;
 
     // Go: a program that links neither SDK export has no world, one that

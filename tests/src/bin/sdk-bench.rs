@@ -129,7 +129,8 @@ fn run() -> Result<()> {
             loaded.digest.clone(),
             DeploymentTelemetry::new(lang),
         );
-        grants.outputs = HashSet::from(["user-activity-stats".into(), "user-activity-alerts".into()]);
+        grants.outputs =
+            HashSet::from(["user-activity-stats".into(), "user-activity-alerts".into()]);
         grants.config = BTreeMap::new();
         let template = ConsumerTemplate::new(pre, Arc::new(grants))?;
         let (instantiate, first_call, rate) = block_on(async {
