@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The shop demo (`make demo`): the runner on the local broker with three
+# The shop demo (`make demo`): the runner on the local broker with five
 # deployments of the tenant "shop", all made through the control API:
-#   shop-generator  a producer module (wasm) making shop traffic on a timer
-#   shop-ingest     a producer module validating webhook posts
-#   activity-stats  a consumer module keeping statistics and raising alerts
+#   shop-generator  a producer module (Rust) making shop traffic on a timer
+#   shop-ingest     a producer module (Rust) validating webhook posts
+#   activity-stats  a consumer module (Rust) keeping statistics and raising alerts
+#   cart-alerts     a consumer module (Go) spotting add-to-cart bursts per user
+#   pii-router      a consumer module (Python) redacting and routing events
 # and a live view of the statistics and alerts.
 # Expects `make kafka-up build guests` to have run (the Makefile does that).
 #   DEMO_SECONDS=60  stop by itself after a minute (default: until Ctrl-C)
@@ -16,7 +18,8 @@ run=target/demo
 mkdir -p "$run"
 rate=${DEMO_RATE:-200}
 
-"$bin/create-topics" user-activity:4 user-activity-stats:4 user-activity-alerts:1
+"$bin/create-topics" user-activity:4 user-activity-stats:4 user-activity-alerts:1 \
+  user-activity-cart-alerts:1 user-activity-clean:4 user-activity-quarantine:1
 
 echo "demo: starting ingesta (log: $run/ingesta.log)"
 "$bin/ingesta" serve --config deploy/demo/ingesta.toml >"$run/ingesta.log" 2>&1 &
@@ -38,16 +41,18 @@ done
 # Deploy as the tenant "shop" would: upload the module and create the
 # deployment through the control API (its state is kept in Kafka, so a
 # previous demo's deployment is replaced).
-for d in activity-stats shop-generator shop-ingest; do
+for d in activity-stats cart-alerts pii-router shop-generator shop-ingest; do
   "$bin/ingesta" rm "$d" >/dev/null 2>&1 || true
 done
-echo "demo: deploying activity-stats through the control API"
+echo "demo: deploying activity-stats (Rust), cart-alerts (Go) and pii-router (Python) through the control API"
 "$bin/ingesta" deploy --file deploy/demo/activity-stats.toml
+"$bin/ingesta" deploy --file deploy/demo/cart-alerts.toml
+"$bin/ingesta" deploy --file deploy/demo/pii-router.toml
 
-# Wait until the deployment has joined its group, so `start = latest`
+# Wait until the deployments have joined their groups, so `start = latest`
 # does not skip the first simulated events.
-for _ in $(seq 1 60); do
-  grep -q "partitions assigned" "$run/ingesta.log" && break
+for _ in $(seq 1 120); do
+  [ "$(grep -c "partitions assigned" "$run/ingesta.log")" -ge 3 ] && break
   kill -0 "$runner" 2>/dev/null || { cat "$run/ingesta.log"; exit 1; }
   sleep 0.5
 done
@@ -70,10 +75,11 @@ curl -s -X POST "$ingest" -H "Authorization: Bearer demo-ingest-key" \
 echo
 
 echo "demo: in another terminal (export INGESTA_TOKEN=demo-shop-token):"
-echo "        $bin/ingesta ls                        # the three deployments"
+echo "        $bin/ingesta ls                        # the five deployments"
 echo "        $bin/ingesta top                       # live rates, errors and lag"
 echo "        $bin/ingesta status activity-stats     # state, counters, lag per partition"
 echo "        $bin/ingesta logs -f activity-stats    # the handler's own log lines"
+echo "        $bin/ingesta status cart-alerts        # the Go module; pii-router is the Python one"
 echo "        curl -s $INGESTA_API/metrics           # Prometheus metrics (deploy/monitoring/)"
 "$bin/shop-watch" --stats-topic user-activity-stats --alerts-topic user-activity-alerts \
   --from latest ${DEMO_SECONDS:+--seconds "$DEMO_SECONDS"}

@@ -145,6 +145,13 @@ impl Api {
         self.wait_for("/healthz", "up", timeout)
     }
 
+    /// Whether `/readyz` answers 200 right now.
+    pub fn is_ready(&self) -> bool {
+        self.request(Method::GET, "/readyz", None)
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+    }
+
     fn wait_for(&self, path: &str, what: &str, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {

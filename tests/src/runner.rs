@@ -400,6 +400,32 @@ impl RunnerProcess {
         })
     }
 
+    /// Wait up to `timeout` until the runner's control API at `api` is
+    /// ready. Fails at once, with the log, if the runner exits first (a
+    /// port taken meanwhile, a broken config), and with the log on timeout.
+    pub fn wait_ready(&mut self, api: &crate::control::Api, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if api.is_ready() {
+                return Ok(());
+            }
+            if let Some(status) = self.try_status()? {
+                bail!(
+                    "ingesta exited ({status}) before it was ready; log:\n{}",
+                    self.log()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the runner at {} was not ready within {timeout:?}; log:\n{}",
+                    api.base(),
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Wait up to `timeout` until the log contains `needle`. Fails if the
     /// child exits first or the time runs out, showing the log.
     pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> Result<()> {

@@ -64,7 +64,7 @@ fn deployment_routes_authenticate_check_grants_and_scope_by_tenant() -> Result<(
     let config = control::config_toml(port, &control::state_prefix(), 8);
     let mut ingesta = RunnerProcess::spawn(&config)?;
     let api = Api::new(port)?;
-    api.wait_ready(TIMEOUT)?;
+    ingesta.wait_ready(&api, TIMEOUT)?;
     let (a, b) = (TENANT_A.token, TENANT_B.token);
     let [a_in, a_out, b_in] = kafka::fresh_topics(["a-in", "a-out", "b-in"], 1)?;
     let hostile = std::fs::read(runner::fixture_wasm("hostile")?)?;
@@ -287,7 +287,7 @@ fn deploy_swap_rollback_pause_replay_and_recover_from_kafka() -> Result<()> {
     let config = control::config_toml(port, &prefix, 8);
     let mut ingesta = RunnerProcess::spawn(&config)?;
     let api = Api::new(port)?;
-    api.wait_ready(TIMEOUT)?;
+    ingesta.wait_ready(&api, TIMEOUT)?;
     let a = TENANT_A.token;
     let [input, out] = kafka::fresh_topics(["a-in", "a-out"], 4)?;
     let group = kafka::unique("a-grp");
@@ -451,7 +451,7 @@ fn deploy_swap_rollback_pause_replay_and_recover_from_kafka() -> Result<()> {
     let (code, log) = ingesta.wait(TIMEOUT)?;
     ensure!(code.success(), "ingesta exited with {code}:\n{log}");
     let mut ingesta = RunnerProcess::spawn(&config)?;
-    api.wait_ready(TIMEOUT)?;
+    ingesta.wait_ready(&api, TIMEOUT)?;
     let status = wait_status(&api, a, "stream", "running", |s| s["state"] == "running")?;
     ensure!(
         status["revision"] == 3,
@@ -476,7 +476,7 @@ fn deploy_swap_rollback_pause_replay_and_recover_from_kafka() -> Result<()> {
     let port2 = control::free_port()?;
     let mut second = RunnerProcess::spawn(&control::config_toml(port2, &prefix, 8))?;
     let api2 = Api::new(port2)?;
-    api2.wait_ready(TIMEOUT)?;
+    second.wait_ready(&api2, TIMEOUT)?;
     let seen = wait_status(&api2, a, "stream", "running", |s| s["state"] == "running")?;
     ensure!(
         seen["module"] == v1.as_str() && seen["revision"] == 3,

@@ -124,9 +124,9 @@ struct Seen {
 fn outages_get_retry_later_answers_and_lose_no_acknowledged_event() -> Result<()> {
     let port = control::free_port()?;
     let config = control::config_toml(port, &control::state_prefix(), 8);
-    let _ingesta = RunnerProcess::spawn(&config)?;
+    let mut ingesta = RunnerProcess::spawn(&config)?;
     let api = Api::new(port)?;
-    api.wait_ready(TIMEOUT)?;
+    ingesta.wait_ready(&api, TIMEOUT)?;
     let [topic] = kafka::fresh_topics(["a-activity"], 2)?;
     control::deploy_module(
         &api,

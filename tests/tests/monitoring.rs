@@ -28,9 +28,9 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 fn runner(args: &[&str]) -> Result<(RunnerProcess, Api)> {
     let port = control::free_port()?;
     let config = control::config_toml(port, &control::state_prefix(), 8);
-    let ingesta = RunnerProcess::spawn_with("serve", &config, args)?;
+    let mut ingesta = RunnerProcess::spawn_with("serve", &config, args)?;
     let api = Api::new(port)?;
-    api.wait_ready(TIMEOUT)?;
+    ingesta.wait_ready(&api, TIMEOUT)?;
     Ok((ingesta, api))
 }
 

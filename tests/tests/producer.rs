@@ -35,9 +35,9 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 fn runner() -> Result<(RunnerProcess, Api)> {
     let port = control::free_port()?;
     let config = control::config_toml(port, &control::state_prefix(), 8);
-    let ingesta = RunnerProcess::spawn(&config)?;
+    let mut ingesta = RunnerProcess::spawn(&config)?;
     let api = Api::new(port)?;
-    api.wait_ready(TIMEOUT)?;
+    ingesta.wait_ready(&api, TIMEOUT)?;
     Ok((ingesta, api))
 }
 

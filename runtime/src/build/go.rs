@@ -21,6 +21,7 @@ pub fn build(dir: &Path, cache: &Path) -> Result<(String, Vec<u8>), BuildError> 
         advice: "install Go 1.26 or newer (https://go.dev/dl) and put `go` on PATH".into(),
     })?;
     let name = module_name(dir)?;
+    ensure_proxy(cache);
     let scratch = tempfile::tempdir().map_err(|e| BuildError::io(dir, e))?;
     let core = scratch.path().join("core.wasm");
     let mut cmd = Command::new(go);
@@ -47,6 +48,28 @@ pub fn build(dir: &Path, cache: &Path) -> Result<(String, Vec<u8>), BuildError> 
     let source = format!("{} (Go)", dir.display());
     let world = component::core_world(&source, &core)?;
     Ok((name, component::componentize(&source, &core, world)?))
+}
+
+/// Fills the cached module proxy for the bindings' runtime package if it
+/// is not there yet, with the SDK's own script. Best effort: where the
+/// public proxy serves the package, the build works without it, and where
+/// neither does, the go command's error names the package.
+pub(super) fn ensure_proxy(cache: &Path) {
+    if cache.join("goproxy").is_dir() {
+        return;
+    }
+    let Ok(root) = super::embedded::sdk_root(cache) else {
+        return;
+    };
+    let script = root.join("sdk/go/tools/goproxy.sh");
+    let status = Command::new("bash")
+        .arg(&script)
+        .env("INGESTA_CACHE", cache)
+        .stdout(std::process::Stdio::null())
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        tracing::warn!(script = %script.display(), "could not prepare the Go module proxy for {BINDINGS_RUNTIME}/pkg");
+    }
 }
 
 /// The environment of every go command ingesta runs: the wasm target, the

@@ -58,6 +58,7 @@ pub fn new_project(
             lang,
             advice: "install Go 1.26 or newer and put `go` on PATH".into(),
         })?;
+        go::ensure_proxy(cache);
         let mut cmd = Command::new(go_cmd);
         cmd.current_dir(&dir).args(["mod", "tidy"]);
         for (k, v) in go::go_env(cache) {
