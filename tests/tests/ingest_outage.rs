@@ -4,7 +4,9 @@
 //! Clients posting shop events get 503 or 429 with `Retry-After` during
 //! each outage, never a 2xx for an event Kafka did not take; once the
 //! broker is back requests succeed again, and every event that was ever
-//! answered 2xx is in Kafka.
+//! answered 2xx is in Kafka. (A restart can leave the idempotent ingest
+//! producer in librdkafka's fatal state; the runner then replaces it, see
+//! `producer.rs` for that case on its own.)
 //!
 //! Its own test binary: the outages would stall tests running beside it,
 //! and cargo runs test binaries one at a time.
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use ingesta_tests::control::{self, Api, TENANT_A};
 use ingesta_tests::kafka;
+use ingesta_tests::metrics;
 use ingesta_tests::runner::{self, RunnerProcess};
 use ingesta_tests::shop::{self, Event};
 use reqwest::{Method, StatusCode};
@@ -118,6 +121,8 @@ struct Seen {
     ok: [usize; 5],
     /// 429 and 503 answers per phase.
     retry_later: [usize; 5],
+    /// The body of the latest 503, which says why (for a failure's report).
+    last_unavailable: String,
 }
 
 #[test]
@@ -140,7 +145,7 @@ fn outages_get_retry_later_answers_and_lose_no_acknowledged_event() -> Result<()
 
     // Bounded: at most EVENTS requests from CLIENTS threads, each pausing
     // PACE between requests, for at most the run's length.
-    const EVENTS: usize = 60_000;
+    const EVENTS: usize = 150_000;
     const CLIENTS: usize = 8;
     const PACE: Duration = Duration::from_millis(10);
     let events = shop::numbered_events(11, EVENTS);
@@ -171,25 +176,35 @@ fn outages_get_retry_later_answers_and_lose_no_acknowledged_event() -> Result<()
                         .request(Method::POST, "/v1/ingest/ingest", Some(TENANT_A.token))
                         .body(e.to_json())
                         .send();
-                    {
-                        let mut seen = seen.lock().unwrap();
-                        match answer {
-                            Ok(r) if r.status().is_success() => {
-                                seen.acked.insert(i);
-                                seen.ok[sent_in] += 1;
-                            }
-                            Ok(r)
-                                if matches!(
-                                    r.status(),
-                                    StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
-                                ) && r.headers().contains_key("retry-after") =>
-                            {
-                                seen.retry_later[sent_in] += 1;
-                            }
-                            Ok(r) => seen.unexpected.push(format!("event {i}: {}", r.status())),
-                            Err(e) => seen.unexpected.push(format!("event {i}: {e:#}")),
+                    // (status, has Retry-After, body) or the transport error.
+                    let answer = answer.map(|r| {
+                        let status = r.status();
+                        let retry_after = r.headers().contains_key("retry-after");
+                        (status, retry_after, r.text().unwrap_or_default())
+                    });
+                    let mut seen = seen.lock().unwrap();
+                    match answer {
+                        Ok((status, ..)) if status.is_success() => {
+                            seen.acked.insert(i);
+                            seen.ok[sent_in] += 1;
                         }
+                        Ok((status, true, body))
+                            if matches!(
+                                status,
+                                StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+                            ) =>
+                        {
+                            seen.retry_later[sent_in] += 1;
+                            if status == StatusCode::SERVICE_UNAVAILABLE {
+                                seen.last_unavailable = body;
+                            }
+                        }
+                        Ok((status, _, body)) => {
+                            seen.unexpected.push(format!("event {i}: {status} {body}"))
+                        }
+                        Err(e) => seen.unexpected.push(format!("event {i}: {e:#}")),
                     }
+                    drop(seen);
                     std::thread::sleep(PACE);
                 }
             });
@@ -214,11 +229,28 @@ fn outages_get_retry_later_answers_and_lose_no_acknowledged_event() -> Result<()
         let result = run();
         done.store(true, Ordering::Relaxed);
         result
+    })
+    .with_context(|| {
+        let seen = seen.lock().unwrap();
+        format!(
+            "per phase {PHASES:?}: ok {:?}, retry-later {:?}; the latest 503 said {:?}; other answers {:?}; runner log:\n{}",
+            seen.ok,
+            seen.retry_later,
+            seen.last_unavailable,
+            &seen.unexpected[..seen.unexpected.len().min(5)],
+            ingesta.log()
+        )
     })?;
 
     let seen = seen.into_inner().unwrap();
+    // Whether librdkafka declared the ingest producer's client fatal (it
+    // happens after some restarts) and the runner replaced it.
+    let replaced = metrics::scrape(&api)?.sum(
+        "ingesta_kafka_producer_replacements_total",
+        &[("producer", "ingest")],
+    ) as u64;
     eprintln!(
-        "per phase {:?}: ok {:?}, retry-later {:?}; acknowledged {}",
+        "per phase {:?}: ok {:?}, retry-later {:?}; acknowledged {}; ingest producer replaced {replaced} times",
         PHASES,
         seen.ok,
         seen.retry_later,

@@ -585,3 +585,95 @@ fn a_producer_swaps_pauses_resumes_and_rolls_back() -> Result<()> {
     );
     Ok(())
 }
+
+/// An outbox with one record (`value`, no key) for `topic`.
+fn one_record(topic: &str, value: &str) -> ingesta_runtime::wasm::bindings::Outbox {
+    use ingesta_abi::{OutgoingEntry, Span};
+    let mut data = Vec::new();
+    let value = Span::append(&mut data, value.as_bytes());
+    let mut records = Vec::new();
+    OutgoingEntry {
+        topic: 0,
+        key: None,
+        value: Some(value),
+        header_start: 0,
+        header_count: 0,
+    }
+    .encode(&mut records);
+    ingesta_runtime::wasm::bindings::Outbox {
+        topics: vec![topic.to_owned()],
+        data,
+        records,
+        headers: Vec::new(),
+    }
+}
+
+/// An idempotent producer in librdkafka's fatal state refuses every record
+/// for good (seen after broker restarts: a sequence desynchronisation). The
+/// runner's shared producer replaces such a client at the next publish, so
+/// publishing goes on, and counts the replacement.
+#[test]
+fn a_shared_producer_in_a_fatal_state_is_replaced_and_publishing_goes_on() -> Result<()> {
+    use ingesta_runtime::kafka::{OutputProducer, ProducerRole};
+    use ingesta_runtime::telemetry::RunnerMetrics;
+    use std::sync::Arc;
+
+    let [topic] = kafka::fresh_topics(["fatal"], 1)?;
+    let config = ingesta_runtime::config::Config::parse(&format!(
+        "[kafka]\nbootstrap_servers = {}\n",
+        runner::toml_str(&kafka::bootstrap())
+    ))
+    .map_err(anyhow::Error::msg)?;
+    let metrics = Arc::new(RunnerMetrics::new());
+    for role in [ProducerRole::Outputs, ProducerRole::Ingest] {
+        let client = match role {
+            ProducerRole::Outputs => ingesta_runtime::kafka::producer_config(&config.kafka),
+            ProducerRole::Ingest => ingesta_runtime::kafka::ingest_producer_config(&config.kafka),
+        };
+        let producer = OutputProducer::new(&client, metrics.clone(), role)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let name = role.as_str();
+        rt.block_on(async {
+            let publish = |value: String| {
+                let outbox = one_record(&topic, &value);
+                let producer = &producer;
+                async move {
+                    tokio::time::timeout(TIMEOUT, async {
+                        producer.publish(&[outbox]).await.wait().await
+                    })
+                    .await
+                    .with_context(|| format!("{value}: no acknowledgement within {TIMEOUT:?}"))?
+                    .with_context(|| format!("{value}: not published"))
+                }
+            };
+            publish(format!("{name}: before")).await?;
+            producer.inject_fatal_error("injected by the test");
+            publish(format!("{name}: after the fatal error")).await?;
+            publish(format!("{name}: and on")).await
+        })?;
+        ensure!(
+            metrics.producer_replacements(name) == 1,
+            "the {name} producer was replaced {} times, expected once",
+            metrics.producer_replacements(name)
+        );
+    }
+    let values: Vec<String> = kafka::read_all(&topic, 6, TIMEOUT)?
+        .iter()
+        .map(|m| kafka::value_str(m).map(str::to_owned))
+        .collect::<Result<_>>()?;
+    ensure!(
+        values
+            == [
+                "outputs: before",
+                "outputs: after the fatal error",
+                "outputs: and on",
+                "ingest: before",
+                "ingest: after the fatal error",
+                "ingest: and on",
+            ],
+        "the topic holds {values:?}"
+    );
+    Ok(())
+}

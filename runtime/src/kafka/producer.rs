@@ -5,9 +5,16 @@
 //! call is ~1000x the cost of a dispatch. Each batch's outputs share one
 //! [`AckGroup`]; the delivery callback counts it down, and the batch's input
 //! offset may be stored only when the group completed without error.
+//!
+//! An idempotent producer can hit a *fatal* error (e.g. a sequence
+//! desynchronisation after a broker restart); librdkafka then refuses every
+//! record for the life of that client. [`OutputProducer`] replaces such a
+//! client with a new one at the next publish: what the old one still held
+//! fails its batch or request, which retries, and nothing is acknowledged
+//! that Kafka did not take.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -125,6 +132,16 @@ pub enum ProducerRole {
     Ingest,
 }
 
+impl ProducerRole {
+    /// The metrics label and log field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Outputs => "outputs",
+            Self::Ingest => "ingest",
+        }
+    }
+}
+
 /// Delivery reports settle the group carried as each message's opaque;
 /// statistics reports go to the runner's metrics.
 struct AckContext {
@@ -172,7 +189,11 @@ impl ProducerContext for AckContext {
 
 /// The shared, idempotent, acks=all producer for deployment outputs.
 pub struct OutputProducer {
-    producer: ThreadedProducer<AckContext>,
+    config: ClientConfig,
+    metrics: Arc<RunnerMetrics>,
+    role: ProducerRole,
+    /// The client in use; replaced when it hits a fatal error.
+    live: RwLock<Arc<ThreadedProducer<AckContext>>>,
 }
 
 impl OutputProducer {
@@ -183,8 +204,75 @@ impl OutputProducer {
         metrics: Arc<RunnerMetrics>,
         role: ProducerRole,
     ) -> Result<Self, KafkaError> {
-        let producer = config.create_with_context(AckContext { metrics, role })?;
-        Ok(Self { producer })
+        let client = Self::create(config, &metrics, role)?;
+        Ok(Self {
+            config: config.clone(),
+            metrics,
+            role,
+            live: RwLock::new(Arc::new(client)),
+        })
+    }
+
+    fn create(
+        config: &ClientConfig,
+        metrics: &Arc<RunnerMetrics>,
+        role: ProducerRole,
+    ) -> Result<ThreadedProducer<AckContext>, KafkaError> {
+        config.create_with_context(AckContext {
+            metrics: metrics.clone(),
+            role,
+        })
+    }
+
+    /// The client to publish with: the current one, or a new one if the
+    /// current one hit a fatal error (it would refuse every record).
+    fn live(&self) -> Result<Arc<ThreadedProducer<AckContext>>, PublishError> {
+        let current = self.live.read().unwrap().clone();
+        let Some((code, reason)) = current.client().fatal_error() else {
+            return Ok(current);
+        };
+        let mut live = self.live.write().unwrap();
+        if !Arc::ptr_eq(&live, &current) {
+            // Another publish replaced it meanwhile.
+            return Ok(live.clone());
+        }
+        let fresh = Arc::new(
+            Self::create(&self.config, &self.metrics, self.role).map_err(|e| PublishError {
+                message: format!(
+                    "the {} producer hit a fatal error ({code:?}: {reason}) and a new one cannot be created: {e}",
+                    self.role.as_str()
+                ),
+                permanent: false,
+            })?,
+        );
+        let old = std::mem::replace(&mut *live, fresh.clone());
+        drop(live);
+        self.metrics.count_producer_replaced(self.role.as_str());
+        tracing::warn!(target: "ingesta::kafka", producer = self.role.as_str(), ?code, reason,
+            "the producer hit a fatal error; replaced it with a new client (records the old one had not delivered fail their batch or request, which retries)");
+        // Dropping purges what the old client still holds, which settles
+        // those groups with an error, and joins its thread: not on a
+        // runtime worker.
+        std::thread::spawn(move || drop(old));
+        Ok(fresh)
+    }
+
+    /// Put the current client into librdkafka's fatal state, as a
+    /// sequence desynchronisation after a broker restart does (librdkafka's
+    /// own test hook). For tests of the recovery; never called by the runner.
+    #[doc(hidden)]
+    pub fn inject_fatal_error(&self, reason: &str) {
+        let live = self.live.read().unwrap().clone();
+        let reason = std::ffi::CString::new(reason).unwrap_or_default();
+        // SAFETY: the client pointer is valid while `live` is held, and
+        // librdkafka copies `reason` before returning.
+        unsafe {
+            rdkafka::bindings::rd_kafka_test_fatal_error(
+                live.client().native_ptr(),
+                rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                reason.as_ptr(),
+            );
+        }
     }
 
     /// Queue every record of `outboxes` for sending and return the group to
@@ -192,6 +280,13 @@ impl OutputProducer {
     /// fails the group; records already queued still settle normally.
     pub async fn publish(&self, outboxes: &[Outbox]) -> Arc<AckGroup> {
         let group = AckGroup::new();
+        let producer = match self.live() {
+            Ok(p) => p,
+            Err(e) => {
+                group.settle(Some(e));
+                return group;
+            }
+        };
         'outboxes: for outbox in outboxes {
             // The host checked every span and index when the guest emitted
             // the outbox (`HostState::check_outbox`), so lookups cannot fail.
@@ -223,7 +318,7 @@ impl OutputProducer {
                 }
                 group.add();
                 loop {
-                    match self.producer.send(record) {
+                    match producer.send(record) {
                         Ok(()) => break,
                         Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                             // Back-pressure: librdkafka's queue is full, so
@@ -234,12 +329,15 @@ impl OutputProducer {
                         Err((e, r)) => {
                             let group = r.delivery_opaque;
                             // librdkafka refused it before sending: the
-                            // record itself is wrong (size, topic...).
+                            // record itself is wrong (size, topic...), or
+                            // the client just hit a fatal error, which the
+                            // next publish mends by replacing it.
+                            let fatal = e.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal);
                             group.settle(Some(PublishError {
                                 message: format!(
                                     "cannot publish an output to topic {topic:?}: {e}"
                                 ),
-                                permanent: true,
+                                permanent: !fatal,
                             }));
                             break 'outboxes;
                         }
@@ -253,7 +351,8 @@ impl OutputProducer {
 
     /// Wait for every queued output to be delivered (used at shutdown).
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.producer.flush(timeout)
+        let live = self.live.read().unwrap().clone();
+        live.flush(timeout)
     }
 }
 

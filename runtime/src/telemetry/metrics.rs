@@ -386,6 +386,7 @@ pub struct RunnerMetrics {
     pub producer: KafkaClientMetrics,
     /// The ingest producer (what producer deployments publish).
     pub ingest_producer: KafkaClientMetrics,
+    producer_replaced: IntCounterVec,
     families: Families,
 }
 
@@ -400,6 +401,11 @@ impl RunnerMetrics {
         let mut f = Families::new(&[]);
         let producer = KafkaClientMetrics::new(&mut f, "ingesta_kafka_producer");
         let ingest_producer = KafkaClientMetrics::new(&mut f, "ingesta_kafka_ingest_producer");
+        let producer_replaced = f.counter_vec(
+            "ingesta_kafka_producer_replacements_total",
+            "Shared producers replaced by a new client after a fatal error (producer: outputs or ingest).",
+            &["producer"],
+        );
         f.gauge_vec(
             "ingesta_build_info",
             "Always 1; the version label says which ingesta this is.",
@@ -410,8 +416,19 @@ impl RunnerMetrics {
         Self {
             producer,
             ingest_producer,
+            producer_replaced,
             families: f,
         }
+    }
+
+    /// One shared producer (`outputs` or `ingest`) was replaced.
+    pub fn count_producer_replaced(&self, producer: &str) {
+        self.producer_replaced.with_label_values(&[producer]).inc();
+    }
+
+    /// How often the `producer` was replaced.
+    pub fn producer_replacements(&self, producer: &str) -> u64 {
+        self.producer_replaced.with_label_values(&[producer]).get()
     }
 
     pub fn collect(&self) -> Vec<MetricFamily> {
