@@ -150,6 +150,11 @@ impl Runner {
         &self.engine
     }
 
+    /// The runner's shared producers.
+    pub fn producers(&self) -> &Producers {
+        &self.producers
+    }
+
     /// The config-file deployments, in config order.
     pub fn deployments(&self) -> &[Running] {
         &self.statics

@@ -265,3 +265,83 @@ fn sigterm_drains_and_commits_before_exit() -> Result<()> {
     kafka::delete_topics(&[&input, &output]);
     Ok(())
 }
+
+/// Outputs Kafka did not take for a passing reason are published again,
+/// and the deployment goes on: here the shared output producer lands in
+/// librdkafka's fatal state (as after some broker restarts) while a batch's
+/// outputs wait in its queue (`linger.ms` 1000). The runner replaces the
+/// client, the lane publishes that batch's outputs again, every input ends
+/// up in the output topic and committed, and the deployment never fails.
+/// In process, to reach the producer.
+#[test]
+fn outputs_refused_by_a_fatal_producer_are_published_again() -> Result<()> {
+    use ingesta_runtime::pipeline::DeploymentState;
+    use ingesta_runtime::runner::Runner;
+    use std::time::Instant;
+
+    let [input, output] = kafka::fresh_topics(["refused-in", "refused-out"], 1)?;
+    let group = kafka::unique("refused");
+    let d = Deployment::new("refused", &runner::guest_wasm("identity")?, &input, &group)
+        .output(&output)
+        .config("output_topic", &output)
+        .batch(10, 10);
+    let toml = format!(
+        "{}[kafka.producer]\n\"linger.ms\" = 1000\n",
+        runner::config_toml(&[d])
+    );
+    let config = ingesta_runtime::config::Config::parse(&toml).map_err(anyhow::Error::msg)?;
+    let values = |range: std::ops::Range<usize>| -> Vec<(String, String, Option<i32>)> {
+        range
+            .map(|i| (format!("k{i}"), format!("v{i}"), Some(0)))
+            .collect()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let runner = Runner::start(&config)?;
+        let deployment = &runner.deployments()[0];
+        let state = || deployment.state();
+        let result = async {
+            kafka::produce(&input, values(0..10))?;
+            // The first batch's outputs are published (queued, lingering).
+            let started = Instant::now();
+            while deployment.metrics().records_out.get() == 0 {
+                ensure!(
+                    started.elapsed() < TIMEOUT,
+                    "nothing published; state {:?}",
+                    state()
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            runner
+                .producers()
+                .outputs
+                .inject_fatal_error("injected by the test");
+            kafka::produce(&input, values(10..20))?;
+            let committed = tokio::task::spawn_blocking({
+                let (group, input) = (group.clone(), input.clone());
+                move || kafka::wait_until_committed_to_end(&group, &input, TIMEOUT)
+            })
+            .await?;
+            ensure!(
+                state() == DeploymentState::Running,
+                "the deployment is {:?}",
+                state()
+            );
+            committed.context("inputs not committed")
+        }
+        .await;
+        runner.stop().await?;
+        result.map(drop)
+    })?;
+
+    let seen: BTreeSet<String> = kafka::read_to_end(&output, TIMEOUT)?
+        .iter()
+        .map(|m| kafka::value_str(m).map(str::to_owned))
+        .collect::<Result<_>>()?;
+    let expected: BTreeSet<String> = (0..20).map(|i| format!("v{i}")).collect();
+    ensure!(seen == expected, "the output topic holds {seen:?}");
+    Ok(())
+}

@@ -4,7 +4,8 @@
 //! Publishing is pipelined: while batch N's outputs await their acks the lane
 //! already runs batch N+1, but offsets are stored strictly in batch order and
 //! only for batches whose acks all succeeded. A bounded number of batches may
-//! be awaiting acks at once.
+//! be awaiting acks at once. Outputs Kafka did not take for a passing reason
+//! are published again (see [`Lane::settle_front`]).
 //!
 //! Closing (revocation, stop) is prompt: the lane finishes the call in
 //! progress but starts no queued batch, retry, backoff or split part; the
@@ -176,6 +177,8 @@ fn spawn(ctx: &Arc<LaneCtx>, first: &Batch) -> LaneHandle {
 /// A batch whose outputs are still being acknowledged.
 struct Unacked {
     acks: Arc<AckGroup>,
+    /// Kept to publish again if Kafka did not take them for a passing reason.
+    outboxes: Vec<Outbox>,
     first_offset: i64,
     /// The offset to store once acknowledged (last offset + 1).
     next_offset: i64,
@@ -317,6 +320,7 @@ impl Lane {
             .inc_by(outboxes.iter().map(|o| o.data.len() as u64).sum());
         self.unacked.push_back(Unacked {
             acks,
+            outboxes,
             first_offset,
             next_offset,
         });
@@ -490,17 +494,59 @@ impl Lane {
     }
 
     /// Wait for the oldest unacknowledged batch and store its offset.
+    ///
+    /// If Kafka did not take its outputs for a reason that may pass (the
+    /// broker away past `message.timeout.ms`, a shared producer replaced
+    /// after a fatal error), they are published again after the failure
+    /// backoff, for as long as the lane is open: the input offset stays
+    /// unstored meanwhile, so nothing is lost, and records of a failed
+    /// attempt that did arrive may appear twice (at-least-once). Later
+    /// batches wait behind it, so each output partition keeps its order
+    /// (an idempotent producer fails every record after a failed one on
+    /// the same partition). A permanent refusal (topic gone, record too
+    /// large, not authorised) fails the deployment.
     async fn settle_front(&mut self) -> Result<(), String> {
-        let Some(front) = self.unacked.pop_front() else {
-            return Ok(());
-        };
-        front.acks.wait().await.map_err(|e| {
-            format!(
-                "outputs of topic {:?} partition {} offsets {}..{} were not acknowledged: {e}",
+        let mut attempt = 0u32;
+        loop {
+            let Some(acks) = self.unacked.front().map(|f| f.acks.clone()) else {
+                return Ok(());
+            };
+            let error = match acks.wait().await {
+                Ok(()) => {
+                    let front = self.unacked.pop_front().expect("front exists");
+                    if attempt > 0 {
+                        tracing::info!(
+                            first_offset = front.first_offset,
+                            attempt,
+                            "outputs acknowledged after publishing them again"
+                        );
+                    }
+                    return self.store(front.next_offset);
+                }
+                Err(e) => e,
+            };
+            let front = self.unacked.front().expect("front exists");
+            let failed = format!(
+                "outputs of topic {:?} partition {} offsets {}..{} were not acknowledged: {error}",
                 self.topic, self.partition, front.first_offset, front.next_offset
-            )
-        })?;
-        self.store(front.next_offset)
+            );
+            if error.permanent || self.closing() {
+                return Err(failed);
+            }
+            attempt += 1;
+            let delay = self.program.policy.backoff(attempt);
+            if attempt == 1 {
+                tracing::warn!(error = %error, first_offset = front.first_offset,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "outputs not acknowledged; publishing them again (input offset not stored meanwhile)");
+            }
+            self.backoff(delay).await;
+            if self.closing() {
+                return Err(failed);
+            }
+            let front = self.unacked.front_mut().expect("front exists");
+            front.acks = self.ctx.producer.publish(&front.outboxes).await;
+        }
     }
 
     fn store(&self, next_offset: i64) -> Result<(), String> {
