@@ -614,7 +614,7 @@ fn one_record(topic: &str, value: &str) -> ingesta_runtime::wasm::bindings::Outb
 /// publishing goes on, and counts the replacement.
 #[test]
 fn a_shared_producer_in_a_fatal_state_is_replaced_and_publishing_goes_on() -> Result<()> {
-    use ingesta_runtime::kafka::{OutputProducer, ProducerRole};
+    use ingesta_runtime::kafka::Producers;
     use ingesta_runtime::telemetry::RunnerMetrics;
     use std::sync::Arc;
 
@@ -625,20 +625,17 @@ fn a_shared_producer_in_a_fatal_state_is_replaced_and_publishing_goes_on() -> Re
     ))
     .map_err(anyhow::Error::msg)?;
     let metrics = Arc::new(RunnerMetrics::new());
-    for role in [ProducerRole::Outputs, ProducerRole::Ingest] {
-        let client = match role {
-            ProducerRole::Outputs => ingesta_runtime::kafka::producer_config(&config.kafka),
-            ProducerRole::Ingest => ingesta_runtime::kafka::ingest_producer_config(&config.kafka),
-        };
-        let producer = OutputProducer::new(&client, metrics.clone(), role)?;
+    let producers = Producers::new(&config.kafka, &metrics)?;
+    for (name, producer) in [
+        ("outputs", &producers.outputs),
+        ("ingest", &producers.ingest),
+    ] {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let name = role.as_str();
         rt.block_on(async {
             let publish = |value: String| {
                 let outbox = one_record(&topic, &value);
-                let producer = &producer;
                 async move {
                     tokio::time::timeout(TIMEOUT, async {
                         producer.publish(&[outbox]).await.wait().await
