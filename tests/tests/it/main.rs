@@ -1,0 +1,28 @@
+//! The end-to-end suite: every test that shares the one test broker, in one
+//! binary (one link of the runtime instead of one per file; cargo runs the
+//! cases concurrently with `--test-threads`).
+//!
+//! Tests that stop, freeze or reconfigure the broker live in binaries of
+//! their own (`tests/ingest_outage.rs`), which cargo runs after this one,
+//! so they never disturb these cases. Each module's doc says what it
+//! proves; `tests/README.md` lists them all.
+//!
+//! Needs the broker (`deploy/kafka/kafka.sh start`), the runner
+//! (`make build`) and the guests (`make guests`).
+
+mod ambient;
+mod bad_input;
+mod close;
+mod conformance;
+mod control_deployments;
+mod control_modules;
+mod crash;
+mod guest_log;
+mod handler_error;
+mod limits;
+mod monitoring;
+mod monitoring_assets;
+mod pipeline;
+mod producer;
+mod sandbox;
+mod scaffold;
