@@ -232,6 +232,34 @@ pub fn deploy_module(
     Ok(answer)
 }
 
+/// Polls `GET /v1/deployments/{name}` as `token` until `done` holds for
+/// the answer; fails after `timeout` with `what` and the last answer.
+pub fn wait_status(
+    api: &Api,
+    token: &str,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> Result<serde_json::Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (status, body) = api.call(
+            Method::GET,
+            &format!("/v1/deployments/{name}"),
+            Some(token),
+            None,
+        )?;
+        if status == StatusCode::OK && done(&body) {
+            return Ok(body);
+        }
+        if Instant::now() > deadline {
+            bail!("deployment {name}: not {what} within {timeout:?}: {status} {body}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Sends `r`; returns the status and the body parsed as JSON (`Null` if
 /// it is not JSON).
 fn answer(

@@ -193,6 +193,91 @@ pub fn wait_for_topic(name: &str, timeout: Duration) -> Result<()> {
     bail!("topic {name:?} did not become ready within {timeout:?}: {last}")
 }
 
+/// Set (or with `None`, remove) the broker's produce quota for clients
+/// with id `client_id`, in bytes per second: past it the broker throttles
+/// them, and records wait past their `message.timeout.ms`. Uses Kafka's
+/// own `ConfigCommand` through `deploy/kafka/kafka.sh` (a JVM start, ~2 s).
+pub fn set_produce_quota(client_id: &str, bytes_per_second: Option<u64>) -> Result<()> {
+    let script = crate::runner::workspace_root().join("deploy/kafka/kafka.sh");
+    let change = match bytes_per_second {
+        Some(rate) => vec![
+            "--add-config".to_owned(),
+            format!("producer_byte_rate={rate}"),
+        ],
+        None => vec![
+            "--delete-config".to_owned(),
+            "producer_byte_rate".to_owned(),
+        ],
+    };
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .args([
+            "run-class",
+            "org.apache.kafka.tools.ConfigCommand",
+            "--bootstrap-server",
+            &bootstrap(),
+            "--alter",
+            "--entity-type",
+            "clients",
+            "--entity-name",
+            client_id,
+        ])
+        .args(&change)
+        .output()
+        .with_context(|| format!("cannot run {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "setting the produce quota of client {client_id:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Grow `name` to `partitions` partitions and wait until each has a
+/// leader.
+pub fn add_partitions(name: &str, partitions: usize) -> Result<()> {
+    use rdkafka::admin::NewPartitions;
+    let admin = admin()?;
+    let grow = NewPartitions::new(name, partitions);
+    let results = block_on(admin.create_partitions([&grow], &admin_options()))
+        .with_context(|| format!("cannot add partitions to topic {name:?}"))?;
+    for r in results {
+        if let Err((_, code)) = r {
+            bail!("cannot grow topic {name:?} to {partitions} partitions: {code}");
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while self::partitions(name)?.len() < partitions {
+        if Instant::now() > deadline {
+            bail!("topic {name:?} did not show {partitions} partitions within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_for_topic(name, Duration::from_secs(30))
+}
+
+/// Delete the records of `topic` / `partition` below `before` (as
+/// retention would); returns the partition's new first offset.
+pub fn delete_records_before(topic: &str, partition: i32, before: i64) -> Result<i64> {
+    let admin = admin()?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(before))?;
+    let result = block_on(admin.delete_records(&tpl, &admin_options()))
+        .with_context(|| format!("cannot delete records of {topic:?}/{partition}"))?;
+    let e = result
+        .find_partition(topic, partition)
+        .with_context(|| format!("no result for {topic:?}/{partition}"))?;
+    if let Err(err) = e.error() {
+        bail!("cannot delete records of {topic:?}/{partition} below {before}: {err}");
+    }
+    match e.offset() {
+        Offset::Offset(low) => Ok(low),
+        other => bail!("deleting records of {topic:?}/{partition}: new low watermark {other:?}"),
+    }
+}
+
 /// Delete topics, best effort (tests call it after they passed; a failed
 /// test leaves its topics behind for inspection).
 pub fn delete_topics(names: &[&str]) {

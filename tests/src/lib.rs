@@ -6,6 +6,7 @@
 //! |---|---|
 //! | [`kafka`] | talking to the real broker: unique names, topics, producing, reading back, committed offsets |
 //! | [`control`] | a runner's control API: test tenants and tokens, an HTTP client, the CLI |
+//! | [`fleet`] | several runners sharing one control plane: starting and stopping members, watching a group's progress |
 //! | [`metrics`] | scraping a runner's `/metrics` and summing series |
 //! | [`inproc`] | calling guests in-process with the runner's engine, for properties of one call |
 //! | [`runner`] | finding the `ingesta` binary and guest modules, running `ingesta serve` as a child process |
@@ -15,6 +16,7 @@
 //! timeout and fails with a message saying what it was waiting for.
 
 pub mod control;
+pub mod fleet;
 pub mod inproc;
 pub mod kafka;
 pub mod metrics;
