@@ -107,6 +107,10 @@ pub struct RuntimeConfig {
     /// How long shutdown or a partition revocation waits for in-flight
     /// batches before giving up on them (they are then re-delivered).
     pub drain_timeout_ms: u64,
+    /// How long an assigned input partition with records waiting may make
+    /// no progress before it is reported as stalled (a warning, a metric
+    /// and a note in the deployment's status).
+    pub stall_timeout_ms: u64,
     /// Wasm call stack per instance, in KiB; deeper recursion traps.
     pub wasm_stack_kib: u64,
     /// Compile modules with fuel metering, so deployments created over the
@@ -122,15 +126,19 @@ impl Default for RuntimeConfig {
             compile_cache_dir: None,
             epoch_tick_ms: 10,
             drain_timeout_ms: 30_000,
+            stall_timeout_ms: 30_000,
             wasm_stack_kib: 512,
             fuel_metering: false,
         }
     }
 }
 
-/// Where a deployment starts when its consumer group has no committed
-/// offset: `"earliest"`, `"latest"`, or `{ timestamp = <ms since epoch> }`
-/// (the first record at or after that time).
+/// Where a deployment starts on the partitions its input topics have when
+/// it is created (or replayed): `"earliest"`, `"latest"`, or
+/// `{ timestamp = <ms since epoch> }` (the first record at or after that
+/// time). The position is committed for the group then, so a partition
+/// without a committed offset is one that appeared later: it begins at its
+/// first offset, since all its records are newer than the deployment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StartPosition {
@@ -138,18 +146,6 @@ pub enum StartPosition {
     Earliest,
     Latest,
     Timestamp(i64),
-}
-
-impl StartPosition {
-    /// The librdkafka `auto.offset.reset` value. A timestamp start commits
-    /// its offsets before the consumer joins; past the end it falls back to
-    /// the earliest record still there.
-    pub fn as_offset_reset(self) -> &'static str {
-        match self {
-            StartPosition::Earliest | StartPosition::Timestamp(_) => "earliest",
-            StartPosition::Latest => "latest",
-        }
-    }
 }
 
 /// One module and how it runs: a consumer bound to input topics under an
@@ -440,6 +436,11 @@ impl Config {
             "kafka.ingest_producer",
             MANAGED_PRODUCER_KEYS,
         )?;
+        if !(1_000..=86_400_000).contains(&self.runtime.stall_timeout_ms) {
+            return Err(
+                "runtime.stall_timeout_ms must be between 1000 and 86400000 (a day)".into(),
+            );
+        }
         if self.runtime.epoch_tick_ms == 0 {
             return Err("runtime.epoch_tick_ms must be at least 1".into());
         }

@@ -564,10 +564,15 @@ fn text(v: &Value) -> String {
     }
 }
 
+/// `HH:MM:SS.mmm` (UTC) of a time in ms since the Unix epoch.
+fn clock(ms: u64) -> String {
+    let ms = ms % 86_400_000;
+    let (h, m, s, milli) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    format!("{h:02}:{m:02}:{s:02}.{milli:03}")
+}
+
 /// `HH:MM:SS.mmm LEVEL [stream] message` (UTC).
 fn log_line(l: &Value) -> String {
-    let ms = l["time_ms"].as_u64().unwrap_or(0) % 86_400_000;
-    let (h, m, s, milli) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
     let level = l["level"].as_str().unwrap_or("?").to_uppercase();
     let truncated = if l["truncated"].as_bool() == Some(true) {
         " [truncated]"
@@ -575,7 +580,8 @@ fn log_line(l: &Value) -> String {
         ""
     };
     format!(
-        "{h:02}:{m:02}:{s:02}.{milli:03} {level:<5} [{}] {}{truncated}",
+        "{} {level:<5} [{}] {}{truncated}",
+        clock(l["time_ms"].as_u64().unwrap_or(0)),
         l["stream"].as_str().unwrap_or("?"),
         l["message"].as_str().unwrap_or_default()
     )
@@ -611,6 +617,39 @@ fn print_status(s: &Value) {
         text(&c["dead_lettered"]),
         text(&c["guest_log_dropped"])
     );
+    for st in s["notes"]["stalled"].as_array().into_iter().flatten() {
+        println!(
+            "stalled     topic {} partition {}: records waiting, handled to offset {}, end {}, no progress since {}",
+            text(&st["topic"]),
+            text(&st["partition"]),
+            text(&st["handled_to"]),
+            text(&st["high_watermark"]),
+            clock(st["since_ms"].as_u64().unwrap_or(0))
+        );
+    }
+    for d in s["notes"]["degraded"].as_array().into_iter().flatten() {
+        println!(
+            "degraded    topic {} partition {} since {}: {}",
+            text(&d["topic"]),
+            text(&d["partition"]),
+            clock(d["since_ms"].as_u64().unwrap_or(0)),
+            text(&d["reason"])
+        );
+    }
+    for g in s["notes"]["skipped"].as_array().into_iter().flatten() {
+        let (from, to) = (
+            g["from"].as_i64().unwrap_or(0),
+            g["to"].as_i64().unwrap_or(0),
+        );
+        println!(
+            "skipped     topic {} partition {} offsets {from}..{to} ({} records) at {}: {}",
+            text(&g["topic"]),
+            text(&g["partition"]),
+            to - from,
+            clock(g["at_ms"].as_u64().unwrap_or(0)),
+            text(&g["reason"])
+        );
+    }
     if let Some(parts) = s["partitions"].as_array()
         && !parts.is_empty()
     {

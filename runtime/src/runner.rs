@@ -124,7 +124,10 @@ impl Runner {
             &engine,
             config.kafka.clone(),
             producers.clone(),
-            Duration::from_millis(config.runtime.drain_timeout_ms),
+            crate::pipeline::Timeouts {
+                drain: Duration::from_millis(config.runtime.drain_timeout_ms),
+                stall: Duration::from_millis(config.runtime.stall_timeout_ms),
+            },
             Arc::new(ModuleRegistry::new(
                 engine.engine().clone(),
                 engine.config().compile_cache_dir.clone(),

@@ -22,8 +22,8 @@ use crate::control::auth::Caller;
 use crate::control::deployments::{DeploymentRecord, Settings};
 use crate::control::modules::ModuleRegistry;
 use crate::kafka::Producers;
-use crate::pipeline::offsets::{PartitionStatus, group_status};
-use crate::pipeline::{Deployment, DeploymentSpec, DeploymentState};
+use crate::pipeline::offsets::{Move, PartitionStatus, group_status};
+use crate::pipeline::{Deployment, DeploymentSpec, DeploymentState, Notes, Timeouts};
 use crate::producer::{ProducerDeployment, ProducerSpec};
 use crate::telemetry::metrics::{self, ScrapeFamilies};
 use crate::telemetry::{DeploymentMetrics, DeploymentTelemetry, RunnerMetrics};
@@ -35,7 +35,9 @@ use crate::wasm::{
 /// How long a scrape waits for consumer lag from Kafka.
 const LAG_TIMEOUT: Duration = Duration::from_secs(5);
 /// Every state a deployment can be in, as status and metrics name them.
-const STATES: [&str; 5] = ["running", "paused", "failed", "starting", "stopped"];
+const STATES: [&str; 6] = [
+    "running", "degraded", "paused", "failed", "starting", "stopped",
+];
 
 /// How long a replay waits for the group to empty before it gives up.
 const REPLAY_WAIT: Duration = Duration::from_secs(30);
@@ -122,21 +124,29 @@ impl Running {
         spec: Spec,
         kafka: &KafkaConfig,
         producers: &Producers,
-        drain: Duration,
+        timeouts: Timeouts,
     ) -> Result<Self> {
         Ok(match spec {
             Spec::Consumer(s) => Running::Consumer(Arc::new(Deployment::start(
                 s,
                 kafka,
                 producers.outputs.clone(),
-                drain,
+                timeouts,
             )?)),
             Spec::Producer(s) => Running::Producer(ProducerDeployment::start(
                 s,
                 producers.ingest.clone(),
-                drain,
+                timeouts.drain,
             )),
         })
+    }
+
+    /// What is noted about its input partitions (a producer has none).
+    pub fn notes(&self) -> Notes {
+        match self {
+            Running::Consumer(d) => d.notes(),
+            Running::Producer(_) => Notes::default(),
+        }
     }
 
     /// The deployment's name.
@@ -222,7 +232,7 @@ pub struct DeploymentStatus {
     pub tenant: Option<String>,
     /// `api` or `config`.
     pub source: &'static str,
-    /// `running`, `paused`, `failed`, `starting` or `stopped`.
+    /// `running`, `degraded`, `paused`, `failed`, `starting` or `stopped`.
     pub state: &'static str,
     /// Why it failed (or is not running).
     pub reason: Option<String>,
@@ -232,6 +242,11 @@ pub struct DeploymentStatus {
     pub previous_modules: Vec<String>,
     pub settings: Option<Settings>,
     pub counters: CountersView,
+    /// Input partitions standing still with records waiting, records
+    /// skipped because Kafka no longer had them, and partitions whose
+    /// outputs are being published again (this runner's view).
+    #[serde(default, skip_serializing_if = "Notes::is_empty")]
+    pub notes: Notes,
     /// Per input partition: committed offset, high watermark, lag (only on
     /// `GET /v1/deployments/{name}`).
     pub partitions: Vec<PartitionStatus>,
@@ -279,7 +294,7 @@ pub struct Supervisor {
     linker: Linker<HostState>,
     kafka: KafkaConfig,
     producers: Producers,
-    drain: Duration,
+    timeouts: Timeouts,
     modules: Arc<ModuleRegistry>,
     slots: Mutex<BTreeMap<String, Slot>>,
     metrics: Arc<RunnerMetrics>,
@@ -290,7 +305,7 @@ impl Supervisor {
         engine: &crate::wasm::WasmEngine,
         kafka: KafkaConfig,
         producers: Producers,
-        drain: Duration,
+        timeouts: Timeouts,
         modules: Arc<ModuleRegistry>,
         metrics: Arc<RunnerMetrics>,
     ) -> Result<Self> {
@@ -298,7 +313,7 @@ impl Supervisor {
             linker: consumer_linker(engine.engine())?,
             kafka,
             producers,
-            drain,
+            timeouts,
             modules,
             slots: Mutex::new(BTreeMap::new()),
             metrics,
@@ -315,14 +330,27 @@ impl Supervisor {
         &self.modules
     }
 
-    /// Start a config-file deployment.
+    /// Start a config-file deployment. Blocking: a `start` other than
+    /// `earliest` is committed first if its group is new.
     pub fn start_static(&self, spec: Spec) -> Result<Running> {
         let name = spec.config().name.clone();
         let telemetry = match &spec {
             Spec::Consumer(s) => s.template.grants().telemetry.clone(),
             Spec::Producer(s) => s.template.grants().telemetry.clone(),
         };
-        let d = Running::start(spec, &self.kafka, &self.producers, self.drain)?;
+        let config = spec.config();
+        if !config.inputs.is_empty() && config.start != StartPosition::Earliest {
+            let moved = crate::pipeline::offsets::move_group(
+                &self.kafka,
+                &config.group,
+                &config.inputs,
+                config.start,
+                Move::StartIfNew,
+                REPLAY_WAIT,
+            )?;
+            log_moved(config, config.start, moved);
+        }
+        let d = Running::start(spec, &self.kafka, &self.producers, self.timeouts)?;
         self.slots.lock().unwrap().insert(
             name,
             Slot {
@@ -410,19 +438,23 @@ impl Supervisor {
         let config = record.settings.to_config(&name);
         // A producer has no group to move.
         let replay = replay.filter(|_| !config.inputs.is_empty());
+        // The deployment's `start` applies to the topics it begins to read:
+        // every input when it is created, an input added later.
+        let new_inputs: Vec<String> = config
+            .inputs
+            .iter()
+            .filter(|t| old.is_none_or(|o| !o.settings.inputs.contains(t)))
+            .cloned()
+            .collect();
         if record.paused {
             if let Some(d) = running {
                 stop(&d).await;
                 tracing::info!(deployment = %name, "deployment paused");
             }
-            if let Some(r) = replay {
-                self.move_group(&config, r.from, false).await?;
-            }
+            self.position_group(&config, replay, &new_inputs).await?;
             return Ok(None);
         }
-        let healthy = running
-            .as_ref()
-            .is_some_and(|d| d.state() == DeploymentState::Running);
+        let healthy = running.as_ref().is_some_and(|d| d.state().is_running());
         let same = old.is_some_and(|o| o.settings == record.settings);
         let restart = old.is_none_or(|o| o.settings.needs_restart(&record.settings));
         if let (Some(d), true, None) = (&running, healthy, replay) {
@@ -447,21 +479,36 @@ impl Supervisor {
             stop(&d).await;
         }
         let spec = self.spec(&config, telemetry).await?;
-        match replay {
-            Some(r) => {
-                self.move_group(&config, r.from, false).await?;
-            }
-            None if matches!(config.start, StartPosition::Timestamp(_)) => {
-                self.move_group(&config, config.start, true).await?;
-            }
-            None => {}
-        }
+        self.position_group(&config, replay, &new_inputs).await?;
         Ok(Some(Running::start(
             spec,
             &self.kafka,
             &self.producers,
-            self.drain,
+            self.timeouts,
         )?))
+    }
+
+    /// Move the (stopped) group where it must begin: to a replay's
+    /// position, or to the deployment's `start` on `new_inputs` if the
+    /// group has no commit there yet (`earliest` needs no commit: a
+    /// partition without one begins at its first offset).
+    async fn position_group(
+        &self,
+        config: &DeploymentConfig,
+        replay: Option<&crate::control::deployments::Replay>,
+        new_inputs: &[String],
+    ) -> Result<()> {
+        match replay {
+            Some(r) => {
+                self.move_group(config, &config.inputs, r.from, Move::Replay)
+                    .await
+            }
+            None if !new_inputs.is_empty() && config.start != StartPosition::Earliest => {
+                self.move_group(config, new_inputs, config.start, Move::StartIfNew)
+                    .await
+            }
+            None => Ok(()),
+        }
     }
 
     /// Load, check and link the module a record names.
@@ -487,28 +534,17 @@ impl Supervisor {
     async fn move_group(
         &self,
         config: &DeploymentConfig,
+        topics: &[String],
         from: StartPosition,
-        only_uncommitted: bool,
+        mode: Move,
     ) -> Result<()> {
-        let (kafka, group, inputs) = (
-            self.kafka.clone(),
-            config.group.clone(),
-            config.inputs.clone(),
-        );
+        let (kafka, group, topics) = (self.kafka.clone(), config.group.clone(), topics.to_vec());
         let moved = tokio::task::spawn_blocking(move || {
-            crate::pipeline::offsets::move_group(
-                &kafka,
-                &group,
-                &inputs,
-                from,
-                only_uncommitted,
-                REPLAY_WAIT,
-            )
+            crate::pipeline::offsets::move_group(&kafka, &group, &topics, from, mode, REPLAY_WAIT)
         })
         .await
         .context("offset move panicked")??;
-        tracing::info!(deployment = %config.name, group = %config.group, ?from, partitions = moved,
-            "consumer group moved");
+        log_moved(config, from, moved);
         Ok(())
     }
 
@@ -737,7 +773,8 @@ impl Supervisor {
         slots.get(name).is_some_and(|s| s.record.is_none())
     }
 
-    /// Drain and stop every deployment. Returns the failures, naming each.
+    /// Drain and stop every deployment, all at once, so stopping many
+    /// takes about one drain timeout. Returns the failures, naming each.
     pub async fn stop_all(&self) -> Vec<String> {
         let running: Vec<(String, Running)> = {
             let mut slots = self.slots.lock().unwrap();
@@ -746,13 +783,29 @@ impl Supervisor {
                 .filter_map(|(k, s)| Some((k.clone(), s.running.take()?)))
                 .collect()
         };
-        let mut failures = Vec::new();
+        let mut stopping = tokio::task::JoinSet::new();
         for (name, d) in running {
-            if let DeploymentState::Failed(reason) = d.stop().await {
-                failures.push(format!("deployment {name:?} failed: {reason}"));
+            stopping.spawn(async move { (name, d.stop().await) });
+        }
+        let mut failures = Vec::new();
+        while let Some(stopped) = stopping.join_next().await {
+            match stopped {
+                Ok((name, DeploymentState::Failed(reason))) => {
+                    failures.push(format!("deployment {name:?} failed: {reason}"));
+                }
+                Ok(_) => {}
+                Err(e) => failures.push(format!("stopping a deployment panicked: {e}")),
             }
         }
+        failures.sort();
         failures
+    }
+}
+
+fn log_moved(config: &DeploymentConfig, from: StartPosition, moved: usize) {
+    if moved > 0 {
+        tracing::info!(deployment = %config.name, group = %config.group, ?from, partitions = moved,
+            "consumer group moved");
     }
 }
 
@@ -781,6 +834,7 @@ fn state_of(s: &Slot) -> (&'static str, Option<String>) {
         (Some(d), _, _) => match d.state() {
             DeploymentState::Starting => ("starting", None),
             DeploymentState::Running => ("running", None),
+            DeploymentState::Degraded(reason) => ("degraded", Some(reason)),
             DeploymentState::Stopped => ("stopped", None),
             DeploymentState::Failed(reason) => ("failed", Some(reason)),
         },
@@ -792,6 +846,7 @@ fn state_of(s: &Slot) -> (&'static str, Option<String>) {
 fn status(key: &str, s: &Slot) -> DeploymentStatus {
     let (state, reason) = state_of(s);
     let counters = CountersView::from(&s.telemetry.metrics);
+    let notes = s.running.as_ref().map(Running::notes).unwrap_or_default();
     match &s.record {
         Some(r) => DeploymentStatus {
             name: r.name.clone(),
@@ -808,6 +863,7 @@ fn status(key: &str, s: &Slot) -> DeploymentStatus {
                 .collect(),
             settings: Some(r.settings.clone()),
             counters,
+            notes: notes.clone(),
             partitions: Vec::new(),
             updated_by: Some(r.updated_by.clone()),
             updated_ms: Some(r.updated_ms),
@@ -827,6 +883,7 @@ fn status(key: &str, s: &Slot) -> DeploymentStatus {
             previous_modules: Vec::new(),
             settings: None,
             counters,
+            notes: notes.clone(),
             partitions: Vec::new(),
             updated_by: None,
             updated_ms: None,

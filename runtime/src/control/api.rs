@@ -110,13 +110,15 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/deployments/{name}/rollback", post(rollback_deployment))
         .route("/deployments/{name}/logs", get(deployment_logs))
         .layer(DefaultBodyLimit::max(limit))
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .route_layer(middleware::from_fn_with_state(state.clone(), writable));
     // Ingest checks its callers itself (a tenant token or the deployment's
     // ingest key) and bounds the body by the deployment's own limit.
     let ingest = Router::new()
         .route("/{name}", any(super::ingest::ingest_root))
         .route("/{name}/{*path}", any(super::ingest::ingest_path))
-        .layer(DefaultBodyLimit::disable());
+        .layer(DefaultBodyLimit::disable())
+        .route_layer(middleware::from_fn_with_state(state.clone(), recovered));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -136,6 +138,43 @@ pub async fn serve(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Until the runner has applied the state it found in Kafka, a change
+/// would be checked against (and could overwrite) a state it has not read
+/// yet: every request but a read answers 503 with `Retry-After`.
+async fn writable(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
+    let read = matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    if read || state.ready.load(Ordering::Acquire) {
+        return next.run(request).await;
+    }
+    not_recovered()
+}
+
+/// Ingest publishes through deployments the runner starts while it
+/// recovers: nothing until then.
+async fn recovered(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
+    if state.ready.load(Ordering::Acquire) {
+        return next.run(request).await;
+    }
+    not_recovered()
+}
+
+fn not_recovered() -> Response {
+    let mut response = ApiError::Unavailable(
+        "the runner is still recovering the control plane's state from Kafka; retry in a moment"
+            .into(),
+    )
+    .into_response();
+    // Answered without reading the body: the connection cannot be reused.
+    response.headers_mut().insert(
+        header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 async fn authenticate(

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use rdkafka::ClientConfig;
 use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 
 use crate::config::{DeploymentConfig, KafkaConfig, Scalar};
 
@@ -46,7 +47,15 @@ pub fn consumer_config(kafka: &KafkaConfig, deployment: &DeploymentConfig) -> Cl
         .set("enable.auto.offset.store", "false")
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
-        .set("auto.offset.reset", deployment.start.as_offset_reset())
+        // Where a partition begins is decided when it is assigned
+        // (`pipeline::rebalance`); this covers only a position that Kafka
+        // no longer has while the partition is being consumed (retention
+        // overtook the deployment): resume at the earliest record still
+        // there, and the poll loop reports the skipped range.
+        .set("auto.offset.reset", "earliest")
+        // New partitions of an input topic are noticed (and a rebalance
+        // assigns them) within this, rather than librdkafka's 5 minutes.
+        .set("topic.metadata.refresh.interval.ms", "30000")
         // librdkafka waits up to 500 ms for a fetch to fill by default; at
         // low rates that wait is pure latency.
         .set("fetch.wait.max.ms", "10")
@@ -94,6 +103,34 @@ fn apply(c: &mut ClientConfig, props: &BTreeMap<String, Scalar>) {
     for (k, v) in props {
         c.set(k, &v.0);
     }
+}
+
+/// The low and high watermarks librdkafka last saw for `topic` /
+/// `partition` in fetch responses, without a broker round trip; `None`
+/// before it has fetched the partition.
+pub fn cached_watermarks<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<(i64, i64)> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid for as long as `consumer` is
+    // borrowed; librdkafka copies nothing from the topic name after
+    // returning and writes only the two out parameters.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+        && low >= 0
+        && high >= 0)
+        .then_some((low, high))
 }
 
 /// Shared by every client context so librdkafka logs look the same everywhere.

@@ -24,7 +24,7 @@ use crate::config::FailureConfig;
 use crate::wasm::bindings::{Batch, Outbox};
 
 /// Why a record could not be processed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     /// `retryable`, `permanent`, or `trap:<kind>`.
     pub class: String,
@@ -62,6 +62,175 @@ impl Policy {
         self.backoff_initial
             .saturating_mul(factor)
             .min(self.backoff_max)
+    }
+}
+
+/// How one call of the handler ended, as the policy needs to know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Returned success.
+    Ok,
+    /// Returned an error.
+    Failed {
+        /// The error's class label (`retryable` or `permanent`).
+        class: String,
+        retryable: bool,
+        message: String,
+        /// The record the guest blamed, relative to the records it was given.
+        record_index: Option<u32>,
+    },
+    /// Trapped (the instance is gone).
+    Trapped { class: String, message: String },
+}
+
+/// What to do next with a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Call the handler with these records of the batch. `first` is the
+    /// whole batch's first call (the only one made while the lane closes).
+    Call {
+        range: std::ops::Range<usize>,
+        attempt: u32,
+        first: bool,
+    },
+    /// Dead-letter this record of the batch.
+    DeadLetter { index: usize, failure: Failure },
+    /// Every record is handled or dead-lettered.
+    Done,
+}
+
+/// After a failed call: the same records again (after `backoff`), or
+/// something else (a split, a dead letter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Retry { backoff: Duration },
+    Moved,
+}
+
+/// Pending work, on a stack in reverse record order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Work {
+    Range(usize, usize),
+    DeadLetter(usize, Failure),
+}
+
+/// The failure policy applied to one batch of `count` records, as a state
+/// machine: [`Plan::next`] says what to do, the lane does it and reports
+/// a call's [`Outcome`] with [`Plan::outcome`]. Outputs and dead letters
+/// come out in record order. Pure: no I/O, no clock.
+#[derive(Debug)]
+pub struct Plan {
+    count: usize,
+    work: Vec<Work>,
+    /// The range being called and its attempt number.
+    current: Option<(usize, usize, u32)>,
+}
+
+impl Plan {
+    pub fn new(count: usize) -> Self {
+        Self {
+            count,
+            work: if count == 0 {
+                Vec::new()
+            } else {
+                vec![Work::Range(0, count)]
+            },
+            current: None,
+        }
+    }
+
+    /// What to do next.
+    pub fn next(&mut self) -> Step {
+        if let Some((lo, hi, attempt)) = self.current {
+            return Step::Call {
+                range: lo..hi,
+                attempt,
+                first: false,
+            };
+        }
+        match self.work.pop() {
+            None => Step::Done,
+            Some(Work::DeadLetter(index, failure)) => Step::DeadLetter { index, failure },
+            Some(Work::Range(lo, hi)) => {
+                self.current = Some((lo, hi, 1));
+                Step::Call {
+                    range: lo..hi,
+                    attempt: 1,
+                    first: (lo, hi) == (0, self.count),
+                }
+            }
+        }
+    }
+
+    /// The call [`Plan::next`] asked for ended with `outcome`.
+    pub fn outcome(&mut self, outcome: Outcome, policy: &Policy) -> Next {
+        let Some((lo, hi, attempt)) = self.current.take() else {
+            return Next::Moved;
+        };
+        let retry = |plan: &mut Self, backoff: Duration| {
+            plan.current = Some((lo, hi, attempt + 1));
+            Next::Retry { backoff }
+        };
+        match outcome {
+            Outcome::Ok => Next::Moved,
+            Outcome::Failed {
+                class,
+                retryable,
+                message,
+                record_index,
+            } => {
+                if retryable && attempt < policy.max_attempts {
+                    return retry(self, policy.backoff(attempt));
+                }
+                let failure = Failure {
+                    class,
+                    message,
+                    attempts: attempt,
+                };
+                let culprit = record_index
+                    .map(|i| i as usize)
+                    .filter(|&i| !retryable && i < hi - lo);
+                match culprit {
+                    Some(i) => {
+                        if lo + i + 1 < hi {
+                            self.work.push(Work::Range(lo + i + 1, hi));
+                        }
+                        self.work.push(Work::DeadLetter(lo + i, failure));
+                        if i > 0 {
+                            self.work.push(Work::Range(lo, lo + i));
+                        }
+                    }
+                    None if hi - lo > 1 => self.split(lo, hi),
+                    None => self.work.push(Work::DeadLetter(lo, failure)),
+                }
+                Next::Moved
+            }
+            Outcome::Trapped { class, message } => {
+                if hi - lo > 1 {
+                    self.split(lo, hi);
+                    return Next::Moved;
+                }
+                if attempt < policy.max_attempts {
+                    // A fresh instance is the change a retry needs.
+                    return retry(self, Duration::ZERO);
+                }
+                self.work.push(Work::DeadLetter(
+                    lo,
+                    Failure {
+                        class,
+                        message,
+                        attempts: attempt,
+                    },
+                ));
+                Next::Moved
+            }
+        }
+    }
+
+    fn split(&mut self, lo: usize, hi: usize) {
+        let mid = lo + (hi - lo) / 2;
+        self.work.push(Work::Range(mid, hi));
+        self.work.push(Work::Range(lo, mid));
     }
 }
 
@@ -169,6 +338,228 @@ mod tests {
         let ms: Vec<u128> = (1..=5).map(|a| p.backoff(a).as_millis()).collect();
         assert_eq!(ms, [100, 200, 400, 500, 500]);
         assert_eq!(p.backoff(64), Duration::from_millis(500));
+    }
+
+    fn policy(max_attempts: u32) -> Policy {
+        Policy {
+            dead_letter_topic: Some("dlq".into()),
+            max_attempts,
+            backoff_initial: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(40),
+        }
+    }
+
+    /// A guest that fails on some records, as the plan sees it.
+    #[derive(Clone, Copy)]
+    enum Guest {
+        /// Permanent error on these records, naming the record.
+        Blames(&'static [usize]),
+        /// Permanent error on these records, naming none.
+        Anonymous(&'static [usize]),
+        /// Traps whenever one of these records is in the call.
+        Traps(&'static [usize]),
+        /// Retryable error the first `n` calls, then success.
+        Flaky(u32),
+        /// Always retryable.
+        Down,
+    }
+
+    /// Drives a plan over `count` records against `guest`; returns the
+    /// log of steps: `call lo..hi #attempt`, `wait ms`, `dead i (class,
+    /// attempts)`.
+    fn run(count: usize, guest: Guest, max_attempts: u32) -> Vec<String> {
+        let policy = policy(max_attempts);
+        let mut plan = Plan::new(count);
+        let mut log = Vec::new();
+        let mut calls = 0u32;
+        loop {
+            match plan.next() {
+                Step::Done => return log,
+                Step::DeadLetter { index, failure } => log.push(format!(
+                    "dead {index} ({}, {})",
+                    failure.class, failure.attempts
+                )),
+                Step::Call { range, attempt, .. } => {
+                    calls += 1;
+                    assert!(calls < 1000, "runaway plan: {log:?}");
+                    log.push(format!("call {}..{} #{attempt}", range.start, range.end));
+                    let hit = |bad: &[usize]| bad.iter().copied().find(|i| range.contains(i));
+                    let outcome = match guest {
+                        Guest::Blames(bad) => match hit(bad) {
+                            Some(i) => Outcome::Failed {
+                                class: "permanent".into(),
+                                retryable: false,
+                                message: "bad".into(),
+                                record_index: Some((i - range.start) as u32),
+                            },
+                            None => Outcome::Ok,
+                        },
+                        Guest::Anonymous(bad) => match hit(bad) {
+                            Some(_) => Outcome::Failed {
+                                class: "permanent".into(),
+                                retryable: false,
+                                message: "bad".into(),
+                                record_index: None,
+                            },
+                            None => Outcome::Ok,
+                        },
+                        Guest::Traps(bad) => match hit(bad) {
+                            Some(_) => Outcome::Trapped {
+                                class: "trap:panic".into(),
+                                message: "boom".into(),
+                            },
+                            None => Outcome::Ok,
+                        },
+                        Guest::Flaky(n) if calls <= n => Outcome::Failed {
+                            class: "retryable".into(),
+                            retryable: true,
+                            message: "later".into(),
+                            record_index: None,
+                        },
+                        Guest::Flaky(_) => Outcome::Ok,
+                        Guest::Down => Outcome::Failed {
+                            class: "retryable".into(),
+                            retryable: true,
+                            message: "later".into(),
+                            record_index: Some(0),
+                        },
+                    };
+                    if let Next::Retry { backoff } = plan.outcome(outcome, &policy)
+                        && !backoff.is_zero()
+                    {
+                        log.push(format!("wait {}", backoff.as_millis()));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_policy_as_a_table() {
+        let cases: [(&str, usize, Guest, u32, &[&str]); 8] = [
+            ("all good", 4, Guest::Flaky(0), 3, &["call 0..4 #1"]),
+            (
+                "a blamed record is dead-lettered at once, its neighbours go on",
+                5,
+                Guest::Blames(&[2]),
+                3,
+                &[
+                    "call 0..5 #1",
+                    "call 0..2 #1",
+                    "dead 2 (permanent, 1)",
+                    "call 3..5 #1",
+                ],
+            ),
+            (
+                "an anonymous error bisects down to the culprit",
+                4,
+                Guest::Anonymous(&[3]),
+                3,
+                &[
+                    "call 0..4 #1",
+                    "call 0..2 #1",
+                    "call 2..4 #1",
+                    "call 2..3 #1",
+                    "call 3..4 #1",
+                    "dead 3 (permanent, 1)",
+                ],
+            ),
+            (
+                "a trap splits at once; a lone trapping record is retried, then dead-lettered",
+                2,
+                Guest::Traps(&[0]),
+                2,
+                &[
+                    "call 0..2 #1",
+                    "call 0..1 #1",
+                    "call 0..1 #2",
+                    "dead 0 (trap:panic, 2)",
+                    "call 1..2 #1",
+                ],
+            ),
+            (
+                "retryable errors back off, doubling to the cap",
+                3,
+                Guest::Flaky(3),
+                5,
+                &[
+                    "call 0..3 #1",
+                    "wait 10",
+                    "call 0..3 #2",
+                    "wait 20",
+                    "call 0..3 #3",
+                    "wait 40",
+                    "call 0..3 #4",
+                ],
+            ),
+            (
+                "retryable to the last attempt, then split; a retryable index is no blame",
+                2,
+                Guest::Down,
+                2,
+                &[
+                    "call 0..2 #1",
+                    "wait 10",
+                    "call 0..2 #2",
+                    "call 0..1 #1",
+                    "wait 10",
+                    "call 0..1 #2",
+                    "dead 0 (retryable, 2)",
+                    "call 1..2 #1",
+                    "wait 10",
+                    "call 1..2 #2",
+                    "dead 1 (retryable, 2)",
+                ],
+            ),
+            (
+                "a blamed first record: only the rest is called again",
+                3,
+                Guest::Blames(&[0]),
+                1,
+                &["call 0..3 #1", "dead 0 (permanent, 1)", "call 1..3 #1"],
+            ),
+            ("nothing to do", 0, Guest::Flaky(0), 3, &[]),
+        ];
+        for (what, count, guest, attempts, expected) in cases {
+            assert_eq!(run(count, guest, attempts), expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn only_the_whole_batch_first_call_is_first() {
+        let mut plan = Plan::new(2);
+        assert!(matches!(plan.next(), Step::Call { first: true, .. }));
+        let policy = policy(3);
+        let trapped = Outcome::Trapped {
+            class: "trap:panic".into(),
+            message: "x".into(),
+        };
+        assert_eq!(plan.outcome(trapped, &policy), Next::Moved);
+        assert!(matches!(plan.next(), Step::Call { first: false, .. }));
+    }
+
+    #[test]
+    fn a_blame_out_of_range_bisects() {
+        let policy = policy(1);
+        let mut plan = Plan::new(2);
+        plan.next();
+        plan.outcome(
+            Outcome::Failed {
+                class: "permanent".into(),
+                retryable: false,
+                message: "x".into(),
+                record_index: Some(u32::MAX),
+            },
+            &policy,
+        );
+        assert_eq!(
+            plan.next(),
+            Step::Call {
+                range: 0..1,
+                attempt: 1,
+                first: false
+            }
+        );
     }
 
     #[test]

@@ -5,34 +5,42 @@
 //! already runs batch N+1, but offsets are stored strictly in batch order and
 //! only for batches whose acks all succeeded. A bounded number of batches may
 //! be awaiting acks at once. Outputs Kafka did not take for a passing reason
-//! are published again (see [`Lane::settle_front`]).
+//! are published again (see [`Lane::settle_front`]) and the partition is
+//! noted as degraded meanwhile.
 //!
-//! Closing (revocation, stop) is prompt: the lane finishes the call in
-//! progress but starts no queued batch, retry, backoff or split part; the
-//! batch it abandons is not stored, so the partition's next owner gets it
-//! again. A lane still busy at the drain timeout (a call stuck until its
-//! deadline) is aborted at its next epoch yield.
+//! Closing (revocation, pause, stop) is prompt: the lane finishes the call
+//! in progress but starts no queued batch, retry, backoff, split part or
+//! republish; the batch it abandons is not stored, so the partition's next
+//! owner gets it again. A lane still busy at the drain timeout (a call
+//! stuck until its deadline) is aborted at its next epoch yield. A lane
+//! that panics fails the deployment with the panic's message.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::{Offset, TopicPartitionList};
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use super::Shared;
-use super::failure::{self, Failure, Origin, Policy};
-use super::poller::DeploymentContext;
+use super::failure::{self, Failure, Next, Origin, Outcome, Plan, Policy, Step};
+use super::partitions::{PartitionKey, Progress};
 use ingesta_abi::{OutgoingEntry, RecordEntry};
 
 use crate::kafka::{AckGroup, OutputProducer};
 use crate::wasm::bindings::{Batch, ErrorClass, Outbox};
 use crate::wasm::{CallOutcome, ConsumerInstance, ConsumerTemplate};
 use prometheus::IntCounter;
+
+/// Where a lane stores the input offset of a batch it finished; the
+/// deployment's consumer in the runner.
+pub trait OffsetStore: Send + Sync {
+    /// Store `next_offset` for commit. `Ok(false)`: the partition is no
+    /// longer assigned (nothing stored; its next owner re-delivers).
+    fn store(&self, topic: &str, partition: i32, next_offset: i64) -> Result<bool, String>;
+}
 
 /// Batches queued for a lane before the poll loop pauses the partition.
 const LANE_QUEUE: usize = 4;
@@ -42,7 +50,7 @@ const MAX_UNACKED: usize = 8;
 /// What every lane of a deployment shares.
 pub struct LaneCtx {
     pub shared: Arc<Shared>,
-    pub consumer: Arc<BaseConsumer<DeploymentContext>>,
+    pub offsets: Arc<dyn OffsetStore>,
     pub producer: Arc<OutputProducer>,
     /// The program and its generation; replaced by a hot swap.
     program: Mutex<(u64, Arc<Program>)>,
@@ -50,22 +58,25 @@ pub struct LaneCtx {
     /// taking the lock.
     generation: AtomicU64,
     pub runtime: tokio::runtime::Handle,
+    /// Test hook: the next batch any lane starts panics.
+    panic_next: AtomicBool,
 }
 
 impl LaneCtx {
     pub fn new(
         shared: Arc<Shared>,
-        consumer: Arc<BaseConsumer<DeploymentContext>>,
+        offsets: Arc<dyn OffsetStore>,
         producer: Arc<OutputProducer>,
         program: Program,
     ) -> Self {
         Self {
             shared,
-            consumer,
+            offsets,
             producer,
             program: Mutex::new((0, Arc::new(program))),
             generation: AtomicU64::new(0),
             runtime: tokio::runtime::Handle::current(),
+            panic_next: AtomicBool::new(false),
         }
     }
 
@@ -81,6 +92,14 @@ impl LaneCtx {
         let current = self.program.lock().unwrap();
         (current.0, current.1.clone())
     }
+
+    /// Make the next batch a lane starts panic, as a bug in the runner
+    /// would. For tests of what a panicking lane does; never called by
+    /// the runner.
+    #[doc(hidden)]
+    pub fn inject_panic(&self) {
+        self.panic_next.store(true, Ordering::Release);
+    }
 }
 
 /// What a deployment runs: its linked module and its failure policy. A hot
@@ -93,8 +112,7 @@ pub struct Program {
 
 /// The poll loop's end of a lane.
 pub struct LaneHandle {
-    pub topic: String,
-    pub partition: i32,
+    pub key: PartitionKey,
     tx: mpsc::Sender<Batch>,
     closing: watch::Sender<bool>,
     done: std::sync::mpsc::Receiver<()>,
@@ -102,11 +120,15 @@ pub struct LaneHandle {
 }
 
 impl LaneHandle {
-    /// Close the lane and wait (until `deadline`) for it to finish the call
-    /// in progress and settle the acks of what it completed. A lane not
-    /// done by then is aborted. Returns whether it finished in time.
-    pub fn close_and_wait(self, deadline: Instant) -> bool {
+    /// Tell the lane to finish the call in progress and start nothing more.
+    fn close(&self) {
         self.closing.send_replace(true);
+    }
+
+    /// Wait (until `deadline`) for a closed lane to finish the call in
+    /// progress and settle the acks of what it completed; abort it if it
+    /// is not done by then. Returns whether it finished in time.
+    fn wait(self, deadline: Instant) -> bool {
         drop(self.tx);
         let timeout = deadline.saturating_duration_since(Instant::now());
         let finished = !matches!(
@@ -120,19 +142,55 @@ impl LaneHandle {
     }
 }
 
+/// Close `lanes` together, then wait for each under one `deadline`, so
+/// draining many lanes takes as long as the slowest, not the sum.
+pub fn drain(lanes: Vec<LaneHandle>, deadline: Instant, deployment: &str) {
+    for h in &lanes {
+        h.close();
+    }
+    for h in lanes {
+        let (topic, partition) = h.key.clone();
+        if !h.wait(deadline) {
+            tracing::warn!(deployment, %topic, partition,
+                "lane did not drain in time; its unfinished records will be delivered again");
+        }
+    }
+}
+
+/// Stop `lanes` at once, waiting for nothing (their partitions are lost:
+/// nothing of theirs may be stored any more).
+pub fn abort(lanes: Vec<LaneHandle>) {
+    for h in lanes {
+        h.close();
+        h.task.abort();
+    }
+}
+
 /// Give `batch` to its partition's lane, starting the lane if needed.
 /// Returns the batch back if the lane is busy (or gone).
-pub fn dispatch(shared: &Shared, ctx: &Arc<LaneCtx>, batch: Batch) -> Result<(), Batch> {
+pub fn dispatch(ctx: &Arc<LaneCtx>, batch: Batch) -> Result<(), Batch> {
+    let shared = &ctx.shared;
     let mut lanes = shared.lanes.lock().unwrap();
     let key = (batch.topic.clone(), batch.partition);
-    let handle = lanes.entry(key).or_insert_with(|| spawn(ctx, &batch));
+    let handle = match lanes.entry(key) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            let progress = shared
+                .partitions
+                .progress(e.key())
+                // Not registered (assignment outside a rebalance callback):
+                // track it from here.
+                .unwrap_or_else(|| shared.partitions.assign(e.key().clone(), None));
+            e.insert(spawn(ctx, &batch, progress))
+        }
+    };
     match handle.tx.try_send(batch) {
         Ok(()) => Ok(()),
         Err(mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b)) => Err(b),
     }
 }
 
-fn spawn(ctx: &Arc<LaneCtx>, first: &Batch) -> LaneHandle {
+fn spawn(ctx: &Arc<LaneCtx>, first: &Batch, progress: Arc<Progress>) -> LaneHandle {
     let (tx, rx) = mpsc::channel(LANE_QUEUE);
     let (done_tx, done) = std::sync::mpsc::sync_channel(1);
     let (closing, closing_rx) = watch::channel(false);
@@ -140,12 +198,13 @@ fn spawn(ctx: &Arc<LaneCtx>, first: &Batch) -> LaneHandle {
     let partition = first.partition.to_string();
     let labels = [first.topic.as_str(), partition.as_str()];
     let (generation, program) = ctx.program();
+    let key: PartitionKey = (first.topic.clone(), first.partition);
     let lane = Lane {
         ctx: ctx.clone(),
         program,
         generation,
-        topic: first.topic.clone(),
-        partition: first.partition,
+        key: key.clone(),
+        progress,
         instance: None,
         unacked: VecDeque::new(),
         closing: closing_rx,
@@ -157,21 +216,38 @@ fn spawn(ctx: &Arc<LaneCtx>, first: &Batch) -> LaneHandle {
     let task = ctx.runtime.spawn(
         async move {
             let shared = lane.ctx.shared.clone();
-            if let Err(reason) = lane.run(rx).await {
-                shared.fail(reason);
+            let (topic, partition) = lane.key.clone();
+            let outcome = std::panic::AssertUnwindSafe(lane.run(rx))
+                .catch_unwind()
+                .await;
+            match outcome {
+                Ok(Ok(())) => {}
+                Ok(Err(reason)) => shared.fail(reason),
+                Err(panic) => shared.fail(format!(
+                    "the lane of topic {topic:?} partition {partition} panicked ({}); this is a bug in ingesta, please report it. Records after the last commit are handled again on resume",
+                    panic_message(&panic)
+                )),
             }
             let _ = done_tx.send(());
         }
         .instrument(span),
     );
     LaneHandle {
-        topic: first.topic.clone(),
-        partition: first.partition,
+        key,
         tx,
         closing,
         done,
         task,
     }
+}
+
+/// The message of a panic payload.
+pub(super) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned())
 }
 
 /// A batch whose outputs are still being acknowledged.
@@ -182,6 +258,9 @@ struct Unacked {
     first_offset: i64,
     /// The offset to store once acknowledged (last offset + 1).
     next_offset: i64,
+    /// Published again after Kafka refused them (the partition is noted
+    /// as degraded until they are acknowledged).
+    republished: bool,
 }
 
 struct Lane {
@@ -189,8 +268,9 @@ struct Lane {
     /// The program this lane runs, and its generation.
     program: Arc<Program>,
     generation: u64,
-    topic: String,
-    partition: i32,
+    key: PartitionKey,
+    /// How far the partition is handled (the watchdog reads it).
+    progress: Arc<Progress>,
     /// Created on first use and kept across batches (handler state lives in
     /// it); dropped after a trap.
     instance: Option<ConsumerInstance>,
@@ -202,7 +282,8 @@ struct Lane {
     bytes_in: IntCounter,
 }
 
-/// Whether a batch was finished or given up because the lane is closing.
+/// Whether a batch (or its outputs) was finished, or given up because the
+/// lane is closing.
 #[derive(Debug, PartialEq, Eq)]
 enum Handled {
     Done,
@@ -226,15 +307,29 @@ impl Lane {
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<Batch>) -> Result<(), String> {
+        let result = self.work(&mut rx).await;
+        // Whatever ended the lane, its outputs are no longer republished.
+        self.ctx.shared.partitions.recovered(&self.key);
+        result
+    }
+
+    async fn work(&mut self, rx: &mut mpsc::Receiver<Batch>) -> Result<(), String> {
         loop {
             let next = if self.unacked.len() >= MAX_UNACKED {
-                self.settle_front().await?;
+                if self.settle_front().await? == Handled::Abandoned {
+                    return Ok(());
+                }
                 continue;
             } else if let Some(front) = self.unacked.front() {
                 let acks = front.acks.clone();
                 tokio::select! {
                     biased;
-                    _ = acks.wait() => { self.settle_front().await?; continue; }
+                    _ = acks.wait() => {
+                        if self.settle_front().await? == Handled::Abandoned {
+                            return Ok(());
+                        }
+                        continue;
+                    }
                     b = rx.recv() => b,
                 }
             } else {
@@ -243,6 +338,11 @@ impl Lane {
             let Some(batch) = next else { break };
             if self.closing() {
                 break;
+            }
+            if self.ctx.panic_next.load(Ordering::Relaxed)
+                && self.ctx.panic_next.swap(false, Ordering::AcqRel)
+            {
+                panic!("injected by a test");
             }
             let handled = self.handle(batch).await;
             if handled == Ok(Handled::Abandoned) {
@@ -253,16 +353,22 @@ impl Lane {
                 // Earlier batches succeeded: keep their progress, so the
                 // committed offset stops exactly at the failing batch.
                 while !self.unacked.is_empty() {
-                    if let Err(e) = self.settle_front().await {
-                        tracing::warn!(error = %e, "earlier batch could not be settled");
-                        break;
+                    match self.settle_front().await {
+                        Ok(Handled::Done) => {}
+                        Ok(Handled::Abandoned) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "earlier batch could not be settled");
+                            break;
+                        }
                     }
                 }
                 return Err(failure);
             }
         }
         while !self.unacked.is_empty() {
-            self.settle_front().await?;
+            if self.settle_front().await? == Handled::Abandoned {
+                break;
+            }
         }
         Ok(())
     }
@@ -323,117 +429,77 @@ impl Lane {
             outboxes,
             first_offset,
             next_offset,
+            republished: false,
         });
         Ok(Handled::Done)
     }
 
-    /// Run the batch through the instance under the failure policy. Returns
-    /// every outbox to publish, in record order: the handler's outputs and
-    /// dead-letter records; `None` if the lane started closing before the
-    /// batch was through. Fails only when the deployment must stop.
+    /// Run the batch through the instance under the failure policy
+    /// ([`Plan`]). Returns every outbox to publish, in record order: the
+    /// handler's outputs and dead-letter records; `None` if the lane
+    /// started closing before the batch was through. Fails only when the
+    /// deployment must stop.
     async fn process(
         &mut self,
         batch: &Batch,
         count: usize,
     ) -> Result<Option<Vec<Outbox>>, String> {
-        /// Pending work, kept on a stack in reverse record order.
-        enum Work {
-            Range(usize, usize),
-            DeadLetter(usize, Failure),
-        }
-        fn split(work: &mut Vec<Work>, lo: usize, hi: usize) {
-            let mid = lo + (hi - lo) / 2;
-            work.push(Work::Range(mid, hi));
-            work.push(Work::Range(lo, mid));
-        }
         let program = self.program.clone();
         let policy = &program.policy;
+        let mut plan = Plan::new(count);
         let mut out = Vec::new();
         let mut dead = 0usize;
-        let mut work = vec![Work::Range(0, count)];
-        while let Some(item) = work.pop() {
-            let (lo, hi) = match item {
-                Work::DeadLetter(index, failure) => {
+        loop {
+            match plan.next() {
+                Step::Done => break,
+                Step::DeadLetter { index, failure } => {
                     out.push(self.dead_letter(batch, index, &failure)?);
                     dead += 1;
-                    continue;
                 }
-                Work::Range(lo, hi) => (lo, hi),
-            };
-            let part;
-            let target = if (lo, hi) == (0, count) {
-                batch
-            } else {
-                part = failure::slice(batch, lo..hi);
-                &part
-            };
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                let first_call = attempt == 1 && (lo, hi) == (0, count);
-                if !first_call && self.closing() {
-                    return Ok(None);
-                }
-                match self.call(target).await? {
-                    CallOutcome::Ok((), outboxes) => {
-                        out.extend(outboxes);
-                        break;
+                Step::Call {
+                    range,
+                    attempt,
+                    first,
+                } => {
+                    if !first && self.closing() {
+                        return Ok(None);
                     }
-                    CallOutcome::Failed(e) => {
-                        let metrics = &self.ctx.shared.telemetry.metrics;
-                        let failure = Failure {
+                    let part;
+                    let target = if range == (0..count) {
+                        batch
+                    } else {
+                        part = failure::slice(batch, range.clone());
+                        &part
+                    };
+                    let called = self.call(target).await?;
+                    let metrics = &self.ctx.shared.telemetry.metrics;
+                    let outcome = match called {
+                        CallOutcome::Ok((), outboxes) => {
+                            out.extend(outboxes);
+                            Outcome::Ok
+                        }
+                        CallOutcome::Failed(e) => Outcome::Failed {
                             class: metrics.count_error(e.class).to_owned(),
+                            retryable: e.class == ErrorClass::Retryable,
                             message: e.message,
-                            attempts: attempt,
-                        };
-                        if e.class == ErrorClass::Retryable && attempt < policy.max_attempts {
-                            metrics.retries.inc();
-                            self.backoff(policy.backoff(attempt)).await;
-                            continue;
-                        }
-                        let culprit = e
-                            .record_index
-                            .map(|i| i as usize)
-                            .filter(|&i| e.class == ErrorClass::Permanent && i < hi - lo);
-                        match culprit {
-                            Some(i) => {
-                                if lo + i + 1 < hi {
-                                    work.push(Work::Range(lo + i + 1, hi));
-                                }
-                                work.push(Work::DeadLetter(lo + i, failure));
-                                if i > 0 {
-                                    work.push(Work::Range(lo, lo + i));
-                                }
-                            }
-                            None if hi - lo > 1 => split(&mut work, lo, hi),
-                            None => work.push(Work::DeadLetter(lo, failure)),
-                        }
-                        break;
-                    }
-                    CallOutcome::Trapped { kind, message } => {
-                        // The instance's state can no longer be trusted.
-                        self.instance = None;
-                        let metrics = &self.ctx.shared.telemetry.metrics;
-                        let class = metrics.count_trap(kind);
-                        tracing::debug!(kind = kind.as_str(), %message, records = hi - lo,
-                            "instance trapped; replacing it");
-                        if hi - lo > 1 {
-                            split(&mut work, lo, hi);
-                            break;
-                        }
-                        if attempt < policy.max_attempts {
-                            metrics.retries.inc();
-                            continue;
-                        }
-                        work.push(Work::DeadLetter(
-                            lo,
-                            Failure {
-                                class,
+                            record_index: e.record_index,
+                        },
+                        CallOutcome::Trapped { kind, message } => {
+                            // The instance's state can no longer be trusted.
+                            self.instance = None;
+                            tracing::debug!(kind = kind.as_str(), %message, attempt,
+                                records = range.len(), "instance trapped; replacing it");
+                            Outcome::Trapped {
+                                class: metrics.count_trap(kind),
                                 message,
-                                attempts: attempt,
-                            },
-                        ));
-                        break;
+                            }
+                        }
+                    };
+                    if let Next::Retry { backoff } = plan.outcome(outcome, policy) {
+                        self.ctx.shared.telemetry.metrics.retries.inc();
+                        if !backoff.is_zero() {
+                            self.backoff(backoff).await;
+                        }
                     }
                 }
             }
@@ -448,7 +514,9 @@ impl Lane {
         Ok(Some(out))
     }
 
-    /// One call, creating the instance first if there is none.
+    /// One call, creating the instance first if there is none. While it
+    /// runs, earlier batches whose outputs Kafka acknowledges are stored,
+    /// so a long call holds back nothing that was handled before it.
     async fn call(&mut self, batch: &Batch) -> Result<CallOutcome, String> {
         if self.instance.is_none() {
             let fresh = ConsumerInstance::new(&self.program.template)
@@ -456,11 +524,30 @@ impl Lane {
                 .map_err(|e| format!("cannot instantiate the module: {e:#}"))?;
             self.instance = Some(fresh);
         }
-        let instance = self.instance.as_mut().expect("instance was just created");
+        let Lane {
+            instance,
+            unacked,
+            ctx,
+            key,
+            progress,
+            ..
+        } = self;
+        let running = instance.as_mut().expect("instance was just created");
         let started = Instant::now();
-        let outcome = instance.handle(batch).await;
-        self.ctx
-            .shared
+        let outcome = tokio::select! {
+            biased;
+            outcome = running.handle(batch) => outcome,
+            stored = store_acked(unacked, ctx, key, progress) => {
+                // Storing failed: the deployment stops, and the call is
+                // dropped mid-way, so its instance cannot be trusted.
+                *instance = None;
+                return Err(match stored {
+                    Err(e) => e,
+                    Ok(never) => match never {},
+                });
+            }
+        };
+        ctx.shared
             .telemetry
             .metrics
             .call_seconds
@@ -480,7 +567,7 @@ impl Lane {
         let Some(topic) = &self.program.policy.dead_letter_topic else {
             return Err(format!(
                 "record at topic {:?} partition {} offset {offset} cannot be processed ({} after {} attempt(s): {}) and no failure.dead_letter_topic is configured; the deployment stops rather than skip it",
-                self.topic, self.partition, failure.class, failure.attempts, failure.message
+                self.key.0, self.key.1, failure.class, failure.attempts, failure.message
             ));
         };
         tracing::trace!(offset, class = %failure.class, message = %failure.message, "dead-lettering record");
@@ -503,74 +590,137 @@ impl Lane {
     /// attempt that did arrive may appear twice (at-least-once). Later
     /// batches wait behind it, so each output partition keeps its order
     /// (an idempotent producer fails every record after a failed one on
-    /// the same partition). A permanent refusal (topic gone, record too
+    /// the same partition). Meanwhile the partition is noted as degraded.
+    /// A lane that closes meanwhile abandons the batch (its next owner
+    /// handles it again); a permanent refusal (topic gone, record too
     /// large, not authorised) fails the deployment.
-    async fn settle_front(&mut self) -> Result<(), String> {
+    async fn settle_front(&mut self) -> Result<Handled, String> {
         let mut attempt = 0u32;
         loop {
             let Some(acks) = self.unacked.front().map(|f| f.acks.clone()) else {
-                return Ok(());
+                return Ok(Handled::Done);
             };
             let error = match acks.wait().await {
                 Ok(()) => {
                     let front = self.unacked.pop_front().expect("front exists");
-                    if attempt > 0 {
-                        tracing::info!(
-                            first_offset = front.first_offset,
-                            attempt,
-                            "outputs acknowledged after publishing them again"
-                        );
-                    }
-                    return self.store(front.next_offset);
+                    settled(&self.ctx, &self.key, &self.progress, &front)?;
+                    return Ok(Handled::Done);
                 }
                 Err(e) => e,
             };
             let front = self.unacked.front().expect("front exists");
             let failed = format!(
                 "outputs of topic {:?} partition {} offsets {}..{} were not acknowledged: {error}",
-                self.topic, self.partition, front.first_offset, front.next_offset
+                self.key.0, self.key.1, front.first_offset, front.next_offset
             );
-            if error.permanent || self.closing() {
+            if error.permanent {
                 return Err(failed);
+            }
+            if self.closing() {
+                return Ok(self.abandon_unacked());
             }
             attempt += 1;
             let delay = self.program.policy.backoff(attempt);
-            if attempt == 1 {
+            if self
+                .ctx
+                .shared
+                .partitions
+                .degrade(&self.key, &error.message)
+            {
                 tracing::warn!(error = %error, first_offset = front.first_offset,
                     retry_in_ms = delay.as_millis() as u64,
-                    "outputs not acknowledged; publishing them again (input offset not stored meanwhile)");
+                    "outputs not acknowledged; publishing them again (input offset not stored meanwhile; the deployment is degraded)");
             }
             self.backoff(delay).await;
             if self.closing() {
-                return Err(failed);
+                return Ok(self.abandon_unacked());
             }
             let front = self.unacked.front_mut().expect("front exists");
             front.acks = self.ctx.producer.publish(&front.outboxes).await;
+            front.republished = true;
         }
     }
 
-    fn store(&self, next_offset: i64) -> Result<(), String> {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(next_offset))
-            .map_err(|e| e.to_string())?;
-        match self.ctx.consumer.store_offsets(&tpl) {
-            Ok(()) => {
-                self.ctx.shared.telemetry.metrics.offsets_stored.inc();
-                Ok(())
-            }
-            // The partition was taken away (e.g. the session expired): the
-            // new owner re-delivers from the last commit; nothing is lost.
-            Err(KafkaError::StoreOffset(RDKafkaErrorCode::State)) => {
-                tracing::warn!(
-                    next_offset,
-                    "partition no longer assigned; offset not stored"
-                );
-                Ok(())
-            }
-            Err(e) => Err(format!(
-                "cannot store offset {next_offset} for topic {:?} partition {}: {e}",
-                self.topic, self.partition
-            )),
+    /// The lane closes while outputs are unacknowledged: nothing from the
+    /// oldest such batch on is stored, so the partition's next owner (or
+    /// this deployment after a resume) handles those records again.
+    fn abandon_unacked(&mut self) -> Handled {
+        if let Some(front) = self.unacked.front() {
+            tracing::info!(
+                first_offset = front.first_offset,
+                batches = self.unacked.len(),
+                "lane closing with outputs Kafka has not acknowledged; those records will be delivered again"
+            );
         }
+        self.unacked.clear();
+        Handled::Abandoned
     }
+
+    fn store(&self, next_offset: i64) -> Result<(), String> {
+        store(&self.ctx, &self.key, &self.progress, next_offset)
+    }
+}
+
+/// A batch's outputs are acknowledged: store its input offset.
+fn settled(
+    ctx: &LaneCtx,
+    key: &PartitionKey,
+    progress: &Progress,
+    front: &Unacked,
+) -> Result<(), String> {
+    if front.republished && ctx.shared.partitions.recovered(key) {
+        tracing::info!(
+            first_offset = front.first_offset,
+            "outputs acknowledged after publishing them again; no longer degraded"
+        );
+    }
+    store(ctx, key, progress, front.next_offset)
+}
+
+/// Store the input offsets of the oldest batches as Kafka acknowledges
+/// their outputs, until one is refused (left to [`Lane::settle_front`],
+/// which publishes it again) or storing fails (the error). Never returns
+/// otherwise: it runs beside a call and ends with it.
+async fn store_acked(
+    unacked: &mut VecDeque<Unacked>,
+    ctx: &LaneCtx,
+    key: &PartitionKey,
+    progress: &Progress,
+) -> Result<std::convert::Infallible, String> {
+    loop {
+        let Some(acks) = unacked.front().map(|f| f.acks.clone()) else {
+            return std::future::pending().await;
+        };
+        if acks.wait().await.is_err() {
+            return std::future::pending().await;
+        }
+        let front = unacked.pop_front().expect("front exists");
+        settled(ctx, key, progress, &front)?;
+    }
+}
+
+/// Store `next_offset` for the partition, unless it was taken away.
+fn store(
+    ctx: &LaneCtx,
+    key: &PartitionKey,
+    progress: &Progress,
+    next_offset: i64,
+) -> Result<(), String> {
+    if progress.is_closed() {
+        tracing::debug!(
+            next_offset,
+            "partition no longer assigned; offset not stored"
+        );
+        return Ok(());
+    }
+    if ctx.offsets.store(&key.0, key.1, next_offset)? {
+        ctx.shared.telemetry.metrics.offsets_stored.inc();
+        progress.handled(next_offset);
+    } else {
+        tracing::warn!(
+            next_offset,
+            "partition no longer assigned; offset not stored"
+        );
+    }
+    Ok(())
 }

@@ -9,19 +9,28 @@
 //!
 //! Threads and tasks:
 //! - one poll thread per deployment ([`poller`]) owns the consumer's poll
-//!   loop, cuts per-partition batches and applies back-pressure by pausing
-//!   partitions whose lane is busy;
+//!   loop, cuts per-partition batches, applies back-pressure by pausing
+//!   partitions whose lane is busy, notices records Kafka no longer has
+//!   and runs the stall watchdog;
 //! - one async task per assigned partition ([`lane`]) calls the instance in
 //!   offset order, publishes outputs and stores offsets; partitions run in
-//!   parallel on the shared executor.
+//!   parallel on the shared executor;
+//! - the consumer's group callbacks ([`rebalance`]) run on the poll thread:
+//!   where assigned partitions begin, and draining and committing before
+//!   partitions are given up;
+//! - [`partitions`] is what they share about each assigned partition
+//!   (progress, stalls, gaps, degraded outputs), and what status reads.
 //!
-//! On revocation (rebalance) and shutdown, lanes finish the batches they hold
-//! and offsets are committed before the partitions are given up.
+//! On revocation (rebalance) and shutdown, lanes finish the batches they
+//! hold, together under one deadline, and offsets are committed before the
+//! partitions are given up.
 
 pub(crate) mod failure;
 mod lane;
 pub mod offsets;
+pub mod partitions;
 mod poller;
+mod rebalance;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,17 +46,30 @@ use crate::kafka::{self, OutputProducer};
 use crate::telemetry::{DeploymentMetrics, DeploymentTelemetry};
 use crate::wasm::ConsumerTemplate;
 
-pub use poller::DeploymentContext;
+pub use partitions::{Degraded, Gap, Notes, Stall};
+use partitions::{PartitionKey, Partitions};
+pub use rebalance::DeploymentContext;
 
 /// Where a deployment is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeploymentState {
     Starting,
     Running,
+    /// Running, but Kafka keeps refusing some outputs for a passing reason
+    /// (they are published again; nothing is committed past them). Carries
+    /// the reason; returns to `Running` by itself.
+    Degraded(String),
     /// Stopped on request; everything handled was committed.
     Stopped,
     /// Stopped by a failure that needs an operator; carries the reason.
     Failed(String),
+}
+
+impl DeploymentState {
+    /// Consuming (degraded or not).
+    pub fn is_running(&self) -> bool {
+        matches!(self, Self::Running | Self::Degraded(_))
+    }
 }
 
 /// State shared by the poll thread, the lanes and the runner.
@@ -59,14 +81,19 @@ pub struct Shared {
     /// Set once when a lane fails; the poll loop then stops the deployment.
     failure: Mutex<Option<String>>,
     failed: AtomicBool,
-    /// Lanes of currently assigned partitions, by (topic, partition).
-    lanes: Mutex<HashMap<(String, i32), lane::LaneHandle>>,
+    /// Lanes of currently assigned partitions.
+    lanes: Mutex<HashMap<PartitionKey, lane::LaneHandle>>,
+    /// The assigned partitions: progress, stalls, gaps, degraded outputs.
+    partitions: Partitions,
     /// Bumped on every revocation so the poll loop drops batches it was
     /// building for partitions it no longer owns.
     revocations: AtomicU64,
-    revoked: Mutex<Vec<(String, i32)>>,
+    revoked: Mutex<Vec<PartitionKey>>,
     /// How long revocation and shutdown wait for lanes to finish.
     drain_timeout: Duration,
+    /// How long an assigned partition with records waiting may make no
+    /// progress before it is reported as stalled.
+    stall_timeout: Duration,
     /// Metrics and guest log, owned by the supervisor (they outlive this
     /// run of the deployment).
     pub telemetry: Arc<DeploymentTelemetry>,
@@ -87,6 +114,25 @@ impl Shared {
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::Acquire) || self.failed.load(Ordering::Acquire)
     }
+
+    /// Take the lanes of `parts` (every lane if `None`) out of the map.
+    fn take_lanes(&self, parts: Option<&[PartitionKey]>) -> Vec<lane::LaneHandle> {
+        let mut lanes = self.lanes.lock().unwrap();
+        match parts {
+            None => lanes.drain().map(|(_, h)| h).collect(),
+            Some(parts) => parts.iter().filter_map(|p| lanes.remove(p)).collect(),
+        }
+    }
+}
+
+/// How a started deployment runs: the runner-wide timeouts it obeys.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// How long revocation and shutdown wait for lanes to finish.
+    pub drain: Duration,
+    /// How long a partition with records waiting may stand still before
+    /// it is reported as stalled.
+    pub stall: Duration,
 }
 
 /// Everything a deployment needs, resolved at start.
@@ -116,6 +162,7 @@ impl DeploymentSpec {
 pub struct Deployment {
     shared: Arc<Shared>,
     lane_ctx: Arc<lane::LaneCtx>,
+    consumer: Arc<rebalance::DeploymentConsumer>,
     config: Mutex<DeploymentConfig>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     state: watch::Receiver<DeploymentState>,
@@ -127,23 +174,26 @@ impl Deployment {
         spec: DeploymentSpec,
         kafka_config: &KafkaConfig,
         producer: Arc<OutputProducer>,
-        drain_timeout: Duration,
+        timeouts: Timeouts,
     ) -> Result<Deployment> {
         let name: Arc<str> = spec.config.name.as_str().into();
         let (state_tx, state_rx) = watch::channel(DeploymentState::Starting);
+        let telemetry = spec.template.grants().telemetry.clone();
         let shared = Arc::new(Shared {
             name: name.clone(),
             stop: AtomicBool::new(false),
             failure: Mutex::new(None),
             failed: AtomicBool::new(false),
             lanes: Mutex::new(HashMap::new()),
+            partitions: Partitions::new(name.clone(), telemetry.clone()),
             revocations: AtomicU64::new(0),
             revoked: Mutex::new(Vec::new()),
-            drain_timeout,
-            telemetry: spec.template.grants().telemetry.clone(),
+            drain_timeout: timeouts.drain,
+            stall_timeout: timeouts.stall,
+            telemetry,
             state: state_tx,
         });
-        let consumer: BaseConsumer<DeploymentContext> =
+        let consumer: rebalance::DeploymentConsumer =
             kafka::consumer_config(kafka_config, &spec.config)
                 .create_with_context(DeploymentContext::new(shared.clone()))
                 .with_context(|| format!("deployment {name:?}: invalid Kafka consumer settings"))?;
@@ -165,7 +215,8 @@ impl Deployment {
         let thread = std::thread::Builder::new()
             .name(format!("poll-{name}"))
             .spawn({
-                let (shared, lane_ctx) = (shared.clone(), lane_ctx.clone());
+                let (shared, lane_ctx, consumer) =
+                    (shared.clone(), lane_ctx.clone(), consumer.clone());
                 move || poller::run(shared, consumer, lane_ctx, batch)
             })
             .context("failed to start the poll thread")?;
@@ -175,6 +226,7 @@ impl Deployment {
         Ok(Deployment {
             shared,
             lane_ctx,
+            consumer,
             config: Mutex::new(config),
             thread: Mutex::new(Some(thread)),
             state: state_rx,
@@ -186,7 +238,7 @@ impl Deployment {
     /// old program, so no record is lost or handled twice by the switch.
     /// Inputs, group and batching must be unchanged (they need a restart).
     pub fn swap(&self, spec: DeploymentSpec) -> Result<()> {
-        check_topics(&self.lane_ctx.consumer, &spec.config)?;
+        check_topics(&self.consumer, &spec.config)?;
         tracing::info!(deployment = self.name(), module = %spec.template.grants().module_digest,
             outputs = ?spec.config.outputs, "swapping the deployment's program");
         *self.config.lock().unwrap() = spec.config.clone();
@@ -206,12 +258,32 @@ impl Deployment {
 
     /// The current state.
     pub fn state(&self) -> DeploymentState {
-        self.state.borrow().clone()
+        let state = self.state.borrow().clone();
+        if state == DeploymentState::Running
+            && let Some(reason) = self.shared.partitions.degraded_reason()
+        {
+            return DeploymentState::Degraded(reason);
+        }
+        state
+    }
+
+    /// What is noted about its partitions: stalls, skipped records,
+    /// degraded outputs.
+    pub fn notes(&self) -> Notes {
+        self.shared.partitions.notes()
     }
 
     /// The deployment's metrics.
     pub fn metrics(&self) -> &DeploymentMetrics {
         &self.shared.telemetry.metrics
+    }
+
+    /// Make the next batch a lane starts panic, as a bug in the runner
+    /// would. For tests of what a panicking lane does; never called by
+    /// the runner.
+    #[doc(hidden)]
+    pub fn inject_lane_panic(&self) {
+        self.lane_ctx.inject_panic();
     }
 
     /// Resolves when the deployment has stopped or failed.

@@ -140,36 +140,44 @@ fn targets(
     Ok(out)
 }
 
-/// Commit `position` for `group` on every partition of `topics`. The
-/// group must have no active member (Kafka refuses commits from outside a
-/// live group), so this retries until `wait` has passed; stop the
-/// deployment first. With `only_uncommitted`, partitions the group has
-/// already committed are left alone (a start position applies only where
-/// there is no commit). Returns the number of partitions moved.
+/// Why a group is moved, which decides what happens to partitions the
+/// group has already committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Move {
+    /// A replay: every partition goes to the position, even backwards.
+    Replay,
+    /// A deployment's `start` taking effect on topics it begins to read:
+    /// only if the group has committed nothing on any of their partitions
+    /// (a new group). A group with commits keeps them, and its partitions
+    /// without one begin at their first offset.
+    StartIfNew,
+}
+
+/// Commit `position` for `group` on every partition of `topics` (see
+/// [`Move`]). The group must have no active member (Kafka refuses commits
+/// from outside a live group), so this retries until `wait` has passed;
+/// stop the deployment first. Returns the number of partitions moved.
 pub fn move_group(
     kafka_config: &KafkaConfig,
     group: &str,
     topics: &[String],
     position: StartPosition,
-    only_uncommitted: bool,
+    mode: Move,
     wait: Duration,
 ) -> Result<usize> {
     let consumer = admin(kafka_config, group)?;
-    let mut tpl = targets(&consumer, topics, position)?;
-    if only_uncommitted {
+    let tpl = targets(&consumer, topics, position)?;
+    if mode == Move::StartIfNew {
         let committed = consumer
             .committed_offsets(tpl.clone(), TIMEOUT)
             .with_context(|| format!("cannot read the committed offsets of group {group:?}"))?;
-        let mut open = TopicPartitionList::new();
-        for e in tpl.elements() {
-            let done = committed
-                .find_partition(e.topic(), e.partition())
-                .is_some_and(|c| matches!(c.offset(), Offset::Offset(_)));
-            if !done {
-                open.add_partition_offset(e.topic(), e.partition(), e.offset())?;
-            }
+        let any = committed
+            .elements()
+            .iter()
+            .any(|c| matches!(c.offset(), Offset::Offset(_)));
+        if any {
+            return Ok(0);
         }
-        tpl = open;
     }
     if tpl.count() == 0 {
         return Ok(0);

@@ -1,130 +1,40 @@
-//! The deployment's poll thread: consume, cut batches, hand them to lanes.
+//! The deployment's poll thread: consume, cut batches, hand them to lanes,
+//! notice records Kafka no longer had, and watch for stalls.
 //!
 //! The thread does as little as possible per record (one copy into the
-//! partition's batch buffer) so that it keeps pace with a raw consume loop
-//! while the wasm calls run on other threads. When a lane is busy its batches
-//! wait here, up to a byte budget; only past that budget is the partition
-//! paused. Pausing is the last resort because librdkafka discards what it
-//! pre-fetched for a paused partition and may take up to a second to fetch
-//! again after resume; short waits for acknowledgements must not trigger it.
-//! The thread never blocks on a lane, so one slow partition never stalls the
-//! others or the consumer's group membership.
+//! partition's batch buffer and one offset comparison) so that it keeps
+//! pace with a raw consume loop while the wasm calls run on other threads.
+//! When a lane is busy its batches wait here, up to a byte budget; only
+//! past that budget is the partition paused. Pausing is the last resort
+//! because librdkafka discards what it pre-fetched for a paused partition
+//! and may take up to a second to fetch again after resume; short waits
+//! for acknowledgements must not trigger it. The thread never blocks on a
+//! lane, so one slow partition never stalls the others or the consumer's
+//! group membership.
+//!
+//! Once a second the [`Watchdog`] looks at every assigned partition; one
+//! with records waiting and no progress for `runtime.stall_timeout_ms` is
+//! reported, whatever the cause.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use rdkafka::TopicPartitionList;
-use rdkafka::client::ClientContext;
-use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::lane::{self, LaneCtx};
+use super::partitions::{self, Observation, PartitionKey, Watchdog};
+use super::rebalance::{self, DeploymentConsumer};
 use super::{DeploymentState, Shared};
 use crate::config::BatchConfig;
-use crate::kafka::BatchBuilder;
+use crate::kafka::{self, BatchBuilder};
 use crate::wasm::bindings::Batch;
 
-/// Rebalance hooks: drain a partition's lane and commit before giving it up.
-pub struct DeploymentContext {
-    shared: Arc<Shared>,
-}
-
-impl DeploymentContext {
-    pub(super) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
-    }
-}
-
-impl ClientContext for DeploymentContext {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        crate::kafka::route_log(level, fac, log_message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(target: "ingesta::kafka", deployment = &*self.shared.name, %error,
-            reason, "consumer error");
-    }
-
-    fn stats(&self, statistics: rdkafka::Statistics) {
-        self.shared.telemetry.metrics.consumer.update(&statistics);
-    }
-}
-
-impl ConsumerContext for DeploymentContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Revoke(tpl) => {
-                let parts: Vec<(String, i32)> = tpl
-                    .elements()
-                    .iter()
-                    .map(|e| (e.topic().to_owned(), e.partition()))
-                    .collect();
-                tracing::info!(deployment = &*self.shared.name, partitions = ?parts,
-                    "partitions revoked; draining their lanes");
-                self.shared
-                    .revoked
-                    .lock()
-                    .unwrap()
-                    .extend(parts.iter().cloned());
-                self.shared.revocations.fetch_add(1, Ordering::AcqRel);
-                drain_lanes(&self.shared, Some(&parts));
-                commit(consumer, &self.shared.name);
-            }
-            Rebalance::Assign(tpl) => {
-                tracing::info!(
-                    deployment = &*self.shared.name,
-                    partitions = tpl.count(),
-                    "partitions assigned"
-                );
-            }
-            Rebalance::Error(e) => {
-                tracing::warn!(deployment = &*self.shared.name, error = %e, "rebalance error");
-            }
-        }
-    }
-
-    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        match result {
-            Ok(()) => tracing::trace!(deployment = &*self.shared.name, ?offsets, "committed"),
-            // Nothing new to commit is not a problem.
-            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => tracing::warn!(deployment = &*self.shared.name, error = %e,
-                "offset commit failed; it is retried with the next commit"),
-        }
-    }
-}
-
-/// Close the lanes of `parts` (all lanes if `None`) and wait for them to
-/// finish the batches they hold, up to the drain timeout.
-fn drain_lanes(shared: &Shared, parts: Option<&[(String, i32)]>) {
-    let handles: Vec<_> = {
-        let mut lanes = shared.lanes.lock().unwrap();
-        match parts {
-            None => lanes.drain().map(|(_, h)| h).collect(),
-            Some(parts) => parts.iter().filter_map(|p| lanes.remove(p)).collect(),
-        }
-    };
-    let deadline = Instant::now() + shared.drain_timeout;
-    for h in handles {
-        let (topic, partition) = (h.topic.clone(), h.partition);
-        if !h.close_and_wait(deadline) {
-            tracing::warn!(deployment = &*shared.name, %topic, partition,
-                "lane did not drain in time; its unfinished records will be delivered again");
-        }
-    }
-}
-
-fn commit(consumer: &BaseConsumer<DeploymentContext>, name: &str) {
-    match consumer.commit_consumer_state(CommitMode::Sync) {
-        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-        Err(e) => tracing::warn!(deployment = name, error = %e,
-            "final offset commit failed; records after the last commit will be delivered again"),
-    }
-}
+/// How often the watchdog looks at the assigned partitions.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// A partition the poll loop is building batches for.
 struct PartState {
@@ -137,6 +47,10 @@ struct PartState {
     waiting_bytes: usize,
     /// Whether the partition is paused (because `waiting` is over budget).
     paused: bool,
+    /// The offset the next record should have (`-1`: unknown). A record
+    /// past it, below the partition's first offset, means Kafka removed
+    /// records before they were handled.
+    expected: i64,
 }
 
 /// Bytes a partition may hold in waiting batches before it is paused.
@@ -148,19 +62,58 @@ fn batch_bytes(b: &Batch) -> usize {
     b.data.len() + b.records.len() + b.headers.len()
 }
 
-/// The poll loop. Runs until stop is requested or a lane fails.
+/// The poll thread: the poll loop until stop is requested or a lane fails,
+/// then drain, commit and leave the group. A panic in the loop fails the
+/// deployment with its message rather than leave it running unseen.
 pub(super) fn run(
     shared: Arc<Shared>,
-    consumer: Arc<BaseConsumer<DeploymentContext>>,
+    consumer: Arc<DeploymentConsumer>,
     lane_ctx: Arc<LaneCtx>,
     batch: BatchConfig,
 ) {
+    let looped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        poll_loop(&shared, &consumer, &lane_ctx, &batch)
+    }));
+    if let Err(panic) = looped {
+        shared.fail(format!(
+            "the poll thread panicked ({}); this is a bug in ingesta, please report it. Records after the last commit are handled again on resume",
+            lane::panic_message(&panic)
+        ));
+    }
+
+    // Drain: lanes finish what they hold; partial batches are dropped (not
+    // acknowledged, so they are delivered again after restart).
+    rebalance::drain(&shared, None);
+    rebalance::commit(&consumer, &shared.name);
+    consumer.unsubscribe();
+    // Serve the revocation callback now, so the group sees us leave before
+    // the deployment reports itself stopped.
+    let _ = consumer.poll(Duration::from_millis(100));
+    shared.partitions.revoke_all();
+    let failure = shared.failure.lock().unwrap().clone();
+    let state = match failure {
+        Some(reason) => DeploymentState::Failed(reason),
+        None => DeploymentState::Stopped,
+    };
+    shared.telemetry.metrics.consumer.clear();
+    tracing::info!(deployment = &*shared.name, ?state, "deployment stopped");
+    shared.state.send_replace(state);
+}
+
+fn poll_loop(
+    shared: &Shared,
+    consumer: &DeploymentConsumer,
+    lane_ctx: &Arc<LaneCtx>,
+    batch: &BatchConfig,
+) {
     let max_wait = Duration::from_millis(batch.max_wait_ms);
-    let budget = waiting_budget(&batch);
+    let budget = waiting_budget(batch);
     let mut any_waiting = false;
     let mut parts: Vec<PartState> = Vec::new();
     let mut seen_revocations = 0;
     let mut next_flush: Option<Instant> = None;
+    let mut watchdog = Watchdog::new(shared.stall_timeout);
+    let mut next_watch = Instant::now() + WATCH_EVERY;
 
     // Reading the clock costs about as much as copying a record, so while
     // records flow the clock is read only every CLOCK_EVERY records; time
@@ -210,22 +163,20 @@ pub(super) fn run(
                 {
                     Some(i) => i,
                     None => {
-                        parts.push(PartState {
-                            topic: topic.to_owned(),
-                            partition,
-                            builder: BatchBuilder::new(topic, partition),
-                            waiting: VecDeque::new(),
-                            waiting_bytes: 0,
-                            paused: false,
-                        });
+                        parts.push(PartState::new(shared, topic, partition));
                         parts.len() - 1
                     }
                 };
                 let p = &mut parts[idx];
+                let offset = msg.offset();
+                if offset != p.expected {
+                    check_continuity(shared, consumer, p, offset);
+                }
+                p.expected = offset + 1;
                 p.builder.push(&msg);
                 drop(msg);
                 if p.builder.len() >= batch.max_records || p.builder.bytes() >= batch.max_bytes {
-                    any_waiting |= cut(p, &shared, &consumer, &lane_ctx, budget);
+                    any_waiting |= cut(p, shared, consumer, lane_ctx, budget);
                 } else if p.builder.len() == 1 {
                     let due = p.builder.started() + max_wait;
                     next_flush = Some(next_flush.map_or(due, |t| t.min(due)));
@@ -248,12 +199,12 @@ pub(super) fn run(
             any_waiting = false;
             for p in &mut parts {
                 if !p.waiting.is_empty() {
-                    retry_waiting(p, &shared, &consumer, &lane_ctx);
+                    retry_waiting(p, shared, consumer, lane_ctx);
                 }
                 if !p.builder.is_empty() {
                     let due = p.builder.started() + max_wait;
                     if due <= now {
-                        cut(p, &shared, &consumer, &lane_ctx, budget);
+                        cut(p, shared, consumer, lane_ctx, budget);
                     } else {
                         next_flush = Some(next_flush.map_or(due, |t| t.min(due)));
                     }
@@ -261,24 +212,118 @@ pub(super) fn run(
                 any_waiting |= !p.waiting.is_empty();
             }
         }
+        if now >= next_watch {
+            next_watch = now + WATCH_EVERY;
+            watch(&mut watchdog, shared, consumer, &parts, now);
+        }
     }
+}
 
-    // Drain: lanes finish what they hold; partial batches are dropped (not
-    // acknowledged, so they are delivered again after restart).
-    drain_lanes(&shared, None);
-    commit(&consumer, &shared.name);
-    consumer.unsubscribe();
-    // Serve the revocation callback now, so the group sees us leave before
-    // the deployment reports itself stopped.
-    let _ = consumer.poll(Duration::from_millis(100));
-    let failure = shared.failure.lock().unwrap().clone();
-    let state = match failure {
-        Some(reason) => DeploymentState::Failed(reason),
-        None => DeploymentState::Stopped,
-    };
-    shared.telemetry.metrics.consumer.clear();
-    tracing::info!(deployment = &*shared.name, ?state, "deployment stopped");
-    shared.state.send_replace(state);
+impl PartState {
+    fn new(shared: &Shared, topic: &str, partition: i32) -> Self {
+        // Where the partition began, as the assignment decided.
+        let expected = shared
+            .partitions
+            .progress(&(topic.to_owned(), partition))
+            .and_then(|p| p.handled_to())
+            .unwrap_or(-1);
+        PartState {
+            topic: topic.to_owned(),
+            partition,
+            builder: BatchBuilder::new(topic, partition),
+            waiting: VecDeque::new(),
+            waiting_bytes: 0,
+            paused: false,
+            expected,
+        }
+    }
+}
+
+/// A record arrived at `offset` where `p.expected` was due. Past it and
+/// below the partition's first offset: Kafka removed records before they
+/// were handled (retention overtook a lagging deployment), and librdkafka
+/// resumed at the first offset still there; report the range. Past it but
+/// not below the first offset: compaction or transaction markers, nothing
+/// missed. Before it: the consumer went back (an offset reset after a
+/// truncated log), so records are handled again.
+fn check_continuity(shared: &Shared, consumer: &DeploymentConsumer, p: &PartState, offset: i64) {
+    if p.expected < 0 {
+        return;
+    }
+    let key = (p.topic.clone(), p.partition);
+    if offset > p.expected {
+        if let Some((low, _)) = kafka::cached_watermarks(consumer, &p.topic, p.partition)
+            && low > p.expected
+        {
+            shared.partitions.gap(
+                &key,
+                p.expected,
+                low.min(offset),
+                "records below the partition's first offset were removed (retention or deleted records) before the deployment handled them",
+            );
+        }
+    } else {
+        tracing::warn!(deployment = &*shared.name, topic = %p.topic, partition = p.partition,
+            expected = p.expected, offset,
+            "the consumer went back to an earlier offset (an offset reset after the log was truncated?); records are handled again");
+    }
+}
+
+/// Look at every assigned partition and report the ones standing still
+/// with records waiting (see [`Watchdog`]). Cheap: the positions and
+/// watermarks librdkafka caches are read only for partitions that have
+/// work or have not moved for the stall timeout.
+fn watch(
+    watchdog: &mut Watchdog,
+    shared: &Shared,
+    consumer: &DeploymentConsumer,
+    parts: &[PartState],
+    now: Instant,
+) {
+    let assigned = shared.partitions.assigned();
+    watchdog.retain(|k| assigned.iter().any(|(a, _)| a == k));
+    let mut positions: Option<TopicPartitionList> = None;
+    for (key, progress) in &assigned {
+        let received_to = parts
+            .iter()
+            .find(|p| p.partition == key.1 && p.topic == key.0)
+            .map(|p| p.expected)
+            .filter(|o| *o >= 0);
+        let mut obs = Observation {
+            handled_to: progress.handled_to(),
+            received_to,
+            delivered_to: None,
+            high_watermark: None,
+            detailed: false,
+        };
+        if watchdog.needs_detail(key, now) {
+            obs.detailed = true;
+            let positions =
+                positions.get_or_insert_with(|| consumer.position().unwrap_or_default());
+            obs.delivered_to =
+                positions
+                    .find_partition(&key.0, key.1)
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    });
+            obs.high_watermark = high_watermark(consumer, key);
+        }
+        let verdict = watchdog.observe(key, obs, now);
+        partitions::report(&shared.partitions, key, obs, verdict);
+    }
+}
+
+/// The partition's end as the consumer last saw it, or from the broker if
+/// it has not fetched the partition yet.
+fn high_watermark(consumer: &DeploymentConsumer, key: &PartitionKey) -> Option<i64> {
+    if let Some((_, high)) = kafka::cached_watermarks(consumer, &key.0, key.1) {
+        return Some(high);
+    }
+    consumer
+        .fetch_watermarks(&key.0, key.1, Duration::from_secs(2))
+        .ok()
+        .map(|(_, high)| high)
 }
 
 /// Hand the current batch to the lane, or keep it waiting (pausing the
@@ -287,13 +332,13 @@ pub(super) fn run(
 fn cut(
     p: &mut PartState,
     shared: &Shared,
-    consumer: &BaseConsumer<DeploymentContext>,
+    consumer: &DeploymentConsumer,
     lane_ctx: &Arc<LaneCtx>,
     budget: usize,
 ) -> bool {
     let batch = p.builder.take();
     let batch = if p.waiting.is_empty() {
-        match lane::dispatch(shared, lane_ctx, batch) {
+        match lane::dispatch(lane_ctx, batch) {
             Ok(()) => return false,
             Err(batch) => batch,
         }
@@ -314,12 +359,12 @@ fn cut(
 fn retry_waiting(
     p: &mut PartState,
     shared: &Shared,
-    consumer: &BaseConsumer<DeploymentContext>,
+    consumer: &DeploymentConsumer,
     lane_ctx: &Arc<LaneCtx>,
 ) {
     while let Some(batch) = p.waiting.pop_front() {
         let size = batch_bytes(&batch);
-        if let Err(batch) = lane::dispatch(shared, lane_ctx, batch) {
+        if let Err(batch) = lane::dispatch(lane_ctx, batch) {
             p.waiting.push_front(batch);
             return;
         }
@@ -331,7 +376,7 @@ fn retry_waiting(
     }
 }
 
-fn pause(consumer: &BaseConsumer<DeploymentContext>, p: &PartState, paused: bool, name: &str) {
+fn pause(consumer: &DeploymentConsumer, p: &PartState, paused: bool, name: &str) {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition(&p.topic, p.partition);
     let result = if paused {

@@ -132,6 +132,18 @@ pub struct DeploymentMetrics {
     pub ingest_requests: IntCounterVec,
     /// Producer deployments: ticks of the schedule started.
     pub ticks: IntCounter,
+    /// 1 while an assigned input partition has records waiting and no
+    /// progress for `runtime.stall_timeout_ms`, by `topic` and `partition`.
+    pub partition_stalled: IntGaugeVec,
+    /// Times a partition was found stalled.
+    pub stalls: IntCounter,
+    /// Records Kafka no longer had where a partition resumed (retention or
+    /// deleted records below the committed offset), by `topic` and
+    /// `partition`.
+    pub skipped_records: IntCounterVec,
+    /// Batches whose outputs were published again after Kafka did not
+    /// acknowledge them for a passing reason.
+    pub republishes: IntCounter,
     /// The deployment's consumer, from librdkafka's statistics.
     pub consumer: KafkaClientMetrics,
     families: Families,
@@ -215,6 +227,24 @@ impl DeploymentMetrics {
                 &["status"],
             ),
             ticks: f.counter("ingesta_ticks_total", "Ticks of the producer deployment's schedule."),
+            partition_stalled: f.gauge_vec(
+                "ingesta_partition_stalled",
+                "1 while the input partition has records waiting and has made no progress for runtime.stall_timeout_ms.",
+                part,
+            ),
+            stalls: f.counter(
+                "ingesta_partition_stalls_total",
+                "Times an input partition was found stalled.",
+            ),
+            skipped_records: f.counter_vec(
+                "ingesta_skipped_records_total",
+                "Records no longer in Kafka where the partition resumed (retention or deleted records below the committed offset), by input partition.",
+                part,
+            ),
+            republishes: f.counter(
+                "ingesta_output_republishes_total",
+                "Batches whose outputs were published again after Kafka did not acknowledge them for a passing reason.",
+            ),
             consumer: KafkaClientMetrics::new(&mut f, "ingesta_kafka_consumer"),
             families: f,
         };

@@ -12,9 +12,9 @@
 //!   from the committed offsets; a second runner sees the same state.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use ingesta_tests::control::{
     self, Api, OPERATOR_TOKEN, TENANT_A, TENANT_B, error_of, second_version, tag_of, upload,
 };
@@ -40,22 +40,7 @@ fn wait_status(
     what: &str,
     done: impl Fn(&Value) -> bool,
 ) -> Result<Value> {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let (status, body) = api.call(
-            Method::GET,
-            &format!("/v1/deployments/{name}"),
-            Some(token),
-            None,
-        )?;
-        if status == StatusCode::OK && done(&body) {
-            return Ok(body);
-        }
-        if Instant::now() > deadline {
-            bail!("deployment {name}: not {what} within {TIMEOUT:?}: {status} {body}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    control::wait_status(api, token, name, what, TIMEOUT, done)
 }
 
 #[test]
