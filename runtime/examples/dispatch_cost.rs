@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use ingesta_abi::{OutgoingEntry, RecordEntry, Span, Timestamp};
-use ingesta_runtime::config::LimitsConfig;
+use ingesta_runtime::deployment::LimitsConfig;
 use ingesta_runtime::wasm::bindings::Batch;
 use ingesta_runtime::wasm::{
     CallOutcome, ConsumerInstance, ConsumerTemplate, DeploymentGrants, LoadedModule, WasmEngine,
@@ -80,7 +80,7 @@ async fn main() -> Result<()> {
     let mut grants = DeploymentGrants::new(
         "bench",
         &limits,
-        module.digest.clone(),
+        module.digest.to_string(),
         ingesta_runtime::telemetry::DeploymentTelemetry::new("bench"),
     );
     grants.outputs = HashSet::from([

@@ -6,7 +6,6 @@
 //! created, so a bad module or config stops the runner before a single
 //! record is consumed.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,14 +15,18 @@ use anyhow::{Context, Result, bail};
 
 use wasmtime::component::Linker;
 
+use crate::auth::Auth;
 use crate::config::Config;
-use crate::control::api::{self, ApiState};
-use crate::control::auth::Auth;
-use crate::control::deployments::DeploymentRecord;
-use crate::control::modules::ModuleRegistry;
-use crate::control::state::{StateLog, StateRecord, StateTopic};
+use crate::control::applier::apply_state;
+use crate::control::http::{self, HttpState};
+use crate::control::service::Service;
+use crate::control::state::{StateLog, StateTopic};
+use crate::deployment::ModuleRef;
 use crate::kafka::Producers;
-use crate::supervisor::{Running, Spec, Supervisor, build_spec};
+use crate::modules::ModuleRegistry;
+use crate::offsets::Offsets;
+use crate::pipeline::Timeouts;
+use crate::supervisor::{Program, Running, Supervisor};
 use crate::telemetry::{DeploymentTelemetry, RunnerMetrics};
 use crate::wasm::{HostState, LoadedModule, WasmEngine, WasmEngineConfig, consumer_linker};
 
@@ -42,7 +45,7 @@ pub(crate) fn xdg_dir(var: &str, under_home: &str) -> PathBuf {
 }
 
 /// Load, check and link every config-file deployment's module.
-pub fn prepare(config: &Config, engine: &WasmEngine) -> Result<Vec<Spec>> {
+pub fn prepare(config: &Config, engine: &WasmEngine) -> Result<Vec<Program>> {
     let linker = consumer_linker(engine.engine())?;
     prepare_with(config, engine, &linker)
 }
@@ -51,20 +54,22 @@ fn prepare_with(
     config: &Config,
     engine: &WasmEngine,
     linker: &Linker<HostState>,
-) -> Result<Vec<Spec>> {
+) -> Result<Vec<Program>> {
     let mut specs = Vec::new();
     for d in &config.deployments {
-        let module = LoadedModule::from_file(
-            engine.engine(),
-            &d.module,
-            &engine.config().compile_cache_dir,
-        )
-        .with_context(|| format!("deployment {:?}", d.name))?;
-        specs.push(build_spec(
+        let ModuleRef::File(file) = &d.spec.module else {
+            bail!(
+                "deployment {:?}: a config-file deployment's module must be a file",
+                d.name
+            );
+        };
+        let module =
+            LoadedModule::from_file(engine.engine(), file, &engine.config().compile_cache_dir)
+                .with_context(|| format!("deployment {:?}", d.name))?;
+        specs.push(Program::link(
             linker,
             d,
             module,
-            &d.module.display().to_string(),
             DeploymentTelemetry::new(&d.name),
         )?);
     }
@@ -83,8 +88,11 @@ pub fn engine_for(config: &Config) -> Result<WasmEngine> {
     engine.max_wasm_stack = (config.runtime.wasm_stack_kib as usize) << 10;
     // Fuel metering is engine-wide: on when asked for, or when a
     // config-file deployment sets a fuel limit.
-    engine.fuel =
-        config.runtime.fuel_metering || config.deployments.iter().any(|d| d.limits.fuel.is_some());
+    engine.fuel = config.runtime.fuel_metering
+        || config
+            .deployments
+            .iter()
+            .any(|d| d.spec.limits.fuel.is_some());
     WasmEngine::new(engine)
 }
 
@@ -94,6 +102,8 @@ pub struct Runner {
     /// Kept alive for the deployments' instances; drives the epoch.
     engine: WasmEngine,
     producers: Producers,
+    metrics: Arc<RunnerMetrics>,
+    modules: Arc<ModuleRegistry>,
     supervisor: Arc<Supervisor>,
     /// Config-file deployments, in config order.
     statics: Vec<Running>,
@@ -120,19 +130,19 @@ impl Runner {
         let metrics = Arc::new(RunnerMetrics::new());
         let producers =
             Producers::new(&config.kafka, &metrics).context("invalid Kafka producer settings")?;
+        let modules = Arc::new(ModuleRegistry::new(
+            engine.engine().clone(),
+            engine.config().compile_cache_dir.clone(),
+        ));
         let supervisor = Arc::new(Supervisor::new(
             &engine,
             config.kafka.clone(),
             producers.clone(),
-            crate::pipeline::Timeouts {
+            Timeouts {
                 drain: Duration::from_millis(config.runtime.drain_timeout_ms),
                 stall: Duration::from_millis(config.runtime.stall_timeout_ms),
             },
-            Arc::new(ModuleRegistry::new(
-                engine.engine().clone(),
-                engine.config().compile_cache_dir.clone(),
-            )),
-            metrics,
+            modules.clone(),
         )?);
         let specs = prepare_with(config, &engine, supervisor.linker())?;
         let mut statics = Vec::new();
@@ -142,6 +152,8 @@ impl Runner {
         Ok(Runner {
             engine,
             producers,
+            metrics,
+            modules,
             supervisor,
             statics,
             control: None,
@@ -178,25 +190,32 @@ impl Runner {
         };
         let opened = StateLog::open(&config.kafka, control).await?;
         let state = opened.log.clone();
-        let modules = self.supervisor.modules().clone();
         let applier = tokio::spawn(apply_state(
             opened.records,
             opened.ends,
             state.clone(),
-            modules.clone(),
+            self.modules.clone(),
             self.supervisor.clone(),
         ));
-        let (closing, closing_rx) = tokio::sync::watch::channel(false);
-        let api_state = Arc::new(ApiState {
-            auth: Auth::new(control.operator_token_sha256.as_deref(), &control.tenants)
+        let offsets = Offsets::new(
+            &config.kafka,
+            Duration::from_millis(config.runtime.offsets_cache_ms),
+        )
+        .context("cannot create the runner's offsets client")?;
+        let service = Arc::new(Service::new(
+            Auth::new(control.operator_token_sha256.as_deref(), &control.tenants)
                 .map_err(anyhow::Error::msg)?,
-            modules,
-            supervisor: self.supervisor.clone(),
-            state: state.clone(),
-            kafka: config.kafka.clone(),
-            max_module_bytes: (control.max_module_mib as usize) << 20,
-            fuel_metering: self.engine.config().fuel,
-            ready: false.into(),
+            self.supervisor.clone(),
+            self.modules.clone(),
+            state.clone(),
+            Arc::new(offsets),
+            self.metrics.clone(),
+            self.engine.config().fuel,
+            (control.max_module_mib as usize) << 20,
+        ));
+        let (closing, closing_rx) = tokio::sync::watch::channel(false);
+        let http_state = Arc::new(HttpState {
+            service: service.clone(),
             closing: closing_rx,
         });
         let listener = tokio::net::TcpListener::bind(control.listen)
@@ -204,7 +223,7 @@ impl Runner {
             .with_context(|| format!("cannot listen on control.listen = {}", control.listen))?;
         tracing::info!(listen = %control.listen, "control API listening");
         let (stop_api, stopped) = tokio::sync::oneshot::channel::<()>();
-        let api = tokio::spawn(api::serve(listener, api_state.clone(), async {
+        let api = tokio::spawn(http::serve(listener, http_state, async {
             let _ = stopped.await;
         }));
         // Ready once everything that was in the state topics at start is
@@ -219,9 +238,7 @@ impl Runner {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        api_state
-            .ready
-            .store(true, std::sync::atomic::Ordering::Release);
+        service.set_ready();
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "control-plane state recovered; ready"
@@ -257,76 +274,6 @@ impl Runner {
             bail!("{}", failures.join("\n"));
         }
         Ok(())
-    }
-}
-
-/// Apply the state topics' records in order, forever.
-///
-/// What was in the deployments topic at start is history until compaction
-/// removes it: only each deployment's latest record is applied, once every
-/// module is read, so a restart does not replay the history's starts,
-/// swaps, pauses and replays.
-async fn apply_state(
-    mut records: tokio::sync::mpsc::UnboundedReceiver<StateRecord>,
-    ends: [i64; 2],
-    state: Arc<StateLog>,
-    modules: Arc<ModuleRegistry>,
-    supervisor: Arc<Supervisor>,
-) {
-    let [deployments_end, modules_end] = ends;
-    let mut recovered: BTreeMap<String, Option<DeploymentRecord>> = BTreeMap::new();
-    let mut read = [0i64; 2];
-    while read[0] < deployments_end || read[1] < modules_end {
-        let Some(r) = records.recv().await else {
-            return;
-        };
-        read[r.topic as usize] = r.offset + 1;
-        match r.topic {
-            StateTopic::Modules => {
-                modules.apply(&r.key, r.value.as_deref());
-                state.mark_applied(r.topic, r.offset + 1);
-            }
-            StateTopic::Deployments => {
-                if let Some(record) = parse_record(&r) {
-                    recovered.insert(r.key, record);
-                }
-            }
-        }
-    }
-    for (key, record) in recovered {
-        if record.is_some() {
-            supervisor.apply(&key, record, false).await;
-        }
-    }
-    state.mark_applied(StateTopic::Deployments, deployments_end);
-
-    while let Some(r) = records.recv().await {
-        match r.topic {
-            StateTopic::Modules => {
-                if let Some(digest) = modules.apply(&r.key, r.value.as_deref()) {
-                    supervisor.module_arrived(&digest).await;
-                }
-            }
-            StateTopic::Deployments => {
-                if let Some(record) = parse_record(&r) {
-                    supervisor.apply(&r.key, record, true).await;
-                }
-            }
-        }
-        state.mark_applied(r.topic, r.offset + 1);
-    }
-}
-
-/// A deployment record (`Some(None)`: a tombstone), or `None` if corrupt.
-fn parse_record(r: &StateRecord) -> Option<Option<DeploymentRecord>> {
-    match r.value.as_deref().map(serde_json::from_slice) {
-        None => Some(None),
-        Some(Ok(record)) => Some(Some(record)),
-        Some(Err(e)) => {
-            tracing::warn!(key = %r.key, offset = r.offset, error = %e,
-                "ignoring a corrupt deployment record");
-            None
-        }
     }
 }
 

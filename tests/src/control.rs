@@ -11,13 +11,16 @@ use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::{Method, StatusCode};
 
 use crate::runner::{self, toml_str};
+pub use ingesta_runtime::api::{DeploymentStatus, State};
 
 /// The operator's token in these tests.
 pub const OPERATOR_TOKEN: &str = "operator-token-for-tests";
 
 /// A tenant of the test config.
 pub struct Tenant {
+    /// Its name in `[[control.tenant]]`; deployment keys are `<name>/...`.
     pub name: &'static str,
+    /// Its bearer token in clear (the config holds only its SHA-256).
     pub token: &'static str,
     /// Prefix of every topic and group it is granted.
     pub prefix: &'static str,
@@ -51,7 +54,7 @@ pub fn state_prefix() -> String {
 /// `[control]` on `port` keeping its state under `state_prefix`, with the
 /// operator and both tenants; uploads are capped at `max_module_mib`.
 pub fn control_table(port: u16, state_prefix: &str, max_module_mib: u64) -> String {
-    let hash = ingesta_runtime::control::auth::hash_token;
+    let hash = ingesta_runtime::auth::hash_token;
     let mut t = format!(
         "[control]\nlisten = \"127.0.0.1:{port}\"\nstate_topic_prefix = {}\nmax_module_mib = {max_module_mib}\noperator_token_sha256 = \"{}\"\n",
         toml_str(state_prefix),
@@ -85,6 +88,7 @@ pub struct Api {
 }
 
 impl Api {
+    /// A client for the API on `port`; every request times out after 60 s.
     pub fn new(port: u16) -> Result<Self> {
         Ok(Self {
             base: format!("http://127.0.0.1:{port}"),
@@ -132,6 +136,20 @@ impl Api {
     ) -> Result<(StatusCode, serde_json::Value)> {
         let r = self.request(method.clone(), path, token).json(body);
         answer(r, &method, path)
+    }
+
+    /// `GET /v1/deployments/{name}` as `token`, typed; an error carries the
+    /// status and the API's message.
+    pub fn status(&self, token: &str, name: &str) -> Result<DeploymentStatus> {
+        let path = format!("/v1/deployments/{name}");
+        let response = self
+            .request(Method::GET, &path, Some(token))
+            .send()
+            .with_context(|| format!("GET {path}: no response"))?;
+        let status = response.status();
+        let text = response.text()?;
+        ensure!(status == StatusCode::OK, "GET {path}: {status} {text}");
+        serde_json::from_str(&text).with_context(|| format!("GET {path}: unexpected body {text}"))
     }
 
     /// Waits until `/readyz` answers 200: the runner has applied the state
@@ -221,7 +239,7 @@ pub fn deploy_module(
     token: &str,
     wasm: &std::path::Path,
     mut body: serde_json::Value,
-) -> Result<serde_json::Value> {
+) -> Result<DeploymentStatus> {
     let read = std::fs::read(wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
     body["module"] = upload(api, token, read)?.into();
     let (status, answer) = api.json(Method::POST, "/v1/deployments", Some(token), &body)?;
@@ -229,7 +247,8 @@ pub fn deploy_module(
         status == StatusCode::CREATED,
         "create answered {status}: {answer}"
     );
-    Ok(answer)
+    serde_json::from_value(answer.clone())
+        .with_context(|| format!("create answered an unexpected body: {answer}"))
 }
 
 /// Polls `GET /v1/deployments/{name}` as `token` until `done` holds for
@@ -240,21 +259,18 @@ pub fn wait_status(
     name: &str,
     what: &str,
     timeout: Duration,
-    done: impl Fn(&serde_json::Value) -> bool,
-) -> Result<serde_json::Value> {
+    done: impl Fn(&DeploymentStatus) -> bool,
+) -> Result<DeploymentStatus> {
     let deadline = Instant::now() + timeout;
     loop {
-        let (status, body) = api.call(
-            Method::GET,
-            &format!("/v1/deployments/{name}"),
-            Some(token),
-            None,
-        )?;
-        if status == StatusCode::OK && done(&body) {
-            return Ok(body);
+        let last = api.status(token, name);
+        if let Ok(s) = &last
+            && done(s)
+        {
+            return last;
         }
         if Instant::now() > deadline {
-            bail!("deployment {name}: not {what} within {timeout:?}: {status} {body}");
+            bail!("deployment {name}: not {what} within {timeout:?}: {last:?}");
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -13,8 +13,11 @@ use crate::runner::RunnerProcess;
 
 /// One runner of the fleet: its process and its API.
 pub struct Member {
+    /// The runner child process (its log, signals, exit).
     pub process: RunnerProcess,
+    /// A client for its control API.
     pub api: Api,
+    /// The loopback port its control API listens on.
     pub port: u16,
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use ingesta_abi::{OutgoingEntry, RecordEntry, Span, Timestamp};
-use ingesta_runtime::config::LimitsConfig;
+use ingesta_runtime::deployment::LimitsConfig;
 use ingesta_runtime::telemetry::DeploymentTelemetry;
 use ingesta_runtime::wasm::bindings::{Batch, Outbox};
 use ingesta_runtime::wasm::{
@@ -69,7 +69,7 @@ pub fn consumer(
     let mut grants = DeploymentGrants::new(
         name,
         limits,
-        module.digest.clone(),
+        module.digest.to_string(),
         DeploymentTelemetry::new(name),
     );
     grants.outputs = outputs

@@ -335,7 +335,9 @@ type DeliveryReport = (usize, Result<(i32, i64), String>);
 /// failures are printed so a broken run says why.
 #[derive(Default)]
 pub struct Acks {
+    /// Records the broker acknowledged.
     pub ok: std::sync::atomic::AtomicU64,
+    /// Records whose delivery failed for good (librdkafka gave up).
     pub failed: std::sync::atomic::AtomicU64,
 }
 

@@ -12,14 +12,19 @@ use crate::control::Api;
 /// One sample: a series (name and labels) and its value.
 #[derive(Debug, Clone)]
 pub struct Sample {
+    /// Series name as exposed, suffix included (`_bucket`, `_sum`,
+    /// `_count` for histograms).
     pub name: String,
+    /// Label names to values, unescaped.
     pub labels: BTreeMap<String, String>,
+    /// The sample's value (counters and gauges alike are floats).
     pub value: f64,
 }
 
 /// A parsed scrape.
 #[derive(Debug, Clone)]
 pub struct Scrape {
+    /// Every sample, in exposition order.
     pub samples: Vec<Sample>,
 }
 

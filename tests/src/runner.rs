@@ -103,14 +103,23 @@ pub fn toml_str(s: &str) -> String {
 /// left at their defaults are not written, so the runner's defaults apply.
 #[derive(Debug, Clone)]
 pub struct Deployment {
+    /// Deployment name, unique in the config; also its metrics label.
     pub name: String,
+    /// The `.wasm` component file it runs.
     pub module: PathBuf,
+    /// Topics it consumes.
     pub inputs: Vec<String>,
+    /// Its consumer group (always given explicitly, never derived).
     pub group: String,
+    /// Topics the module may emit to; the runner refuses any other.
     pub outputs: Vec<String>,
     /// `start`; `None` keeps the default (`earliest`).
     pub start: Option<String>,
+    /// `batch.max_records`: most records per handler call; `None` keeps
+    /// the runner's default.
     pub max_records: Option<usize>,
+    /// `batch.max_wait_ms`: how long, in ms, a partial batch waits for more
+    /// records before it is handed over; `None` keeps the runner's default.
     pub max_wait_ms: Option<u64>,
     /// `[deployment.config]` entries, written as TOML strings.
     pub config: Vec<(String, String)>,

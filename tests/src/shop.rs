@@ -81,9 +81,13 @@ pub fn malformed_event(i: u64) -> String {
 /// Counts per action and revenue of one product.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Totals {
+    /// `view` events.
     pub views: u64,
+    /// `click` events.
     pub clicks: u64,
+    /// `add_to_cart` events.
     pub add_to_cart: u64,
+    /// `purchase` events (each also adds its price to the revenue).
     pub purchases: u64,
     /// Revenue in whole cents (the guest sums cents, so this is exact).
     pub revenue_cents: i64,
@@ -127,9 +131,13 @@ pub struct ExpectedAlert {
     /// Index of the purchase in the event list (map it to a partition and
     /// offset with [`crate::kafka::Produced::positions`]).
     pub index: usize,
+    /// The buyer; also the alert record's key.
     pub user_id: u64,
+    /// The product bought.
     pub product_id: u64,
+    /// Its name, as the event carried it.
     pub product_name: String,
+    /// The purchase price in currency units, above the threshold.
     pub price: f64,
 }
 
@@ -142,6 +150,8 @@ pub struct Expected {
     pub names: BTreeMap<u64, String>,
     /// Purchases priced strictly above the threshold, in event order.
     pub alerts: Vec<ExpectedAlert>,
+    /// The guest's `alert_purchase_over` these were computed with, in
+    /// currency units.
     pub threshold: f64,
 }
 
@@ -173,42 +183,65 @@ impl Expected {
 /// Where a stats record's input batch came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchSource {
+    /// Input topic of the batch.
     pub topic: String,
+    /// Input partition of the batch.
     pub partition: i32,
+    /// Offset of the batch's first record.
     pub first_offset: i64,
+    /// Offset of the batch's last record (inclusive).
     pub last_offset: i64,
 }
 
 /// One record on the stats topic: a product's increments from one batch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatsRecord {
+    /// The product; also the record's key.
     pub product_id: u64,
+    /// Its name, from the batch's last event about it.
     pub product_name: String,
+    /// `view` events of the product in the batch.
     pub views: u64,
+    /// `click` events of the product in the batch.
     pub clicks: u64,
+    /// `add_to_cart` events of the product in the batch.
     pub add_to_cart: u64,
+    /// `purchase` events of the product in the batch.
     pub purchases: u64,
+    /// The batch's purchase revenue in currency units, summed in whole
+    /// cents by the guest (compare with [`to_cents`]).
     pub revenue: f64,
+    /// The input window the increments come from.
     pub source: BatchSource,
 }
 
 /// Where an alert's input record came from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RecordSource {
+    /// Input topic of the purchase event.
     pub topic: String,
+    /// Input partition of the purchase event.
     pub partition: i32,
+    /// Offset of the purchase event.
     pub offset: i64,
 }
 
 /// One record on the alerts topic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertRecord {
+    /// Always `large_purchase` today.
     pub kind: String,
+    /// The buyer; also the record's key.
     pub user_id: u64,
+    /// The product bought.
     pub product_id: u64,
+    /// Its name, as the event carried it.
     pub product_name: String,
+    /// The purchase price in currency units.
     pub price: f64,
+    /// The deployment's `alert_purchase_over` the price exceeded.
     pub threshold: f64,
+    /// The purchase event this alert is about.
     pub source: RecordSource,
 }
 
@@ -216,6 +249,7 @@ pub struct AlertRecord {
 /// for the same input window and product (a redelivered batch).
 #[derive(Debug, Clone, Default)]
 pub struct StatsSum {
+    /// Totals per product id, summed over distinct stats records.
     pub totals: BTreeMap<u64, Totals>,
     /// The latest product name seen per product id.
     pub names: BTreeMap<u64, String>,

@@ -11,6 +11,11 @@
 //! Its own test binary: the outages would stall tests running beside it,
 //! and cargo runs test binaries one at a time.
 
+#![allow(
+    clippy::too_many_lines,
+    reason = "end-to-end scenarios read top to bottom, step by step"
+)]
+
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::sync::Mutex;

@@ -84,7 +84,12 @@ pub fn sdk_root(cache: &Path) -> Result<PathBuf, BuildError> {
     if let Some(dir) = std::env::var_os("INGESTA_SDK_DIR") {
         return Ok(PathBuf::from(dir));
     }
+    // The generated workspace manifest is part of what is unpacked, so it
+    // is part of the cache key: a runner whose manifest differs (new
+    // workspace settings) must not reuse an older unpacked tree.
+    let workspace_manifest = sdk_workspace_manifest()?;
     let mut h = Sha256::new();
+    h.update(workspace_manifest.as_bytes());
     for (place, tree) in trees() {
         let mut fs_ = Vec::new();
         files(tree, &mut fs_);
@@ -121,7 +126,7 @@ pub fn sdk_root(cache: &Path) -> Result<PathBuf, BuildError> {
         }
     }
     let manifest = staging.path().join("Cargo.toml");
-    fs::write(&manifest, sdk_workspace_manifest()?).map_err(|e| BuildError::io(&manifest, e))?;
+    fs::write(&manifest, workspace_manifest).map_err(|e| BuildError::io(&manifest, e))?;
     let done = staging.path().join(".complete");
     fs::write(&done, b"").map_err(|e| BuildError::io(&done, e))?;
     let staged = staging.keep();
@@ -133,7 +138,7 @@ pub fn sdk_root(cache: &Path) -> Result<PathBuf, BuildError> {
 }
 
 /// A workspace manifest for the unpacked Rust SDK: the repository's
-/// `[workspace.package]` and `[workspace.dependencies]`, with only the SDK
+/// `[workspace.package]`, `[workspace.dependencies]` and `[workspace.lints]`, with only the SDK
 /// crates as members, so `version.workspace = true` and friends resolve.
 fn sdk_workspace_manifest() -> Result<String, BuildError> {
     let full: toml::Table = WORKSPACE_MANIFEST
@@ -149,7 +154,7 @@ fn sdk_workspace_manifest() -> Result<String, BuildError> {
         "members".into(),
         toml::Value::Array(vec!["sdk/rust".into(), "sdk/abi".into()]),
     );
-    for key in ["package", "dependencies"] {
+    for key in ["package", "dependencies", "lints"] {
         if let Some(v) = workspace.get(key) {
             ws.insert(key.into(), v.clone());
         }

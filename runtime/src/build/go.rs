@@ -9,12 +9,12 @@ use super::{BuildError, Language, component, on_path, run};
 
 /// The Go release the bindings' runtime package (`go.bytecodealliance.org/pkg`)
 /// requires; the go command fetches it when the machine's Go is older.
-pub const GO_TOOLCHAIN: &str = "go1.27.3";
+pub(super) const GO_TOOLCHAIN: &str = "go1.27.3";
 /// Served from the cache when the public module proxy does not have it
 /// (`sdk/go/tools/goproxy.sh` fills the cache).
 const BINDINGS_RUNTIME: &str = "go.bytecodealliance.org";
 
-pub fn build(dir: &Path, cache: &Path) -> Result<(String, Vec<u8>), BuildError> {
+pub(super) fn build(dir: &Path, cache: &Path) -> Result<(String, Vec<u8>), BuildError> {
     let go = on_path("go").ok_or_else(|| BuildError::MissingTool {
         tool: "go",
         lang: Language::Go,
@@ -74,7 +74,7 @@ pub(super) fn ensure_proxy(cache: &Path) {
 
 /// The environment of every go command ingesta runs: the wasm target, the
 /// toolchain the bindings need, and the cached module proxy first.
-pub fn go_env(cache: &Path) -> Vec<(&'static str, OsString)> {
+pub(super) fn go_env(cache: &Path) -> Vec<(&'static str, OsString)> {
     let mut env = vec![("GOOS", "wasip1".into()), ("GOARCH", "wasm".into())];
     if std::env::var_os("GOTOOLCHAIN").is_none() {
         env.push(("GOTOOLCHAIN", GO_TOOLCHAIN.into()));

@@ -30,8 +30,11 @@ use crate::wasm::World;
 /// The languages ingesta has SDKs for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Language {
+    /// A cdylib crate (`Cargo.toml`), built with cargo for `wasm32-wasip2`.
     Rust,
+    /// A Go module (`go.mod`), built with `go build` for `wasip1`.
     Go,
+    /// A `pyproject.toml` project, bundled with CPython by componentize-py.
     Python,
 }
 
@@ -84,30 +87,58 @@ impl Language {
 /// what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    /// The project itself is wrong or incomplete (no or several manifests,
+    /// a manifest missing a required entry, an unusable project name).
     #[error("project {dir}: {message}")]
-    Project { dir: PathBuf, message: String },
-    #[error("{tool} is needed to build {lang} handlers but was not found: {advice}")]
-    MissingTool {
-        tool: &'static str,
-        lang: Language,
-        advice: String,
-    },
-    #[error("{command} failed ({status}){hint}")]
-    Toolchain {
-        command: String,
-        status: String,
-        hint: String,
-    },
-    #[error("{source_name} cannot become a component: {message}")]
-    Componentize {
-        source_name: String,
+    Project {
+        /// The project directory (for `ingesta new`, the one to be created).
+        dir: PathBuf,
+        /// What is wrong and how to fix it.
         message: String,
     },
+    /// A toolchain program the language needs is not installed.
+    #[error("{tool} is needed to build {lang} handlers but was not found: {advice}")]
+    MissingTool {
+        /// Program name as looked up on `PATH` (`cargo`, `go`,
+        /// `componentize-py`).
+        tool: &'static str,
+        /// The language being built or scaffolded.
+        lang: Language,
+        /// How to install it.
+        advice: String,
+    },
+    /// A toolchain command could not start or exited unsuccessfully; its
+    /// own output has already gone to the terminal.
+    #[error("{command} failed ({status}){hint}")]
+    Toolchain {
+        /// The command line, as shown to the user.
+        command: String,
+        /// Its exit status, or why it could not be started.
+        status: String,
+        /// Advice for the likely cause, starting with `"; "`, or empty.
+        hint: String,
+    },
+    /// The toolchain's output is not a usable ingesta component (not valid
+    /// WebAssembly, no or both ingesta worlds exported, WIT embedding or
+    /// adapting failed).
+    #[error("{source_name} cannot become a component: {message}")]
+    Componentize {
+        /// The project or file the module came from.
+        source_name: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Reading or writing a file or directory failed.
     #[error("{path}: {source}")]
     Io {
+        /// The file or directory involved.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// The WIT, SDKs or templates compiled into this binary are unusable: a
+    /// defect of the ingesta build, not of the user's project. Carries
+    /// what failed.
     #[error("embedded files of this ingesta binary are broken ({0}); rebuild ingesta")]
     Embedded(String),
 }
@@ -137,10 +168,15 @@ pub struct BuildOptions {
 /// What a build produced.
 #[derive(Debug, Clone)]
 pub struct Built {
+    /// The language built, given or detected.
     pub lang: Language,
+    /// The ingesta world the component exports, checked as an upload is.
     pub world: World,
+    /// Where the component was written.
     pub path: PathBuf,
+    /// Size of the component in bytes.
     pub size: usize,
+    /// Wall-clock time of the whole build, in seconds.
     pub seconds: f64,
 }
 

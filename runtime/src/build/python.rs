@@ -10,7 +10,7 @@ use super::{BuildError, Language, embedded, on_path, run};
 use crate::wasm::World;
 
 /// The componentize-py release the SDK is tested with.
-pub const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+pub(super) const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 
 #[derive(Deserialize)]
 struct PyProject {
@@ -42,47 +42,78 @@ struct IngestaTable {
     python_path: Vec<PathBuf>,
 }
 
-pub fn build(dir: &Path, cache: &Path) -> Result<(String, Vec<u8>), BuildError> {
-    let project_err = |message: String| BuildError::Project {
-        dir: dir.to_owned(),
-        message,
-    };
-    let manifest = dir.join("pyproject.toml");
-    let text = std::fs::read_to_string(&manifest).map_err(|e| BuildError::io(&manifest, e))?;
-    let py: PyProject = toml::from_str(&text)
-        .map_err(|e| project_err(format!("pyproject.toml: {}", e.message())))?;
-    let name = py
-        .project
-        .and_then(|p| p.name)
-        .ok_or_else(|| project_err("pyproject.toml has no [project] name".into()))?;
-    let ingesta = py.tool.and_then(|t| t.ingesta).ok_or_else(|| {
-        project_err(
-            "pyproject.toml has no [tool.ingesta] table; add `handler = \"module:Class\"` \
-             (and `world = \"producer\"` for a producer)"
-                .into(),
-        )
-    })?;
-    let (module, class) = ingesta
-        .handler
-        .split_once(':')
-        .filter(|(m, c)| {
-            m.split('.').all(is_identifier) && is_identifier(c)
-        })
-        .ok_or_else(|| {
-            project_err(format!(
-                "[tool.ingesta] handler = {:?} must be `module:Class`, e.g. \"stats:ActivityStats\"",
-                ingesta.handler
-            ))
+/// `pyproject.toml`, read and checked: what a build needs from it.
+struct Project {
+    /// `[project] name`; the component is written as `<name>.wasm`.
+    name: String,
+    /// Dotted module path of `[tool.ingesta] handler` (before the `:`).
+    module: String,
+    /// Class name of `[tool.ingesta] handler` (after the `:`).
+    class: String,
+    /// `[tool.ingesta] world`, consumer unless it says `producer`.
+    world: World,
+    /// `[tool.ingesta] python_path`, relative to the project directory.
+    python_path: Vec<PathBuf>,
+}
+
+impl Project {
+    /// Reads `dir/pyproject.toml`, refusing with a message naming the
+    /// missing or malformed entry.
+    fn read(dir: &Path) -> Result<Self, BuildError> {
+        let project_err = |message: String| BuildError::Project {
+            dir: dir.to_owned(),
+            message,
+        };
+        let manifest = dir.join("pyproject.toml");
+        let text = std::fs::read_to_string(&manifest).map_err(|e| BuildError::io(&manifest, e))?;
+        let py: PyProject = toml::from_str(&text)
+            .map_err(|e| project_err(format!("pyproject.toml: {}", e.message())))?;
+        let name = py
+            .project
+            .and_then(|p| p.name)
+            .ok_or_else(|| project_err("pyproject.toml has no [project] name".into()))?;
+        let ingesta = py.tool.and_then(|t| t.ingesta).ok_or_else(|| {
+            project_err(
+                "pyproject.toml has no [tool.ingesta] table; add `handler = \"module:Class\"` \
+                 (and `world = \"producer\"` for a producer)"
+                    .into(),
+            )
         })?;
-    let world = match ingesta.world.as_deref() {
-        None | Some("consumer") => World::Consumer,
-        Some("producer") => World::Producer,
-        Some(other) => {
-            return Err(project_err(format!(
-                "[tool.ingesta] world = {other:?}: expected \"consumer\" or \"producer\""
-            )));
-        }
-    };
+        let (module, class) = ingesta
+            .handler
+            .split_once(':')
+            .filter(|(m, c)| {
+                m.split('.').all(is_identifier) && is_identifier(c)
+            })
+            .ok_or_else(|| {
+                project_err(format!(
+                    "[tool.ingesta] handler = {:?} must be `module:Class`, e.g. \"stats:ActivityStats\"",
+                    ingesta.handler
+                ))
+            })?;
+        let world = match ingesta.world.as_deref() {
+            None | Some("consumer") => World::Consumer,
+            Some("producer") => World::Producer,
+            Some(other) => {
+                return Err(project_err(format!(
+                    "[tool.ingesta] world = {other:?}: expected \"consumer\" or \"producer\""
+                )));
+            }
+        };
+        Ok(Self {
+            name,
+            module: module.to_owned(),
+            class: class.to_owned(),
+            world,
+            python_path: ingesta.python_path,
+        })
+    }
+}
+
+/// Bundles the project in `dir` with componentize-py; returns the
+/// `[project] name` and the component's bytes.
+pub(super) fn build(dir: &Path, cache: &Path) -> Result<(String, Vec<u8>), BuildError> {
+    let project = Project::read(dir)?;
     let tool = componentize_py(cache)?;
     let sdk = embedded::sdk_root(cache)?.join("sdk").join("python");
 
@@ -90,8 +121,50 @@ pub fn build(dir: &Path, cache: &Path) -> Result<(String, Vec<u8>), BuildError> 
     let wit = scratch.path().join("wit");
     embedded::write_wit(&wit)?;
     let entry = scratch.path().join("entry");
-    std::fs::create_dir_all(&entry).map_err(|e| BuildError::io(&entry, e))?;
+    write_entry(&entry, &project)?;
+
+    let out = scratch.path().join("out.wasm");
+    let mut cmd = Command::new(tool);
+    cmd.arg("-d")
+        .arg(&wit)
+        .arg("-w")
+        .arg(project.world.to_string())
+        .arg("componentize")
+        .arg("-p")
+        .arg(dir);
+    if dir.join("src").is_dir() {
+        cmd.arg("-p").arg(dir.join("src"));
+    }
+    for extra in &project.python_path {
+        cmd.arg("-p").arg(dir.join(extra));
+    }
+    cmd.arg("-p")
+        .arg(&entry)
+        .arg("-p")
+        .arg(&sdk)
+        .arg("ingesta_main")
+        .arg("-o")
+        .arg(&out);
+    let module = &project.module;
+    run(
+        cmd,
+        &format!("componentize-py imports {module} at build time: check that it imports cleanly"),
+    )?;
+    let bytes = std::fs::read(&out).map_err(|e| BuildError::io(&out, e))?;
+    Ok((project.name, bytes))
+}
+
+/// Writes `entry/ingesta_main.py`, the module componentize-py starts from:
+/// it wraps the project's class in the SDK's export for the world.
+fn write_entry(entry: &Path, project: &Project) -> Result<(), BuildError> {
+    std::fs::create_dir_all(entry).map_err(|e| BuildError::io(entry, e))?;
     let main = entry.join("ingesta_main.py");
+    let Project {
+        world,
+        module,
+        class,
+        ..
+    } = project;
     let (export, export_class) = match world {
         World::Consumer => ("export_consumer", "Handler"),
         World::Producer => ("export_producer", "Source"),
@@ -105,36 +178,7 @@ pub fn build(dir: &Path, cache: &Path) -> Result<(String, Vec<u8>), BuildError> 
              {export_class} = {export}(_User)\n"
         ),
     )
-    .map_err(|e| BuildError::io(&main, e))?;
-
-    let out = scratch.path().join("out.wasm");
-    let mut cmd = Command::new(tool);
-    cmd.arg("-d")
-        .arg(&wit)
-        .arg("-w")
-        .arg(world.to_string())
-        .arg("componentize")
-        .arg("-p")
-        .arg(dir);
-    if dir.join("src").is_dir() {
-        cmd.arg("-p").arg(dir.join("src"));
-    }
-    for extra in &ingesta.python_path {
-        cmd.arg("-p").arg(dir.join(extra));
-    }
-    cmd.arg("-p")
-        .arg(&entry)
-        .arg("-p")
-        .arg(&sdk)
-        .arg("ingesta_main")
-        .arg("-o")
-        .arg(&out);
-    run(
-        cmd,
-        &format!("componentize-py imports {module} at build time: check that it imports cleanly"),
-    )?;
-    let bytes = std::fs::read(&out).map_err(|e| BuildError::io(&out, e))?;
-    Ok((name, bytes))
+    .map_err(|e| BuildError::io(&main, e))
 }
 
 fn is_identifier(s: &str) -> bool {

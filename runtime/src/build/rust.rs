@@ -26,7 +26,7 @@ struct Target {
     kind: Vec<String>,
 }
 
-pub fn build(dir: &Path) -> Result<(String, Vec<u8>), BuildError> {
+pub(super) fn build(dir: &Path) -> Result<(String, Vec<u8>), BuildError> {
     let cargo = on_path("cargo").ok_or_else(|| BuildError::MissingTool {
         tool: "cargo",
         lang: Language::Rust,

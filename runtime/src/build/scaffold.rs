@@ -11,7 +11,9 @@ use super::{BuildError, Language, embedded, go, on_path, run};
 /// What `ingesta new` created.
 #[derive(Debug)]
 pub struct Created {
+    /// The new project directory, `parent/name`.
     pub dir: PathBuf,
+    /// Every file written, as paths under `dir`, in template order.
     pub files: Vec<PathBuf>,
 }
 

@@ -1,6 +1,6 @@
-//! A small blocking client for the control API, used by the CLI
-//! (`ingesta module push`, ...), and the CLI's live view ([`top`]). Errors
-//! carry the API's own message.
+//! A small blocking client for the control API, typed with the API's own
+//! bodies ([`crate::api`]), used by the CLI (`ingesta module push`, ...)
+//! and its live view ([`top`]). Errors carry the API's own message.
 
 pub mod top;
 
@@ -12,13 +12,16 @@ use reqwest::blocking::{Client, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::control::modules::ModuleInfo;
+use crate::api::{DeploymentStatus, LogLine, ModuleInfo};
 
 /// The default API address (`[control] listen` in the demo config).
 pub const DEFAULT_API: &str = "http://127.0.0.1:8480";
 
 /// Where the API is and who we are.
 pub struct ApiClient {
+    /// The API's base URL without a trailing `/` (e.g.
+    /// `http://127.0.0.1:8480`); request paths such as `/v1/modules` are
+    /// appended to it.
     pub base: String,
     token: Option<String>,
     http: Client,
@@ -67,7 +70,11 @@ impl ApiClient {
     }
 
     /// Create a deployment from a `POST /v1/deployments` body.
-    pub fn create_deployment(&self, body: &Value, tenant: Option<&str>) -> Result<Value> {
+    pub fn create_deployment(
+        &self,
+        body: &Value,
+        tenant: Option<&str>,
+    ) -> Result<DeploymentStatus> {
         let path = with_tenant("/v1/deployments", tenant);
         json(
             self.request(reqwest::Method::POST, &path).json(body).send(),
@@ -77,7 +84,7 @@ impl ApiClient {
 
     /// The deployments the token may see; with `lag`, each with its
     /// per-partition offsets and lag.
-    pub fn list_deployments(&self, lag: bool) -> Result<Vec<Value>> {
+    pub fn list_deployments(&self, lag: bool) -> Result<Vec<DeploymentStatus>> {
         json(
             self.request(reqwest::Method::GET, "/v1/deployments")
                 .query(&[("lag", lag)])
@@ -87,7 +94,7 @@ impl ApiClient {
     }
 
     /// One deployment's status, with per-partition lag.
-    pub fn deployment(&self, name: &str, tenant: Option<&str>) -> Result<Value> {
+    pub fn deployment(&self, name: &str, tenant: Option<&str>) -> Result<DeploymentStatus> {
         let path = with_tenant(&format!("/v1/deployments/{name}"), tenant);
         json(
             self.request(reqwest::Method::GET, &path).send(),
@@ -101,7 +108,7 @@ impl ApiClient {
         name: &str,
         body: &Value,
         tenant: Option<&str>,
-    ) -> Result<Value> {
+    ) -> Result<DeploymentStatus> {
         let path = with_tenant(&format!("/v1/deployments/{name}"), tenant);
         json(
             self.request(reqwest::Method::PATCH, &path)
@@ -117,7 +124,7 @@ impl ApiClient {
         name: &str,
         action: &str,
         tenant: Option<&str>,
-    ) -> Result<Value> {
+    ) -> Result<DeploymentStatus> {
         let path = with_tenant(&format!("/v1/deployments/{name}/{action}"), tenant);
         json(
             self.request(reqwest::Method::POST, &path).send(),
@@ -143,7 +150,7 @@ impl ApiClient {
         tenant: Option<&str>,
         tail: usize,
         follow: bool,
-        mut line: impl FnMut(Value) -> Result<()>,
+        mut line: impl FnMut(LogLine) -> Result<()>,
     ) -> Result<()> {
         use std::io::BufRead;
         let mut query = vec![("limit", tail.to_string()), ("follow", follow.to_string())];

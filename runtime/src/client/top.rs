@@ -9,9 +9,9 @@ use std::io::{IsTerminal, Write as _};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use serde_json::Value;
 
 use super::ApiClient;
+use crate::api::DeploymentStatus;
 
 /// One refresh: every deployment's counters and lag at one instant.
 pub struct Sample {
@@ -20,7 +20,7 @@ pub struct Sample {
 }
 
 struct Row {
-    state: String,
+    state: crate::api::State,
     records_in: u64,
     records_out: u64,
     errors: u64,
@@ -31,29 +31,20 @@ struct Row {
 
 impl Sample {
     /// A sample from a `GET /v1/deployments?lag=true` answer.
-    pub fn new(list: &[Value], at: Instant) -> Self {
-        let count = |v: &Value| v.as_u64().unwrap_or(0);
+    pub fn new(list: &[DeploymentStatus], at: Instant) -> Self {
         let rows = list
             .iter()
             .map(|d| {
-                let name = match d["tenant"].as_str() {
-                    Some(t) => format!("{t}/{}", d["name"].as_str().unwrap_or("?")),
-                    None => d["name"].as_str().unwrap_or("?").to_owned(),
-                };
-                let c = &d["counters"];
-                let lag = d["partitions"]
-                    .as_array()
-                    .filter(|p| !p.is_empty())
-                    .map(|p| p.iter().map(|p| p["lag"].as_i64().unwrap_or(0)).sum());
+                let c = &d.counters;
                 let row = Row {
-                    state: d["state"].as_str().unwrap_or("?").to_owned(),
-                    records_in: count(&c["records_in"]),
-                    records_out: count(&c["records_out"]),
-                    errors: count(&c["errors"]),
-                    dead_lettered: count(&c["dead_lettered"]),
-                    lag,
+                    state: d.state,
+                    records_in: c.records_in,
+                    records_out: c.records_out,
+                    errors: c.errors,
+                    dead_lettered: c.dead_lettered,
+                    lag: d.total_lag(),
                 };
-                (name, row)
+                (d.key(), row)
             })
             .collect();
         Self { at, rows }
@@ -82,7 +73,7 @@ pub fn render(prev: Option<&Sample>, cur: &Sample, title: &str) -> String {
             out,
             "{:<32} {:<8} {:>10} {:>10} {:>8} {:>10} {:>12}",
             name,
-            row.state,
+            row.state.as_str(),
             rate(row.records_in, |r| r.records_in),
             rate(row.records_out, |r| r.records_out),
             rate(row.errors, |r| r.errors),
@@ -133,13 +124,21 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn list(records_in: u64, errors: u64, lag: i64) -> Vec<Value> {
-        vec![json!({
-            "name": "stats", "tenant": "shop", "state": "running",
-            "counters": {"records_in": records_in, "records_out": records_in / 2,
-                "errors": errors, "dead_lettered": 3},
-            "partitions": [{"lag": lag - 1}, {"lag": 1}]
-        })]
+    fn list(records_in: u64, errors: u64, lag: i64) -> Vec<DeploymentStatus> {
+        let part = |lag: i64| json!({"topic": "t", "partition": 0, "committed": 0, "high_watermark": 0, "lag": lag});
+        vec![
+            serde_json::from_value(json!({
+                "name": "stats", "tenant": "shop", "source": "api", "state": "running",
+                "reason": null, "module": "m", "revision": 1, "previous_modules": [],
+                "settings": null,
+                "counters": {"records_in": records_in, "records_out": records_in / 2,
+                    "bytes_in": 0, "bytes_out": 0, "batches": 0, "retries": 0, "traps": 0,
+                    "guest_log_dropped": 0, "errors": errors, "dead_lettered": 3},
+                "partitions": [part(lag - 1), part(1)],
+                "updated_by": null, "updated_ms": null
+            }))
+            .unwrap(),
+        ]
     }
 
     #[test]

@@ -25,16 +25,17 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
-use super::ApiError;
-use super::api::ApiState;
-use super::auth::{Caller, hash_token};
+use super::Error;
+use super::http::HttpState;
+use super::service::Target;
+use crate::auth::{Caller, hash_token};
 use crate::producer::{IngestError, IngestReply};
 use crate::wasm::bindings::ErrorClass;
 use crate::wasm::bindings::producer::Request;
 
 /// `/v1/ingest/{name}`.
 pub async fn ingest_root(
-    State(state): State<Arc<ApiState>>,
+    State(state): State<Arc<HttpState>>,
     Path(name): Path<String>,
     method: Method,
     uri: Uri,
@@ -46,7 +47,7 @@ pub async fn ingest_root(
 
 /// `/v1/ingest/{name}/{*path}`.
 pub async fn ingest_path(
-    State(state): State<Arc<ApiState>>,
+    State(state): State<Arc<HttpState>>,
     Path((name, path)): Path<(String, String)>,
     method: Method,
     uri: Uri,
@@ -66,7 +67,7 @@ pub async fn ingest_path(
 }
 
 async fn ingest(
-    state: &ApiState,
+    state: &HttpState,
     name: &str,
     path: String,
     method: Method,
@@ -89,9 +90,13 @@ async fn ingest(
         Ok(reply) => respond(reply),
         Err(e) => e.into_response(),
     };
-    if let Some(t) = state.supervisor.telemetry(&key) {
+    if let Some(v) = state.service.supervisor.view(&key) {
         let class = format!("{}xx", response.status().as_u16() / 100);
-        t.metrics.ingest_requests.with_label_values(&[&class]).inc();
+        v.telemetry
+            .metrics
+            .ingest_requests
+            .with_label_values(&[&class])
+            .inc();
     }
     response
 }
@@ -107,15 +112,12 @@ struct RawRequest {
 
 /// Read the body (bounded) and run the request through the deployment.
 async fn handle(
-    state: &ApiState,
+    state: &HttpState,
     key: &str,
     name: &str,
     raw: RawRequest,
-) -> Result<IngestReply, ApiError> {
-    let deployment = state
-        .supervisor
-        .producer(key)
-        .ok_or_else(|| not_running(state, key, name))?;
+) -> Result<IngestReply, Error> {
+    let deployment = state.service.producer(key, name)?;
     // The permit first, so only admitted requests' bodies are in memory.
     let admission = deployment.admit().map_err(to_api_error)?;
     let max = admission.max_body_bytes();
@@ -125,11 +127,11 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
-        return Err(ApiError::TooLarge(max));
+        return Err(Error::TooLarge(max));
     }
     let body = axum::body::to_bytes(raw.body, max)
         .await
-        .map_err(|_| ApiError::TooLarge(max))?;
+        .map_err(|_| Error::TooLarge(max))?;
     let request = Request {
         method: raw.method.as_str().to_owned(),
         path: raw.path,
@@ -149,17 +151,16 @@ async fn handle(
 }
 
 /// The deployment's state-topic key, if the caller may ingest into `name`.
-fn authorize(state: &ApiState, name: &str, headers: &HeaderMap) -> Result<String, ApiError> {
+fn authorize(state: &HttpState, name: &str, headers: &HeaderMap) -> Result<String, Error> {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match state.auth.authenticate(authorization) {
-        Ok(caller @ Caller::Tenant(_)) => state
-            .supervisor
-            .record(&caller, name)
-            .map(|r| r.key())
-            .ok_or_else(|| ApiError::NotFound(format!("deployment {name:?}"))),
-        Ok(Caller::Operator) => Err(ApiError::Forbidden(
+    match state.service.auth.authenticate(authorization) {
+        Ok(caller @ Caller::Tenant(_)) => match state.service.find(&caller, name, None)? {
+            Target::Api(r) => Ok(r.key()),
+            Target::Config(_) => Err(Error::NotFound(format!("deployment {name:?}"))),
+        },
+        Ok(Caller::Operator) => Err(Error::Forbidden(
             "the operator does not ingest: use the tenant's token or the deployment's ingest key"
                 .into(),
         )),
@@ -168,56 +169,36 @@ fn authorize(state: &ApiState, name: &str, headers: &HeaderMap) -> Result<String
                 .and_then(|h| h.strip_prefix("Bearer "))
                 .map(str::trim)
                 .filter(|k| !k.is_empty())
-                .ok_or(ApiError::Unauthorized)?;
+                .ok_or(Error::Unauthenticated)?;
             // The key alone picks the deployment; the name must agree.
-            let users = state.supervisor.ingest_key_users(&hash_token(key));
+            let users = state.service.ingest_key_users(&hash_token(key));
             match users.as_slice() {
                 [only] if only.rsplit('/').next() == Some(name) => Ok(only.clone()),
                 [_, _, ..] => {
                     tracing::warn!(target: "ingesta::audit", deployments = ?users,
                         "an ingest key is set on several deployments; refusing it for all");
-                    Err(ApiError::Unauthorized)
+                    Err(Error::Unauthenticated)
                 }
-                _ => Err(ApiError::Unauthorized),
+                _ => Err(Error::Unauthenticated),
             }
         }
     }
 }
 
-/// Why the deployment `key` takes no requests now.
-fn not_running(state: &ApiState, key: &str, name: &str) -> ApiError {
-    match state.supervisor.brief_status(key) {
-        Some(s) if s.state == "paused" => ApiError::Unavailable(format!(
-            "deployment {name:?} is paused; it takes requests again once resumed"
-        )),
-        Some(s) if s.settings.as_ref().is_some_and(|s| !s.inputs.is_empty()) => {
-            ApiError::NotFound(format!(
-                "ingest endpoint of deployment {name:?} (it is a consumer; only producer deployments take requests)"
-            ))
-        }
-        Some(s) => ApiError::Unavailable(format!(
-            "deployment {name:?} is {}{}",
-            s.state,
-            s.reason.map(|r| format!(": {r}")).unwrap_or_default()
-        )),
-        None => ApiError::NotFound(format!("deployment {name:?}")),
-    }
-}
-
-fn to_api_error(e: IngestError) -> ApiError {
+fn to_api_error(e: IngestError) -> Error {
     match e {
-        IngestError::Busy { .. } => ApiError::Busy(e.to_string()),
-        IngestError::Unavailable(m) => ApiError::Unavailable(m),
+        IngestError::Busy { .. } => Error::Busy(e.to_string()),
+        IngestError::Unavailable(m) => Error::Unavailable(m),
         IngestError::Refused {
             class: ErrorClass::Permanent,
             message,
-        } => ApiError::BadRequest(message),
+        } => Error::Invalid(message),
         IngestError::Refused {
             class: ErrorClass::Retryable,
             message,
-        } => ApiError::Unavailable(message),
+        } => Error::Unavailable(message),
         IngestError::Trapped { .. } | IngestError::Internal { .. } | IngestError::Rejected(_) => {
-            ApiError::Internal(e.to_string())
+            Error::Internal(e.to_string())
         }
     }
 }
@@ -227,7 +208,7 @@ fn to_api_error(e: IngestError) -> ApiError {
 fn respond(reply: IngestReply) -> Response {
     let r = reply.response;
     let Ok(status) = StatusCode::from_u16(r.status) else {
-        return ApiError::Internal(format!(
+        return Error::Internal(format!(
             "the module answered with status {}, which is not an HTTP status",
             r.status
         ))

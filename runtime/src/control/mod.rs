@@ -1,120 +1,84 @@
-//! The control plane: the HTTP API (`/v1`), who may call it, and the
-//! modules it stores.
+//! The control plane: who may call, what they may change, and how a
+//! change travels — API → service → state topic → applier → supervisor →
+//! deployment.
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`auth`] | bearer tokens (stored hashed), tenants, topic and group grants |
-//! | [`modules`] | the content-addressed module registry: validation, storage, ownership |
-//! | [`deployments`] | deployment specs and records: validation against grants, revisions, rollback |
-//! | [`state`] | the state in Kafka: compacted topics every runner tails and applies |
-//! | [`api`] | the axum routes, request/response types, the OpenAPI document, audit lines |
-//! | [`ingest`] | `/v1/ingest/<deployment>`: who may call it, the body limit, HTTP in and out of a producer deployment |
+//! | [`service`] | the rules, free of HTTP: checks of specs against grants, quotas and Kafka; every mutation written to the state topic and audited |
+//! | [`state`] | the state in Kafka: compacted topics every runner tails, and writing to them |
+//! | [`applier`] | applying the state topics' records, in order, to the module registry and the supervisor |
+//! | [`status`] | deployment status as the API reports it, from the supervisor's views and the offsets service |
+//! | [`http`] | the axum routes and the OpenAPI document: requests into service calls, [`Error`]s into status codes |
+//! | [`ingest`] | `/v1/ingest/<deployment>`: HTTP in and out of a producer deployment |
 //!
 //! Every object lookup is scoped to the caller's tenant: another tenant's
 //! object answers 404, exactly like a missing one, so nothing leaks.
 
-pub mod api;
-pub mod auth;
-pub mod deployments;
+pub mod applier;
+pub mod http;
 pub mod ingest;
-pub mod modules;
+pub mod service;
 pub mod state;
+pub mod status;
 
-use axum::Json;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-
-/// What a request can fail with; each maps to one status code and a JSON
-/// body `{"error": "..."}` whose message names the object and what to do.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+/// Why a control-plane request is refused; each names the object and what
+/// to do. (Only [`http`] knows which status code each is.)
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// No token, or not one of ours.
     #[error("missing or unknown bearer token: send `Authorization: Bearer <token>`")]
-    Unauthorized,
+    Unauthenticated,
+    /// Outside the caller's grants or maxima.
     #[error("{0}")]
     Forbidden(String),
+    /// No such object (or one the caller may not see).
     #[error("{0} not found")]
     NotFound(String),
+    /// A request that breaks a rule.
     #[error("{0}")]
-    BadRequest(String),
+    Invalid(String),
+    /// In conflict with what exists.
     #[error("{0}")]
     Conflict(String),
+    /// A body larger than the limit, in bytes.
     #[error("request body is larger than the limit of {0} bytes")]
     TooLarge(usize),
-    /// Temporarily out of capacity (429): retry after a moment.
+    /// Temporarily out of capacity: retry after a moment.
     #[error("{0}")]
     Busy(String),
-    /// Kafka or the deployment is not available now (503): retry later.
+    /// Kafka, the runner or the deployment is not available now.
     #[error("{0}")]
     Unavailable(String),
+    /// A bug or an unexpected failure.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
-impl ApiError {
-    /// The HTTP status for this error.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+impl From<crate::auth::Refusal> for Error {
+    fn from(r: crate::auth::Refusal) -> Self {
+        match r {
+            crate::auth::Refusal::Unauthenticated => Error::Unauthenticated,
+            crate::auth::Refusal::Denied(m) => Error::Forbidden(m),
         }
     }
-}
-
-/// The body of every error response.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    /// What went wrong, naming the object.
-    pub error: String,
 }
 
 /// What `Retry-After` says on a 429 or 503.
 pub const RETRY_AFTER_SECONDS: &str = "1";
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        let body_unread = matches!(self, ApiError::Unauthorized | ApiError::TooLarge(_));
-        let mut response = (
-            status,
-            Json(ErrorBody {
-                error: self.to_string(),
-            }),
-        )
-            .into_response();
-        let headers = response.headers_mut();
-        if status == StatusCode::UNAUTHORIZED {
-            headers.insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
+impl Error {
+    /// A short name of the kind of refusal, for audit lines.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Unauthenticated => "unauthenticated",
+            Error::Forbidden(_) => "forbidden",
+            Error::NotFound(_) => "not-found",
+            Error::Invalid(_) => "invalid",
+            Error::Conflict(_) => "conflict",
+            Error::TooLarge(_) => "too-large",
+            Error::Busy(_) => "busy",
+            Error::Unavailable(_) => "unavailable",
+            Error::Internal(_) => "internal",
         }
-        // Both mean "not now": say when to come back (seconds).
-        if matches!(
-            status,
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-        ) {
-            headers.insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static(RETRY_AFTER_SECONDS),
-            );
-        }
-        // These are answered without reading the request body, after which
-        // the server cannot reuse the connection; say so, or a pooling
-        // client may send its next request into a closing socket.
-        if body_unread {
-            headers.insert(
-                axum::http::header::CONNECTION,
-                axum::http::HeaderValue::from_static("close"),
-            );
-        }
-        response
     }
 }

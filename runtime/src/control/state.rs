@@ -24,24 +24,34 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 
-use super::ApiError;
+use super::Error;
 use crate::config::{ControlConfig, KafkaConfig};
 use crate::kafka;
 
 /// Which state topic a record belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StateTopic {
+    /// `<prefix>deployments`: one [`crate::deployment::DeploymentRecord`]
+    /// per key `<tenant>/<name>`. Its value is its index in the
+    /// per-topic arrays (`[i64; 2]`).
     Deployments = 0,
+    /// `<prefix>modules`: `<digest>/meta` and `<digest>/chunk/<n>`
+    /// records of uploaded modules.
     Modules = 1,
 }
 
 /// One record read back from a state topic.
 #[derive(Debug)]
 pub struct StateRecord {
+    /// The state topic it was read from.
     pub topic: StateTopic,
+    /// The record's key (`<tenant>/<name>`, `<digest>/meta`, ...), read
+    /// as UTF-8 (invalid bytes replaced; empty if it had none).
     pub key: String,
     /// `None` is a tombstone: the object was deleted.
     pub value: Option<Vec<u8>>,
+    /// Its offset in the topic (single partition); applying it marks
+    /// `offset + 1` applied.
     pub offset: i64,
 }
 
@@ -57,8 +67,13 @@ pub struct StateLog {
 /// What [`StateLog::open`] returns: the log, the records to apply in
 /// order, and the end offsets at start (apply up to them before serving).
 pub struct Opened {
+    /// The writer, shared by the API and the applier.
     pub log: Arc<StateLog>,
+    /// Every record of both topics from the beginning, in log order per
+    /// topic, as the reader thread reads them.
     pub records: mpsc::UnboundedReceiver<StateRecord>,
+    /// Each topic's end offset when it was opened, indexed by
+    /// [`StateTopic`]: the runner is ready once it has applied up to them.
     pub ends: [i64; 2],
 }
 
@@ -131,7 +146,7 @@ impl StateLog {
         topic: StateTopic,
         key: &str,
         value: Option<&[u8]>,
-    ) -> Result<i64, ApiError> {
+    ) -> Result<i64, Error> {
         let name = self.topic(topic);
         let mut record = FutureRecord::<str, [u8]>::to(name).key(key);
         if let Some(v) = value {
@@ -139,7 +154,7 @@ impl StateLog {
         }
         match self.producer.send(record, Duration::from_secs(30)).await {
             Ok(delivery) => Ok(delivery.offset),
-            Err((e, _)) => Err(ApiError::Unavailable(format!(
+            Err((e, _)) => Err(Error::Unavailable(format!(
                 "cannot write to state topic {name:?}: {e}; retry when Kafka is reachable"
             ))),
         }
@@ -159,12 +174,12 @@ impl StateLog {
     }
 
     /// Wait until this runner has applied the record at `offset`.
-    pub async fn wait_applied(&self, topic: StateTopic, offset: i64) -> Result<(), ApiError> {
+    pub async fn wait_applied(&self, topic: StateTopic, offset: i64) -> Result<(), Error> {
         let mut rx = self.applied.subscribe();
         let wait = rx.wait_for(|a| a[topic as usize] > offset);
         match tokio::time::timeout(Duration::from_secs(60), wait).await {
             Ok(Ok(_)) => Ok(()),
-            _ => Err(ApiError::Unavailable(format!(
+            _ => Err(Error::Unavailable(format!(
                 "the change was written to {:?} but this runner has not applied it yet; check the runner's log",
                 self.topic(topic)
             ))),

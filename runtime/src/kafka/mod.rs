@@ -15,7 +15,8 @@ use rdkafka::ClientConfig;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 
-use crate::config::{DeploymentConfig, KafkaConfig, Scalar};
+use crate::config::KafkaConfig;
+use crate::deployment::Scalar;
 
 /// How often the consumers and the output producer report librdkafka's
 /// statistics (broker RTT, queues, throttling) to the metrics. Only clients
@@ -33,15 +34,18 @@ fn base(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
     c
 }
 
-/// librdkafka settings for a deployment's consumer.
-pub fn consumer_config(kafka: &KafkaConfig, deployment: &DeploymentConfig) -> ClientConfig {
+/// librdkafka settings for the consumer of deployment `name` in `group`,
+/// with its own `properties` last.
+pub fn consumer_config(
+    kafka: &KafkaConfig,
+    name: &str,
+    group: &str,
+    properties: &BTreeMap<String, Scalar>,
+) -> ClientConfig {
     // Deployments created over the API are named `<tenant>/<name>`; client
     // ids allow only [A-Za-z0-9._-].
-    let mut c = base(
-        kafka,
-        &format!("ingesta-{}", deployment.name.replace('/', ".")),
-    );
-    c.set("group.id", &deployment.group)
+    let mut c = base(kafka, &format!("ingesta-{}", name.replace('/', ".")));
+    c.set("group.id", group)
         // Offsets are stored by the pipeline only once a batch's outputs are
         // acknowledged; the periodic auto-commit then commits exactly those.
         .set("enable.auto.offset.store", "false")
@@ -69,7 +73,7 @@ pub fn consumer_config(kafka: &KafkaConfig, deployment: &DeploymentConfig) -> Cl
         .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
     apply(&mut c, &kafka.properties);
     apply(&mut c, &kafka.consumer);
-    apply(&mut c, &deployment.kafka);
+    apply(&mut c, properties);
     c
 }
 

@@ -36,6 +36,8 @@ use crate::wasm::bindings::Outbox;
 #[derive(Debug, Error, Clone)]
 #[error("{message}")]
 pub struct PublishError {
+    /// What failed, naming the output topic and Kafka's reason; this is
+    /// the error's text.
     pub message: String,
     /// Kafka refused a record for good (too large, unknown topic, not
     /// authorized, invalid): publishing the same records again cannot

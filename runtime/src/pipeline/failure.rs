@@ -20,14 +20,14 @@ use std::time::Duration;
 
 use ingesta_abi::{HeaderEntry, OUTGOING_ENTRY_SIZE, OutgoingEntry, RecordEntry, Span, Timestamp};
 
-use crate::config::FailureConfig;
+use crate::deployment::FailureConfig;
+use crate::deployment::status::{FailureClass, TrapKind};
 use crate::wasm::bindings::{Batch, Outbox};
 
 /// Why a record could not be processed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// `retryable`, `permanent`, or `trap:<kind>`.
-    pub class: String,
+pub(crate) struct Failure {
+    pub class: FailureClass,
     pub message: String,
     /// Calls made with this record before giving up on it.
     pub attempts: u32,
@@ -35,7 +35,7 @@ pub struct Failure {
 
 /// The failure settings of one deployment, resolved.
 #[derive(Debug, Clone)]
-pub struct Policy {
+pub(crate) struct Policy {
     pub dead_letter_topic: Option<String>,
     pub max_attempts: u32,
     pub backoff_initial: Duration,
@@ -55,7 +55,7 @@ impl From<&FailureConfig> for Policy {
 
 impl Policy {
     /// Delay before attempt `attempt + 1` (attempt counts from 1).
-    pub fn backoff(&self, attempt: u32) -> Duration {
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         let factor = 1u32
             .checked_shl(attempt.saturating_sub(1))
             .unwrap_or(u32::MAX);
@@ -67,25 +67,23 @@ impl Policy {
 
 /// How one call of the handler ended, as the policy needs to know it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Returned success.
     Ok,
-    /// Returned an error.
+    /// Returned an error (of class retryable or permanent).
     Failed {
-        /// The error's class label (`retryable` or `permanent`).
-        class: String,
-        retryable: bool,
+        class: FailureClass,
         message: String,
         /// The record the guest blamed, relative to the records it was given.
         record_index: Option<u32>,
     },
     /// Trapped (the instance is gone).
-    Trapped { class: String, message: String },
+    Trapped { kind: TrapKind, message: String },
 }
 
 /// What to do next with a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// Call the handler with these records of the batch. `first` is the
     /// whole batch's first call (the only one made while the lane closes).
     Call {
@@ -102,7 +100,7 @@ pub enum Step {
 /// After a failed call: the same records again (after `backoff`), or
 /// something else (a split, a dead letter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
+pub(crate) enum Next {
     Retry { backoff: Duration },
     Moved,
 }
@@ -119,7 +117,7 @@ enum Work {
 /// a call's [`Outcome`] with [`Plan::outcome`]. Outputs and dead letters
 /// come out in record order. Pure: no I/O, no clock.
 #[derive(Debug)]
-pub struct Plan {
+pub(crate) struct Plan {
     count: usize,
     work: Vec<Work>,
     /// The range being called and its attempt number.
@@ -127,7 +125,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn new(count: usize) -> Self {
+    pub(crate) fn new(count: usize) -> Self {
         Self {
             count,
             work: if count == 0 {
@@ -140,7 +138,7 @@ impl Plan {
     }
 
     /// What to do next.
-    pub fn next(&mut self) -> Step {
+    pub(crate) fn next(&mut self) -> Step {
         if let Some((lo, hi, attempt)) = self.current {
             return Step::Call {
                 range: lo..hi,
@@ -163,7 +161,7 @@ impl Plan {
     }
 
     /// The call [`Plan::next`] asked for ended with `outcome`.
-    pub fn outcome(&mut self, outcome: Outcome, policy: &Policy) -> Next {
+    pub(crate) fn outcome(&mut self, outcome: Outcome, policy: &Policy) -> Next {
         let Some((lo, hi, attempt)) = self.current.take() else {
             return Next::Moved;
         };
@@ -175,10 +173,10 @@ impl Plan {
             Outcome::Ok => Next::Moved,
             Outcome::Failed {
                 class,
-                retryable,
                 message,
                 record_index,
             } => {
+                let retryable = class == FailureClass::Retryable;
                 if retryable && attempt < policy.max_attempts {
                     return retry(self, policy.backoff(attempt));
                 }
@@ -205,7 +203,7 @@ impl Plan {
                 }
                 Next::Moved
             }
-            Outcome::Trapped { class, message } => {
+            Outcome::Trapped { kind, message } => {
                 if hi - lo > 1 {
                     self.split(lo, hi);
                     return Next::Moved;
@@ -217,7 +215,7 @@ impl Plan {
                 self.work.push(Work::DeadLetter(
                     lo,
                     Failure {
-                        class,
+                        class: FailureClass::Trap(kind),
                         message,
                         attempts: attempt,
                     },
@@ -236,7 +234,7 @@ impl Plan {
 
 /// The records `range` of `batch` as a batch of their own. The data and
 /// header buffers are shared by every entry, so only the entries are cut.
-pub fn slice(batch: &Batch, range: std::ops::Range<usize>) -> Batch {
+pub(crate) fn slice(batch: &Batch, range: std::ops::Range<usize>) -> Batch {
     Batch {
         topic: batch.topic.clone(),
         partition: batch.partition,
@@ -249,14 +247,14 @@ pub fn slice(batch: &Batch, range: std::ops::Range<usize>) -> Batch {
 }
 
 /// Identity of the deployment, for dead-letter headers.
-pub struct Origin<'a> {
+pub(crate) struct Origin<'a> {
     pub deployment: &'a str,
     pub module_digest: &'a str,
 }
 
 /// An outbox holding one dead-letter record: record `index` of `batch`
 /// with its key, value and headers, plus provenance headers.
-pub fn dead_letter(
+pub(crate) fn dead_letter(
     batch: &Batch,
     index: usize,
     topic: &str,
@@ -294,7 +292,7 @@ pub fn dead_letter(
         ("ingesta.source.timestamp", &timestamp),
         ("ingesta.deployment", origin.deployment),
         ("ingesta.module.digest", origin.module_digest),
-        ("ingesta.error.class", &failure.class),
+        ("ingesta.error.class", &failure.class.label()),
         ("ingesta.error.message", &failure.message),
         ("ingesta.error.attempts", &failure.attempts.to_string()),
     ];
@@ -387,8 +385,7 @@ mod tests {
                     let outcome = match guest {
                         Guest::Blames(bad) => match hit(bad) {
                             Some(i) => Outcome::Failed {
-                                class: "permanent".into(),
-                                retryable: false,
+                                class: FailureClass::Permanent,
                                 message: "bad".into(),
                                 record_index: Some((i - range.start) as u32),
                             },
@@ -396,8 +393,7 @@ mod tests {
                         },
                         Guest::Anonymous(bad) => match hit(bad) {
                             Some(_) => Outcome::Failed {
-                                class: "permanent".into(),
-                                retryable: false,
+                                class: FailureClass::Permanent,
                                 message: "bad".into(),
                                 record_index: None,
                             },
@@ -405,21 +401,19 @@ mod tests {
                         },
                         Guest::Traps(bad) => match hit(bad) {
                             Some(_) => Outcome::Trapped {
-                                class: "trap:panic".into(),
+                                kind: TrapKind::Panic,
                                 message: "boom".into(),
                             },
                             None => Outcome::Ok,
                         },
                         Guest::Flaky(n) if calls <= n => Outcome::Failed {
-                            class: "retryable".into(),
-                            retryable: true,
+                            class: FailureClass::Retryable,
                             message: "later".into(),
                             record_index: None,
                         },
                         Guest::Flaky(_) => Outcome::Ok,
                         Guest::Down => Outcome::Failed {
-                            class: "retryable".into(),
-                            retryable: true,
+                            class: FailureClass::Retryable,
                             message: "later".into(),
                             record_index: Some(0),
                         },
@@ -435,6 +429,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::too_many_lines, reason = "one table of cases and its check")]
     fn the_policy_as_a_table() {
         let cases: [(&str, usize, Guest, u32, &[&str]); 8] = [
             ("all good", 4, Guest::Flaky(0), 3, &["call 0..4 #1"]),
@@ -531,7 +526,7 @@ mod tests {
         assert!(matches!(plan.next(), Step::Call { first: true, .. }));
         let policy = policy(3);
         let trapped = Outcome::Trapped {
-            class: "trap:panic".into(),
+            kind: TrapKind::Panic,
             message: "x".into(),
         };
         assert_eq!(plan.outcome(trapped, &policy), Next::Moved);
@@ -545,8 +540,7 @@ mod tests {
         plan.next();
         plan.outcome(
             Outcome::Failed {
-                class: "permanent".into(),
-                retryable: false,
+                class: FailureClass::Permanent,
                 message: "x".into(),
                 record_index: Some(u32::MAX),
             },
@@ -593,7 +587,7 @@ mod tests {
             headers,
         };
         let failure = Failure {
-            class: "trap:panic".into(),
+            class: FailureClass::Trap(TrapKind::Panic),
             message: "boom".into(),
             attempts: 3,
         };

@@ -27,7 +27,6 @@
 
 pub(crate) mod failure;
 mod lane;
-pub mod offsets;
 pub mod partitions;
 mod poller;
 mod rebalance;
@@ -41,36 +40,15 @@ use anyhow::{Context, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use tokio::sync::watch;
 
-use crate::config::{BatchConfig, DeploymentConfig, KafkaConfig};
+use crate::config::KafkaConfig;
+use crate::deployment::{Definition, Linked, RunState};
 use crate::kafka::{self, OutputProducer};
 use crate::telemetry::{DeploymentMetrics, DeploymentTelemetry};
 use crate::wasm::ConsumerTemplate;
 
-pub use partitions::{Degraded, Gap, Notes, Stall};
+pub use crate::deployment::Notes;
 use partitions::{PartitionKey, Partitions};
 pub use rebalance::DeploymentContext;
-
-/// Where a deployment is in its life.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeploymentState {
-    Starting,
-    Running,
-    /// Running, but Kafka keeps refusing some outputs for a passing reason
-    /// (they are published again; nothing is committed past them). Carries
-    /// the reason; returns to `Running` by itself.
-    Degraded(String),
-    /// Stopped on request; everything handled was committed.
-    Stopped,
-    /// Stopped by a failure that needs an operator; carries the reason.
-    Failed(String),
-}
-
-impl DeploymentState {
-    /// Consuming (degraded or not).
-    pub fn is_running(&self) -> bool {
-        matches!(self, Self::Running | Self::Degraded(_))
-    }
-}
 
 /// State shared by the poll thread, the lanes and the runner.
 pub struct Shared {
@@ -97,7 +75,7 @@ pub struct Shared {
     /// Metrics and guest log, owned by the supervisor (they outlive this
     /// run of the deployment).
     pub telemetry: Arc<DeploymentTelemetry>,
-    state: watch::Sender<DeploymentState>,
+    state: watch::Sender<RunState>,
 }
 
 impl Shared {
@@ -135,26 +113,20 @@ pub struct Timeouts {
     pub stall: Duration,
 }
 
-/// Everything a deployment needs, resolved at start.
-pub struct DeploymentSpec {
-    pub config: DeploymentConfig,
-    pub template: ConsumerTemplate,
-}
-
-impl DeploymentSpec {
-    /// What the lanes run; called as the spec takes effect (start or
-    /// swap), which is also when its guest-log budget applies.
-    fn program(self) -> lane::Program {
-        let limits = &self.config.limits;
-        self.template
-            .grants()
-            .telemetry
-            .log
-            .set_rate(limits.log_lines_per_second, limits.log_burst_lines);
-        lane::Program {
-            policy: failure::Policy::from(&self.config.failure),
-            template: self.template,
-        }
+/// What the lanes run, from a linked consumer; made as it takes effect
+/// (start or swap), which is also when its guest-log budget applies.
+fn program(linked: Linked<ConsumerTemplate>) -> lane::Program {
+    let spec = &linked.def.spec;
+    let limits = &spec.limits;
+    linked
+        .template
+        .grants()
+        .telemetry
+        .log
+        .set_rate(limits.log_lines_per_second, limits.log_burst_lines);
+    lane::Program {
+        policy: failure::Policy::from(&spec.failure),
+        template: linked.template,
     }
 }
 
@@ -163,22 +135,26 @@ pub struct Deployment {
     shared: Arc<Shared>,
     lane_ctx: Arc<lane::LaneCtx>,
     consumer: Arc<rebalance::DeploymentConsumer>,
-    config: Mutex<DeploymentConfig>,
+    def: Mutex<Definition>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    state: watch::Receiver<DeploymentState>,
+    state: watch::Receiver<RunState>,
 }
 
 impl Deployment {
     /// Create the consumer, check the topics exist and start the poll thread.
     pub fn start(
-        spec: DeploymentSpec,
+        linked: Linked<ConsumerTemplate>,
         kafka_config: &KafkaConfig,
         producer: Arc<OutputProducer>,
         timeouts: Timeouts,
     ) -> Result<Deployment> {
-        let name: Arc<str> = spec.config.name.as_str().into();
-        let (state_tx, state_rx) = watch::channel(DeploymentState::Starting);
-        let telemetry = spec.template.grants().telemetry.clone();
+        let def = linked.def.clone();
+        let name: Arc<str> = def.name.as_str().into();
+        let Some(settings) = def.spec.kind.consumer().cloned() else {
+            anyhow::bail!("deployment {name:?} is not a consumer");
+        };
+        let (state_tx, state_rx) = watch::channel(RunState::Starting);
+        let telemetry = linked.template.grants().telemetry.clone();
         let shared = Arc::new(Shared {
             name: name.clone(),
             stop: AtomicBool::new(false),
@@ -194,24 +170,23 @@ impl Deployment {
             state: state_tx,
         });
         let consumer: rebalance::DeploymentConsumer =
-            kafka::consumer_config(kafka_config, &spec.config)
+            kafka::consumer_config(kafka_config, &def.name, &settings.group, &def.kafka)
                 .create_with_context(DeploymentContext::new(shared.clone()))
                 .with_context(|| format!("deployment {name:?}: invalid Kafka consumer settings"))?;
-        check_topics(&consumer, &spec.config)?;
+        check_topics(&consumer, &def)?;
         let consumer = Arc::new(consumer);
-        let inputs: Vec<&str> = spec.config.inputs.iter().map(String::as_str).collect();
+        let inputs: Vec<&str> = settings.inputs.iter().map(String::as_str).collect();
         consumer
             .subscribe(&inputs)
             .with_context(|| format!("deployment {name:?}: cannot subscribe to {inputs:?}"))?;
 
-        let config = spec.config.clone();
         let lane_ctx = Arc::new(lane::LaneCtx::new(
             shared.clone(),
             consumer.clone(),
             producer,
-            spec.program(),
+            program(linked),
         ));
-        let batch: BatchConfig = config.batch.clone();
+        let batch = settings.batch.clone();
         let thread = std::thread::Builder::new()
             .name(format!("poll-{name}"))
             .spawn({
@@ -220,14 +195,14 @@ impl Deployment {
                 move || poller::run(shared, consumer, lane_ctx, batch)
             })
             .context("failed to start the poll thread")?;
-        shared.state.send_replace(DeploymentState::Running);
-        tracing::info!(deployment = &*name, group = %config.group,
-            inputs = ?config.inputs, outputs = ?config.outputs, "deployment started");
+        shared.state.send_replace(RunState::Running);
+        tracing::info!(deployment = &*name, group = %settings.group,
+            inputs = ?settings.inputs, outputs = ?def.spec.outputs, "deployment started");
         Ok(Deployment {
             shared,
             lane_ctx,
             consumer,
-            config: Mutex::new(config),
+            def: Mutex::new(def),
             thread: Mutex::new(Some(thread)),
             state: state_rx,
         })
@@ -237,18 +212,18 @@ impl Deployment {
     /// partition's next batch on. The batch in progress finishes under the
     /// old program, so no record is lost or handled twice by the switch.
     /// Inputs, group and batching must be unchanged (they need a restart).
-    pub fn swap(&self, spec: DeploymentSpec) -> Result<()> {
-        check_topics(&self.consumer, &spec.config)?;
-        tracing::info!(deployment = self.name(), module = %spec.template.grants().module_digest,
-            outputs = ?spec.config.outputs, "swapping the deployment's program");
-        *self.config.lock().unwrap() = spec.config.clone();
-        self.lane_ctx.swap(spec.program());
+    pub fn swap(&self, linked: Linked<ConsumerTemplate>) -> Result<()> {
+        check_topics(&self.consumer, &linked.def)?;
+        tracing::info!(deployment = self.name(), module = %linked.template.grants().module_digest,
+            outputs = ?linked.def.spec.outputs, "swapping the deployment's program");
+        *self.def.lock().unwrap() = linked.def.clone();
+        self.lane_ctx.swap(program(linked));
         Ok(())
     }
 
-    /// The settings it runs with.
-    pub fn config(&self) -> DeploymentConfig {
-        self.config.lock().unwrap().clone()
+    /// The definition it runs.
+    pub fn def(&self) -> Definition {
+        self.def.lock().unwrap().clone()
     }
 
     /// The deployment's name.
@@ -257,12 +232,12 @@ impl Deployment {
     }
 
     /// The current state.
-    pub fn state(&self) -> DeploymentState {
+    pub fn state(&self) -> RunState {
         let state = self.state.borrow().clone();
-        if state == DeploymentState::Running
+        if state == RunState::Running
             && let Some(reason) = self.shared.partitions.degraded_reason()
         {
-            return DeploymentState::Degraded(reason);
+            return RunState::Degraded(reason);
         }
         state
     }
@@ -287,17 +262,17 @@ impl Deployment {
     }
 
     /// Resolves when the deployment has stopped or failed.
-    pub async fn finished(&self) -> DeploymentState {
+    pub async fn finished(&self) -> RunState {
         let mut rx = self.state.clone();
         let state = rx
-            .wait_for(|s| matches!(s, DeploymentState::Stopped | DeploymentState::Failed(_)))
+            .wait_for(|s| matches!(s, RunState::Stopped | RunState::Failed(_)))
             .await
             .map(|s| s.clone());
         state.unwrap_or_else(|_| self.state())
     }
 
     /// Ask the deployment to drain and stop, and wait for it.
-    pub async fn stop(&self) -> DeploymentState {
+    pub async fn stop(&self) -> RunState {
         self.shared.stop.store(true, Ordering::Release);
         let thread = self.thread.lock().unwrap().take();
         if let Some(t) = thread {
@@ -307,27 +282,9 @@ impl Deployment {
     }
 }
 
-/// [`check_topics`] before the deployment has a consumer of its own (the
-/// API checks a request this way before accepting it). Blocking.
-pub fn check_topics_exist(kafka_config: &KafkaConfig, d: &DeploymentConfig) -> Result<()> {
-    // A producer has no group; this client never joins one anyway.
-    let group = if d.group.is_empty() {
-        "ingesta-topic-check"
-    } else {
-        &d.group
-    };
-    let consumer: BaseConsumer = kafka::group_admin_config(kafka_config, group)
-        .create()
-        .with_context(|| format!("deployment {:?}: invalid Kafka settings", d.name))?;
-    check_topics(&consumer, d)
-}
-
 /// Fail fast, with the topic's name, when an input or output topic is
 /// missing: otherwise the consumer would idle and outputs would time out.
-fn check_topics<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
-    d: &DeploymentConfig,
-) -> Result<()> {
+fn check_topics<C: ConsumerContext>(consumer: &BaseConsumer<C>, d: &Definition) -> Result<()> {
     let metadata = consumer
         .fetch_metadata(None, Duration::from_secs(10))
         .with_context(|| {
@@ -338,19 +295,8 @@ fn check_topics<C: ConsumerContext>(
         })?;
     let known: std::collections::HashSet<&str> =
         metadata.topics().iter().map(|t| t.name()).collect();
-    for (role, topic) in d
-        .inputs
-        .iter()
-        .map(|t| ("input", t))
-        .chain(d.outputs.iter().map(|t| ("output", t)))
-        .chain(
-            d.failure
-                .dead_letter_topic
-                .iter()
-                .map(|t| ("dead-letter", t)),
-        )
-    {
-        if !known.contains(topic.as_str()) {
+    for (role, topic) in d.spec.topics() {
+        if !known.contains(topic) {
             anyhow::bail!(
                 "deployment {:?}: {role} topic {topic:?} does not exist in Kafka; create it first (ingesta does not auto-create topics)",
                 d.name

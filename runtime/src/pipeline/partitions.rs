@@ -12,10 +12,9 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
+pub use crate::deployment::status::{Degraded, Gap, Notes, Stall};
 use crate::telemetry::DeploymentMetrics;
 
 /// A topic and partition.
@@ -59,68 +58,7 @@ impl Progress {
     }
 }
 
-/// A partition that stands still with records waiting.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct Stall {
-    pub topic: String,
-    pub partition: i32,
-    /// When it was last seen moving (ms since the Unix epoch).
-    pub since_ms: u64,
-    /// The next offset it has not handled.
-    pub handled_to: Option<i64>,
-    /// The partition's end as the consumer last saw it.
-    pub high_watermark: Option<i64>,
-}
-
-/// Records a partition skipped because Kafka no longer had them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct Gap {
-    pub topic: String,
-    pub partition: i32,
-    /// The first offset skipped.
-    pub from: i64,
-    /// The offset it resumed at (exclusive end of the skipped range).
-    pub to: i64,
-    /// When it was found (ms since the Unix epoch).
-    pub at_ms: u64,
-    /// Why, in words.
-    pub reason: String,
-}
-
-/// A partition whose outputs Kafka keeps refusing for a passing reason.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct Degraded {
-    pub topic: String,
-    pub partition: i32,
-    pub reason: String,
-    pub since_ms: u64,
-}
-
-/// What status shows about a deployment's partitions.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct Notes {
-    /// Partitions standing still with records waiting.
-    pub stalled: Vec<Stall>,
-    /// The latest ranges of records skipped because Kafka no longer had
-    /// them (newest last).
-    pub skipped: Vec<Gap>,
-    /// Partitions whose outputs are being published again.
-    pub degraded: Vec<Degraded>,
-}
-
-impl Notes {
-    /// Nothing to report.
-    pub fn is_empty(&self) -> bool {
-        self.stalled.is_empty() && self.skipped.is_empty() && self.degraded.is_empty()
-    }
-}
-
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+use crate::deployment::now_ms;
 
 #[derive(Default)]
 struct State {
@@ -138,6 +76,8 @@ pub struct Partitions {
 }
 
 impl Partitions {
+    /// Nothing assigned yet. `deployment` names it in log lines;
+    /// `telemetry` holds the metrics gaps, stalls and republishes count in.
     pub fn new(
         deployment: Arc<str>,
         telemetry: Arc<crate::telemetry::DeploymentTelemetry>,
@@ -410,12 +350,18 @@ pub enum Verdict {
     /// Moving, idle, or not standing still for long enough.
     Fine,
     /// Newly stalled (report it).
-    Stalled { since_ms: u64 },
+    Stalled {
+        /// When it last made progress, or when its waiting records were
+        /// first seen (ms since the Unix epoch): the stall's start.
+        since_ms: u64,
+    },
     /// Was stalled and moves again (clear the report).
     Recovered,
 }
 
 impl Watchdog {
+    /// A watchdog that reports a partition once it has had work and made no
+    /// progress for `after` (`runtime.stall_timeout_ms`).
     pub fn new(after: Duration) -> Self {
         Self {
             after,

@@ -25,11 +25,12 @@ use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::Shared;
 use super::lane::{self, LaneCtx};
 use super::partitions::{self, Observation, PartitionKey, Watchdog};
 use super::rebalance::{self, DeploymentConsumer};
-use super::{DeploymentState, Shared};
-use crate::config::BatchConfig;
+use crate::deployment::BatchConfig;
+use crate::deployment::RunState;
 use crate::kafka::{self, BatchBuilder};
 use crate::wasm::bindings::Batch;
 
@@ -92,8 +93,8 @@ pub(super) fn run(
     shared.partitions.revoke_all();
     let failure = shared.failure.lock().unwrap().clone();
     let state = match failure {
-        Some(reason) => DeploymentState::Failed(reason),
-        None => DeploymentState::Stopped,
+        Some(reason) => RunState::Failed(reason),
+        None => RunState::Stopped,
     };
     shared.telemetry.metrics.consumer.clear();
     tracing::info!(deployment = &*shared.name, ?state, "deployment stopped");
@@ -123,21 +124,7 @@ fn poll_loop(
     let mut idle = true;
 
     while !shared.stopping() {
-        let timeout = if !idle {
-            Duration::ZERO
-        } else if any_waiting {
-            // Waiting batches are retried often: a lane frees up within
-            // milliseconds when its acknowledgements arrive.
-            Duration::from_millis(1)
-        } else {
-            match next_flush {
-                Some(t) => t
-                    .saturating_duration_since(Instant::now())
-                    .max(Duration::from_millis(1)),
-                None => Duration::from_millis(100),
-            }
-        };
-        let polled = consumer.poll(timeout);
+        let polled = consumer.poll(poll_timeout(idle, any_waiting, next_flush));
 
         // A revocation may have happened inside poll(): forget what we were
         // building for partitions we no longer own (nothing of it was
@@ -156,18 +143,7 @@ fn poll_loop(
                 tracing::warn!(deployment = &*shared.name, error = %e, "consume error");
             }
             Some(Ok(msg)) => {
-                let (topic, partition) = (msg.topic(), msg.partition());
-                let idx = match parts
-                    .iter()
-                    .position(|p| p.partition == partition && p.topic == topic)
-                {
-                    Some(i) => i,
-                    None => {
-                        parts.push(PartState::new(shared, topic, partition));
-                        parts.len() - 1
-                    }
-                };
-                let p = &mut parts[idx];
+                let p = part_of(&mut parts, shared, msg.topic(), msg.partition());
                 let offset = msg.offset();
                 if offset != p.expected {
                     check_continuity(shared, consumer, p, offset);
@@ -195,28 +171,86 @@ fn poll_loop(
         since_clock = 0;
         let now = Instant::now();
         if any_waiting || next_flush.is_some_and(|t| t <= now) {
-            next_flush = None;
-            any_waiting = false;
-            for p in &mut parts {
-                if !p.waiting.is_empty() {
-                    retry_waiting(p, shared, consumer, lane_ctx);
-                }
-                if !p.builder.is_empty() {
-                    let due = p.builder.started() + max_wait;
-                    if due <= now {
-                        cut(p, shared, consumer, lane_ctx, budget);
-                    } else {
-                        next_flush = Some(next_flush.map_or(due, |t| t.min(due)));
-                    }
-                }
-                any_waiting |= !p.waiting.is_empty();
-            }
+            (any_waiting, next_flush) =
+                flush_due(&mut parts, shared, consumer, lane_ctx, batch, now);
         }
         if now >= next_watch {
             next_watch = now + WATCH_EVERY;
             watch(&mut watchdog, shared, consumer, &parts, now);
         }
     }
+}
+
+/// How long the next poll may wait: not at all while records flow, briefly
+/// while batches wait for their lanes (a lane frees up within milliseconds
+/// when its acknowledgements arrive), else until the next partial batch is
+/// due.
+fn poll_timeout(idle: bool, any_waiting: bool, next_flush: Option<Instant>) -> Duration {
+    if !idle {
+        Duration::ZERO
+    } else if any_waiting {
+        Duration::from_millis(1)
+    } else {
+        match next_flush {
+            Some(t) => t
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1)),
+            None => Duration::from_millis(100),
+        }
+    }
+}
+
+/// The poll loop's state for `topic`/`partition`, created on its first
+/// record. A linear search: a deployment holds a handful of partitions,
+/// and this beats hashing the topic name per record.
+fn part_of<'a>(
+    parts: &'a mut Vec<PartState>,
+    shared: &Shared,
+    topic: &str,
+    partition: i32,
+) -> &'a mut PartState {
+    let idx = match parts
+        .iter()
+        .position(|p| p.partition == partition && p.topic == topic)
+    {
+        Some(i) => i,
+        None => {
+            parts.push(PartState::new(shared, topic, partition));
+            parts.len() - 1
+        }
+    };
+    &mut parts[idx]
+}
+
+/// Retry waiting batches and cut partial batches that are due. Returns
+/// whether any batch still waits, and when the next partial batch is due.
+fn flush_due(
+    parts: &mut [PartState],
+    shared: &Shared,
+    consumer: &DeploymentConsumer,
+    lane_ctx: &Arc<LaneCtx>,
+    batch: &BatchConfig,
+    now: Instant,
+) -> (bool, Option<Instant>) {
+    let max_wait = Duration::from_millis(batch.max_wait_ms);
+    let budget = waiting_budget(batch);
+    let mut next_flush = None;
+    let mut any_waiting = false;
+    for p in parts {
+        if !p.waiting.is_empty() {
+            retry_waiting(p, shared, consumer, lane_ctx);
+        }
+        if !p.builder.is_empty() {
+            let due = p.builder.started() + max_wait;
+            if due <= now {
+                cut(p, shared, consumer, lane_ctx, budget);
+            } else {
+                next_flush = Some(next_flush.map_or(due, |t: Instant| t.min(due)));
+            }
+        }
+        any_waiting |= !p.waiting.is_empty();
+    }
+    (any_waiting, next_flush)
 }
 
 impl PartState {

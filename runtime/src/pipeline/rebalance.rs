@@ -33,11 +33,11 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::Shared;
-use super::lane::{self, OffsetStore};
+use super::lane::{self, LaneError, OffsetStore};
 use super::partitions::PartitionKey;
 
 /// A deployment's consumer.
-pub type DeploymentConsumer = BaseConsumer<DeploymentContext>;
+pub(super) type DeploymentConsumer = BaseConsumer<DeploymentContext>;
 
 /// Broker round trips made while assigning (committed offsets, watermarks).
 const ASSIGN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -188,18 +188,22 @@ impl ConsumerContext for DeploymentContext {
 }
 
 impl OffsetStore for DeploymentConsumer {
-    fn store(&self, topic: &str, partition: i32, next_offset: i64) -> Result<bool, String> {
+    fn store(&self, topic: &str, partition: i32, next_offset: i64) -> Result<bool, LaneError> {
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, partition, Offset::Offset(next_offset))
-            .map_err(|e| e.to_string())?;
-        match self.store_offsets(&tpl) {
+        let stored = tpl
+            .add_partition_offset(topic, partition, Offset::Offset(next_offset))
+            .and_then(|()| self.store_offsets(&tpl));
+        match stored {
             Ok(()) => Ok(true),
             // The partition was taken away meanwhile: the new owner
             // re-delivers from the last commit; nothing is lost.
             Err(KafkaError::StoreOffset(RDKafkaErrorCode::State)) => Ok(false),
-            Err(e) => Err(format!(
-                "cannot store offset {next_offset} for topic {topic:?} partition {partition}: {e}"
-            )),
+            Err(source) => Err(LaneError::Store {
+                topic: topic.to_owned(),
+                partition,
+                next_offset,
+                source,
+            }),
         }
     }
 }

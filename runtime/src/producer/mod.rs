@@ -25,9 +25,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, watch};
 
 use ingesta_abi::OutgoingEntry;
 
-use crate::config::DeploymentConfig;
+use crate::deployment::{Definition, Linked, ProducerSettings, RunState};
 use crate::kafka::OutputProducer;
-use crate::pipeline::DeploymentState;
 use crate::telemetry::DeploymentTelemetry;
 use crate::wasm::bindings::producer::{Request, Response};
 use crate::wasm::bindings::{ErrorClass, Outbox};
@@ -40,16 +39,15 @@ use crate::wasm::{CallOutcome, ProducerInstance, ProducerTemplate};
 const MAX_IDLE_INSTANCES: usize = 8;
 
 /// Everything a producer deployment needs, resolved at start or swap.
-pub struct ProducerSpec {
-    pub config: DeploymentConfig,
-    pub template: ProducerTemplate,
-}
+pub type ProducerSpec = Linked<ProducerTemplate>;
 
 /// What runs now: the module and settings of one revision and its idle
 /// instances. Requests hold it for their whole call, so a swap lets them
 /// finish on the revision they started with.
 struct Program {
-    config: DeploymentConfig,
+    def: Definition,
+    /// The producer settings of `def`.
+    settings: ProducerSettings,
     template: ProducerTemplate,
     /// Idle request instances, reused so a module's warm state (parsed
     /// config, caches) survives between requests.
@@ -58,7 +56,7 @@ struct Program {
 
 impl Program {
     fn new(spec: ProducerSpec) -> Arc<Self> {
-        let limits = &spec.config.limits;
+        let limits = &spec.def.spec.limits;
         spec.template
             .grants()
             .telemetry
@@ -66,7 +64,8 @@ impl Program {
             .set_rate(limits.log_lines_per_second, limits.log_burst_lines);
         Arc::new(Self {
             idle: Mutex::new(Vec::new()),
-            config: spec.config,
+            settings: spec.def.spec.kind.producer().cloned().unwrap_or_default(),
+            def: spec.def,
             template: spec.template,
         })
     }
@@ -92,25 +91,43 @@ impl Program {
 pub enum IngestError {
     /// `ingest.max_concurrency` requests are in flight already.
     #[error("deployment {deployment:?} is handling its maximum of {max} requests; retry shortly")]
-    Busy { deployment: String, max: u32 },
+    Busy {
+        /// The deployment's name (`<tenant>/<name>`).
+        deployment: String,
+        /// Its `ingest.max_concurrency`.
+        max: u32,
+    },
     /// Stopping, paused, or Kafka did not acknowledge in time.
     #[error("{0}")]
     Unavailable(String),
     /// The module refused the request with an error of this class.
     #[error("{message}")]
-    Refused { class: ErrorClass, message: String },
+    Refused {
+        /// `retryable` (answered 503) or `permanent` (answered 400).
+        class: ErrorClass,
+        /// The module's own message, passed on to the caller.
+        message: String,
+    },
     /// The instance trapped (panic, deadline, memory...) and was discarded;
     /// the detail is in the deployment's log.
     #[error(
         "deployment {deployment:?}: the module crashed handling the request ({kind}); its log has the detail"
     )]
     Trapped {
+        /// The deployment's name (`<tenant>/<name>`).
         deployment: String,
+        /// The trap's stable name (`deadline`, `panic`, ...; see
+        /// [`crate::deployment::status::TrapKind::as_str`]).
         kind: &'static str,
     },
     /// The module answered something the runner cannot pass on.
     #[error("deployment {deployment:?}: {message}")]
-    Internal { deployment: String, message: String },
+    Internal {
+        /// The deployment's name (`<tenant>/<name>`).
+        deployment: String,
+        /// What the module answered and why it cannot be passed on.
+        message: String,
+    },
     /// Kafka refused the records for good (too large, unknown topic, not
     /// authorized): retrying the same request cannot help.
     #[error("{0}")]
@@ -128,12 +145,14 @@ pub struct Admission {
 impl Admission {
     /// The largest body this request may carry.
     pub fn max_body_bytes(&self) -> usize {
-        self.program.config.ingest.max_body_bytes
+        self.program.settings.ingest.max_body_bytes
     }
 }
 
 /// The module's answer, sent once its records are acknowledged.
 pub struct IngestReply {
+    /// The module's HTTP response (status, headers, body), passed on to
+    /// the caller.
     pub response: Response,
     /// Records published for this request (0 for a status of 400 or more).
     pub published: usize,
@@ -157,7 +176,7 @@ pub struct ProducerDeployment {
     swapped: watch::Sender<u64>,
     /// How long stopping waits for requests in flight.
     drain_timeout: Duration,
-    state: watch::Sender<DeploymentState>,
+    state: watch::Sender<RunState>,
 }
 
 impl ProducerDeployment {
@@ -167,9 +186,14 @@ impl ProducerDeployment {
         producer: Arc<OutputProducer>,
         drain_timeout: Duration,
     ) -> Arc<Self> {
-        let name: Arc<str> = spec.config.name.as_str().into();
+        let name: Arc<str> = spec.def.name.as_str().into();
         let telemetry = spec.template.grants().telemetry.clone();
-        let capacity = spec.config.ingest.max_concurrency;
+        let capacity = spec
+            .def
+            .spec
+            .kind
+            .producer()
+            .map_or(1, |p| p.ingest.max_concurrency);
         let d = Arc::new(Self {
             name: name.clone(),
             program: Mutex::new(Program::new(spec)),
@@ -181,12 +205,12 @@ impl ProducerDeployment {
             ticker: Mutex::new(None),
             swapped: watch::channel(0).0,
             drain_timeout,
-            state: watch::channel(DeploymentState::Running).0,
+            state: watch::channel(RunState::Running).0,
         });
         *d.ticker.lock().unwrap() = Some(schedule::Ticker::start(&d));
-        let config = d.config();
-        tracing::info!(deployment = &*name, outputs = ?config.outputs,
-            schedule_ms = config.schedule.as_ref().map(|s| s.interval_ms),
+        let program = d.current();
+        tracing::info!(deployment = &*name, outputs = ?program.def.spec.outputs,
+            schedule_ms = program.settings.schedule.as_ref().map(|s| s.interval_ms),
             "producer deployment started");
         d
     }
@@ -203,24 +227,24 @@ impl ProducerDeployment {
 
     /// The largest request body the current program accepts.
     pub fn max_body_bytes(&self) -> usize {
-        self.current().config.ingest.max_body_bytes
+        self.current().settings.ingest.max_body_bytes
     }
 
-    /// The settings it runs with.
-    pub fn config(&self) -> DeploymentConfig {
-        self.current().config.clone()
+    /// The definition it runs.
+    pub fn def(&self) -> Definition {
+        self.current().def.clone()
     }
 
     /// The current state.
-    pub fn state(&self) -> DeploymentState {
+    pub fn state(&self) -> RunState {
         self.state.borrow().clone()
     }
 
     /// Resolves when the deployment has stopped.
-    pub async fn finished(&self) -> DeploymentState {
+    pub async fn finished(&self) -> RunState {
         let mut rx = self.state.subscribe();
         let state = rx
-            .wait_for(|s| matches!(s, DeploymentState::Stopped | DeploymentState::Failed(_)))
+            .wait_for(|s| matches!(s, RunState::Stopped | RunState::Failed(_)))
             .await
             .map(|s| s.clone());
         state.unwrap_or_else(|_| self.state())
@@ -235,8 +259,13 @@ impl ProducerDeployment {
     /// new schedule from its next tick.
     pub fn swap(&self, spec: ProducerSpec) {
         tracing::info!(deployment = self.name(), module = %spec.template.grants().module_digest,
-            outputs = ?spec.config.outputs, "swapping the producer deployment's program");
-        let wanted = spec.config.ingest.max_concurrency;
+            outputs = ?spec.def.spec.outputs, "swapping the producer deployment's program");
+        let wanted = spec
+            .def
+            .spec
+            .kind
+            .producer()
+            .map_or(1, |p| p.ingest.max_concurrency);
         *self.program.lock().unwrap() = Program::new(spec);
         let mut capacity = self.capacity.lock().unwrap();
         if wanted > *capacity {
@@ -262,7 +291,7 @@ impl ProducerDeployment {
     /// Refuse new requests, stop the timer (a tick in flight finishes and
     /// publishes), and wait for requests in flight, at most the drain
     /// timeout.
-    pub async fn stop(&self) -> DeploymentState {
+    pub async fn stop(&self) -> RunState {
         self.stopping.store(true, Ordering::Release);
         let ticker = self.ticker.lock().unwrap().take();
         if let Some(t) = ticker {
@@ -278,7 +307,7 @@ impl ProducerDeployment {
             );
         }
         self.permits.close();
-        self.state.send_replace(DeploymentState::Stopped);
+        self.state.send_replace(RunState::Stopped);
         tracing::info!(deployment = self.name(), "producer deployment stopped");
         self.state()
     }
@@ -362,7 +391,7 @@ impl ProducerDeployment {
                         });
                     }
                 }
-                let timeout = Duration::from_millis(program.config.ingest.ack_timeout_ms);
+                let timeout = Duration::from_millis(program.settings.ingest.ack_timeout_ms);
                 let published = self.publish(&outboxes, timeout).await?;
                 Ok(IngestReply {
                     response,
@@ -371,18 +400,18 @@ impl ProducerDeployment {
             }
             CallOutcome::Failed(e) => {
                 program.put_back(instance);
-                metrics.count_error(e.class);
+                metrics.count_failure(e.class.into());
                 Err(IngestError::Refused {
                     class: e.class,
                     message: e.message,
                 })
             }
             CallOutcome::Trapped { kind, message } => {
-                metrics.count_trap(kind);
+                metrics.count_failure(crate::deployment::status::FailureClass::Trap(kind));
                 // The caller learns the kind; the tenant's log gets the detail.
                 self.telemetry.log.line(
                     crate::telemetry::GuestLevel::Error,
-                    Some("ingesta"),
+                    crate::telemetry::guest_log::Stream::Ingesta,
                     &format!(
                         "a request trapped the module ({}): {message}",
                         kind.as_str()

@@ -86,7 +86,7 @@ async fn run(
     let mut seq = 0u64;
     loop {
         let schedule = match d.upgrade() {
-            Some(d) => d.current().config.schedule.clone(),
+            Some(d) => d.current().settings.schedule.clone(),
             None => return,
         };
         let Some(schedule) = schedule else {
@@ -153,7 +153,7 @@ async fn tick_once(
     stop: &mut watch::Receiver<bool>,
 ) -> TickEnd {
     let program = d.current();
-    let policy = Policy::from(&program.config.failure);
+    let policy = Policy::from(&program.def.spec.failure);
     let metrics = &d.telemetry.metrics;
     for attempt in 1..=policy.max_attempts {
         if current
@@ -181,12 +181,12 @@ async fn tick_once(
                 return publish_until_acked(d, &outboxes, tick.seq, &policy, stop).await;
             }
             CallOutcome::Failed(e) => {
-                metrics.count_error(e.class);
+                metrics.count_failure(e.class.into());
                 (e.class == ErrorClass::Retryable, e.message)
             }
             CallOutcome::Trapped { kind, message } => {
                 *current = None;
-                metrics.count_trap(kind);
+                metrics.count_failure(crate::deployment::status::FailureClass::Trap(kind));
                 (
                     true,
                     format!("the module crashed ({}): {message}", kind.as_str()),

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus::IntCounter;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 /// Guest lines longer than this are cut, so one line cannot make the
@@ -26,27 +26,66 @@ pub const MAX_LINE: usize = 4096;
 pub const KEPT_LINES: usize = 1000;
 
 /// Severity of a guest line, as the guest gave it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+///
+/// Every admitted line is kept for the logs API whatever its level; the
+/// runner's own log filter (`RUST_LOG`, default `info`) decides which also
+/// reach the runner's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GuestLevel {
+    /// Finest detail.
     Trace,
+    /// Diagnostic detail.
     Debug,
+    /// Normal operation; also every line the guest writes to stdout.
     Info,
+    /// Something looks wrong; also every line written to stderr.
     Warn,
+    /// The guest reports a failure. Logged by the runner at WARN (with
+    /// `guest_level = "error"`), since it is the tenant's to act on.
     Error,
 }
 
+/// Where a guest line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    /// The `log` import.
+    Log,
+    /// The guest's standard output.
+    Stdout,
+    /// The guest's standard error.
+    Stderr,
+    /// The runner's own notes (dropped lines, traps).
+    Ingesta,
+}
+
+impl Stream {
+    /// The name, as serialized and logged.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Log => "log",
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+            Stream::Ingesta => "ingesta",
+        }
+    }
+}
+
 /// One kept line, as the logs API serves it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogLine {
     /// Numbers every kept line of the deployment on this runner, from 1.
     pub seq: u64,
     /// Milliseconds since the Unix epoch.
     pub time_ms: u64,
+    /// Severity, as the guest gave it (stdout lines are `info`, stderr
+    /// lines `warn`).
     pub level: GuestLevel,
-    /// `log` (the log import), `stdout`, `stderr`, or `ingesta` for the
-    /// runner's own notes (dropped lines).
-    pub stream: &'static str,
+    /// Where it came from.
+    pub stream: Stream,
+    /// The text, at most [`MAX_LINE`] bytes; captured output is split at
+    /// newlines, without them.
     pub message: String,
     /// Whether the message was cut at [`MAX_LINE`] bytes.
     pub truncated: bool,
@@ -122,9 +161,8 @@ impl GuestLog {
         self.dropped.get()
     }
 
-    /// Logs one guest line (`stream` is `stdout`/`stderr` for captured
-    /// output, `None` for the `log` import), if the budget allows.
-    pub fn line(&self, level: GuestLevel, stream: Option<&'static str>, message: &str) {
+    /// Logs one guest line, if the budget allows.
+    pub fn line(&self, level: GuestLevel, stream: Stream, message: &str) {
         let (admitted, report) = self.admit();
         let deployment = &*self.deployment;
         if let Some((dropped, lines_per_second, burst)) = report {
@@ -133,16 +171,16 @@ impl GuestLog {
                 "guest log lines were dropped: the deployment logs faster than limits.log_lines_per_second");
             self.keep(
                 GuestLevel::Warn,
-                "ingesta",
+                Stream::Ingesta,
                 &format!("{dropped} guest log line(s) dropped: the deployment logs faster than limits.log_lines_per_second ({lines_per_second}/s, burst {burst})"),
             );
         }
         if !admitted {
             return;
         }
-        let stream = stream.unwrap_or("log");
         self.lines.inc();
         let message = self.keep(level, stream, message);
+        let stream = stream.as_str();
         match level {
             GuestLevel::Trace => {
                 tracing::trace!(target: "ingesta::guest", deployment, stream, "{message}")
@@ -166,7 +204,7 @@ impl GuestLog {
 
     /// Append a line to the ring (clipped), wake followers, and return the
     /// clipped message.
-    fn keep<'m>(&self, level: GuestLevel, stream: &'static str, message: &'m str) -> &'m str {
+    fn keep<'m>(&self, level: GuestLevel, stream: Stream, message: &'m str) -> &'m str {
         let clipped = clip(message);
         let time_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -284,9 +322,9 @@ mod tests {
     fn kept_lines_are_numbered_bounded_and_clipped() {
         let log = log(1_000_000, 1_000_000);
         for i in 0..KEPT_LINES + 5 {
-            log.line(GuestLevel::Info, None, &format!("line {i}"));
+            log.line(GuestLevel::Info, Stream::Log, &format!("line {i}"));
         }
-        log.line(GuestLevel::Warn, Some("stderr"), &"x".repeat(MAX_LINE + 10));
+        log.line(GuestLevel::Warn, Stream::Stderr, &"x".repeat(MAX_LINE + 10));
         let all = log.lines_after(0, usize::MAX);
         assert_eq!(all.len(), KEPT_LINES, "the ring is bounded");
         assert_eq!(all[0].message, "line 6");

@@ -18,7 +18,7 @@ use prometheus::{
 };
 use rdkafka::statistics::Statistics;
 
-use crate::wasm::TrapKind;
+use crate::deployment::status::{FailureClass, TrapKind};
 
 /// Handler call durations, 100 µs to 10 s.
 const CALL_SECONDS: &[f64] = &[
@@ -106,26 +106,46 @@ impl Families {
 pub struct DeploymentMetrics {
     /// By input `topic` and `partition`.
     pub records_in: IntCounterVec,
+    /// Bytes of the batches' `data` buffers (keys, values, header names and
+    /// values) handed to the handler, by input `topic` and `partition`.
     pub bytes_in: IntCounterVec,
     /// Records published: handler outputs and dead letters.
     pub records_out: IntCounter,
+    /// Bytes of the published outboxes' `data` buffers (keys, values,
+    /// header names and values).
     pub bytes_out: IntCounter,
+    /// Input batches handed to the handler (a batch retried or split still
+    /// counts once).
     pub batches: IntCounter,
     /// Batches whose input offset was stored for commit (outputs acked).
     pub offsets_stored: IntCounter,
+    /// Records per input batch, in buckets from 1 to 10,000.
     pub batch_records: Histogram,
     /// Duration of each handler call (retries and split parts included).
     pub call_seconds: Histogram,
     /// Failed calls by `class`: `retryable`, `permanent` or `trap:<kind>`.
     pub errors: IntCounterVec,
+    /// Calls repeated after a retryable error or a trap (consumer batches
+    /// or their split parts, producer ticks).
     pub retries: IntCounter,
+    /// Records sent to the deployment's dead-letter topic.
     pub dead_lettered: IntCounter,
     /// Instances replaced after a trap.
     pub instance_restarts: IntCounter,
+    /// Calls stopped at their wall-clock deadline (`limits.deadline_ms`);
+    /// each also counts as a `trap:deadline` error and a restart.
     pub deadline_interruptions: IntCounter,
+    /// Live instances (stores) of the deployment on this runner; kept by
+    /// the store's resource limiter.
     pub instances: IntGauge,
+    /// Linear memory of the live instances, in bytes, as wasmtime grew it.
     pub instance_memory_bytes: IntGauge,
+    /// Guest lines admitted by the log budget, from `log` calls and
+    /// stdout and stderr; counted by the deployment's
+    /// [`GuestLog`](super::GuestLog).
     pub guest_log_lines: IntCounter,
+    /// Guest lines dropped by the log budget
+    /// (`limits.log_lines_per_second`).
     pub guest_log_dropped: IntCounter,
     /// Producer deployments: ingest requests answered, by status class
     /// (`2xx`, `4xx`, `5xx`...).
@@ -150,6 +170,14 @@ pub struct DeploymentMetrics {
 }
 
 impl DeploymentMetrics {
+    /// The families of `deployment` (its constant `deployment` label: the
+    /// config-file name or `<tenant>/<name>`), all at zero, every error
+    /// class included.
+    #[allow(
+        clippy::too_many_lines,
+        reason = "one struct literal defining every family of a deployment, a flat catalogue \
+                  of name and help text per field; splitting it would only scatter the list"
+    )]
     pub fn new(deployment: &str) -> Self {
         let mut f = Families::new(&[("deployment", deployment)]);
         let part = &["topic", "partition"];
@@ -251,12 +279,8 @@ impl DeploymentMetrics {
         // Every error class exists from the start at 0, so `rate()` and the
         // error-ratio alert see the first failure (a series that appears
         // with value 1 has no increase to rate).
-        let traps = TrapKind::ALL.map(|k| format!("trap:{}", k.as_str()));
-        for class in ["retryable", "permanent"]
-            .into_iter()
-            .chain(traps.iter().map(String::as_str))
-        {
-            m.errors.with_label_values(&[class]);
+        for class in FailureClass::all() {
+            m.errors.with_label_values(&[&class.label()]);
         }
         m
     }
@@ -266,27 +290,16 @@ impl DeploymentMetrics {
         self.families.collect()
     }
 
-    /// Count a call the guest failed with an error of `class`; returns the
-    /// class's label.
-    pub fn count_error(&self, class: crate::wasm::bindings::ErrorClass) -> &'static str {
-        let label = match class {
-            crate::wasm::bindings::ErrorClass::Retryable => "retryable",
-            crate::wasm::bindings::ErrorClass::Permanent => "permanent",
-        };
-        self.errors.with_label_values(&[label]).inc();
-        label
-    }
-
-    /// Count a call that trapped (its instance is replaced); returns the
-    /// class's label, `trap:<kind>`.
-    pub fn count_trap(&self, kind: TrapKind) -> String {
-        let class = format!("trap:{}", kind.as_str());
-        self.errors.with_label_values(&[&class]).inc();
-        self.instance_restarts.inc();
-        if kind == TrapKind::Deadline {
-            self.deadline_interruptions.inc();
+    /// Count a failed call of `class` (a trap also counts a replaced
+    /// instance, and a deadline trap an interruption).
+    pub fn count_failure(&self, class: FailureClass) {
+        self.errors.with_label_values(&[&class.label()]).inc();
+        if let FailureClass::Trap(kind) = class {
+            self.instance_restarts.inc();
+            if kind == TrapKind::Deadline {
+                self.deadline_interruptions.inc();
+            }
         }
-        class
     }
 
     /// Failed calls of every class, summed.
@@ -427,6 +440,7 @@ impl Default for RunnerMetrics {
 }
 
 impl RunnerMetrics {
+    /// The runner's families; `ingesta_build_info` is set at once.
     pub fn new() -> Self {
         let mut f = Families::new(&[]);
         let producer = KafkaClientMetrics::new(&mut f, "ingesta_kafka_producer");
@@ -461,6 +475,7 @@ impl RunnerMetrics {
         self.producer_replaced.with_label_values(&[producer]).get()
     }
 
+    /// Every family of the runner itself, for the exposition.
     pub fn collect(&self) -> Vec<MetricFamily> {
         self.families.collect()
     }
@@ -484,6 +499,7 @@ impl Default for ScrapeFamilies {
 }
 
 impl ScrapeFamilies {
+    /// Empty families, to be filled for one scrape and then dropped.
     pub fn new() -> Self {
         let mut f = Families::new(&[]);
         Self {
@@ -506,6 +522,7 @@ impl ScrapeFamilies {
         }
     }
 
+    /// Every family, for the exposition.
     pub fn collect(&self) -> Vec<MetricFamily> {
         self.families.collect()
     }

@@ -4,6 +4,7 @@
 
 pub mod guest_log;
 pub mod metrics;
+pub mod scrape;
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -16,7 +17,9 @@ use tracing_subscriber::EnvFilter;
 /// Log line format.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum LogFormat {
+    /// Human-readable lines (coloured when stderr is a terminal).
     Text,
+    /// One JSON object per line, event fields flattened, for log shippers.
     Json,
 }
 
@@ -36,7 +39,10 @@ pub fn init(format: LogFormat) {
 /// A deployment's metrics and guest log. The supervisor creates one per
 /// deployment and keeps it across hot swaps, pauses and restarts.
 pub struct DeploymentTelemetry {
+    /// The deployment's Prometheus families (constant `deployment` label).
     pub metrics: DeploymentMetrics,
+    /// The deployment's rate-limited guest log; counts its lines into
+    /// `metrics`.
     pub log: GuestLog,
 }
 
@@ -49,10 +55,13 @@ impl std::fmt::Debug for DeploymentTelemetry {
 }
 
 impl DeploymentTelemetry {
+    /// Fresh telemetry for `deployment` (its metrics label and log field),
+    /// with the default log budget until the deployment's program sets its
+    /// own limits.
     pub fn new(deployment: &str) -> Arc<Self> {
         let metrics = DeploymentMetrics::new(deployment);
         // Until a program takes effect and sets its own budget.
-        let limits = crate::config::LimitsConfig::default();
+        let limits = crate::deployment::LimitsConfig::default();
         let log = GuestLog::new(
             deployment.into(),
             limits.log_lines_per_second,

@@ -24,8 +24,8 @@ use super::bindings::ingesta::runtime::{config, emit, log};
 use ingesta_abi::{HEADER_ENTRY_SIZE, HeaderEntry, OUTGOING_ENTRY_SIZE, OutgoingEntry, Span};
 
 use super::bindings::{Consumer, Outbox};
-use crate::config::LimitsConfig;
-use crate::telemetry::guest_log::{GuestLevel, MAX_LINE};
+use crate::deployment::LimitsConfig;
+use crate::telemetry::guest_log::{GuestLevel, MAX_LINE, Stream};
 use crate::telemetry::{DeploymentMetrics, DeploymentTelemetry};
 
 /// Most bytes one guest-to-host call may carry (component-model "hostcall
@@ -115,11 +115,11 @@ impl HostState {
         let mut wasi = WasiCtx::builder();
         wasi.stdout(GuestOutput {
             grants: grants.clone(),
-            stream: "stdout",
+            stream: Stream::Stdout,
         })
         .stderr(GuestOutput {
             grants: grants.clone(),
-            stream: "stderr",
+            stream: Stream::Stderr,
         })
         .max_random_size(MAX_RANDOM_BYTES)
         .allow_tcp(false)
@@ -299,7 +299,7 @@ impl log::Host for HostState {
             log::Level::Warn => GuestLevel::Warn,
             log::Level::Error => GuestLevel::Error,
         };
-        self.grants.telemetry.log.line(level, None, &message);
+        self.grants.telemetry.log.line(level, Stream::Log, &message);
     }
 }
 
@@ -330,7 +330,7 @@ pub fn consumer_linker(engine: &Engine) -> Result<Linker<HostState>> {
 /// Guest stdout/stderr, turned into log lines of the deployment.
 struct GuestOutput {
     grants: Arc<DeploymentGrants>,
-    stream: &'static str,
+    stream: Stream,
 }
 
 impl IsTerminal for GuestOutput {
@@ -352,7 +352,7 @@ impl StdoutStream for GuestOutput {
 /// Splits written bytes into lines and logs each (clipped) line.
 struct LineWriter {
     grants: Arc<DeploymentGrants>,
-    stream: &'static str,
+    stream: Stream,
     pending: Vec<u8>,
 }
 
@@ -360,13 +360,13 @@ impl LineWriter {
     fn emit_line(&self, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
         let level = match self.stream {
-            "stderr" => GuestLevel::Warn,
+            Stream::Stderr => GuestLevel::Warn,
             _ => GuestLevel::Info,
         };
         self.grants
             .telemetry
             .log
-            .line(level, Some(self.stream), text.trim_end_matches('\r'));
+            .line(level, self.stream, text.trim_end_matches('\r'));
     }
 }
 
@@ -404,7 +404,7 @@ impl tokio::io::AsyncWrite for LineWriter {
 /// The store's limits, also reporting the instance and its linear memory to
 /// the deployment's metrics (wasmtime asks the limiter for every memory,
 /// the initial allocation included).
-pub struct MeteredLimits {
+pub(super) struct MeteredLimits {
     inner: StoreLimits,
     memory_bytes: usize,
     memory_gauge: prometheus::IntGauge,

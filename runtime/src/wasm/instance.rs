@@ -17,48 +17,13 @@ use super::bindings::{
 };
 use super::host::{DeploymentGrants, HostState, MAX_HOSTCALL_BYTES, MAX_RESOURCE_HANDLES};
 
-/// Why an instance stopped abruptly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TrapKind {
-    /// The call ran past its wall-clock budget.
-    Deadline,
-    /// The guest tried to grow memory past its cap.
-    OutOfMemory,
-    /// The guest's call stack overflowed.
-    StackOverflow,
-    /// `unreachable` — what a Rust panic, Go panic or Python abort becomes.
-    Panic,
-    /// The call burned its fuel budget.
-    OutOfFuel,
-    /// One host call tried to carry more than the component-model limits
-    /// allow (data copied to the host, live resource handles).
-    HostCallLimit,
-    /// Any other trap (out-of-bounds access, division by zero...).
-    Other,
-}
+pub use crate::deployment::status::TrapKind;
 
-impl TrapKind {
-    /// Every kind, for metrics that list them up front.
-    pub const ALL: [TrapKind; 7] = [
-        TrapKind::Deadline,
-        TrapKind::OutOfMemory,
-        TrapKind::StackOverflow,
-        TrapKind::Panic,
-        TrapKind::OutOfFuel,
-        TrapKind::HostCallLimit,
-        TrapKind::Other,
-    ];
-
-    /// Short stable name for logs, metrics and dead-letter headers.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TrapKind::Deadline => "deadline",
-            TrapKind::OutOfMemory => "out-of-memory",
-            TrapKind::StackOverflow => "stack-overflow",
-            TrapKind::Panic => "panic",
-            TrapKind::OutOfFuel => "out-of-fuel",
-            TrapKind::HostCallLimit => "host-call-limit",
-            TrapKind::Other => "trap",
+impl From<ErrorClass> for crate::deployment::status::FailureClass {
+    fn from(class: ErrorClass) -> Self {
+        match class {
+            ErrorClass::Retryable => Self::Retryable,
+            ErrorClass::Permanent => Self::Permanent,
         }
     }
 }
@@ -70,7 +35,13 @@ pub enum CallOutcome<T = ()> {
     /// The guest returned an error; the instance is still usable.
     Failed(HandlerError),
     /// The instance trapped and must be discarded.
-    Trapped { kind: TrapKind, message: String },
+    Trapped {
+        /// What went wrong, for the failure policy and the metrics' class.
+        kind: TrapKind,
+        /// The root cause's first line (for memory and host-call limits,
+        /// with the limit); goes into status and dead-letter headers.
+        message: String,
+    },
 }
 
 /// Raised from the epoch callback when a call overruns its budget.
@@ -228,6 +199,7 @@ impl ConsumerInstance {
             .ingesta_runtime_handler()
             .call_handle(&mut self.store, batch)
             .await;
+
         finish_call(&mut self.store, result)
     }
 }
@@ -261,6 +233,7 @@ impl ProducerInstance {
             .ingesta_runtime_source()
             .call_handle_request(&mut self.store, request)
             .await;
+
         finish_call(&mut self.store, result)
     }
 
@@ -274,6 +247,7 @@ impl ProducerInstance {
             .ingesta_runtime_source()
             .call_handle_tick(&mut self.store, tick)
             .await;
+
         finish_call(&mut self.store, result)
     }
 }

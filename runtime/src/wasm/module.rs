@@ -9,80 +9,102 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
 /// The WIT package version this runner implements.
-pub const WIT_VERSION: &str = "0.1.0";
+pub(super) const WIT_VERSION: &str = "0.1.0";
 const CONSUMER_EXPORT: &str = "ingesta:runtime/handler@0.1.0";
 const PRODUCER_EXPORT: &str = "ingesta:runtime/source@0.1.0";
 
-/// Which ingesta world a component implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum World {
-    /// Exports `handler`: consumes batches of Kafka records.
-    Consumer,
-    /// Exports `source`: turns HTTP requests and timer ticks into records.
-    Producer,
-}
+pub use crate::deployment::World;
 
-impl std::fmt::Display for World {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            World::Consumer => f.write_str("consumer"),
-            World::Producer => f.write_str("producer"),
-        }
-    }
-}
-
-/// Why a module was refused. `source` names the file or upload.
+/// Why a module was refused. Every variant's `source_name` names the file
+/// or upload (a path, `upload`, or the stored module's digest), so the
+/// message says which module it is about.
 #[derive(Debug, Error)]
 pub enum ModuleError {
+    /// The module file could not be read: a problem of the runner's host,
+    /// not of the module (the API answers it as an internal error).
     #[error("cannot read module {source_name}: {error}")]
     Read {
+        /// The file's path.
         source_name: String,
+        /// Why reading failed.
         error: std::io::Error,
     },
+    /// The bytes do not start with the WebAssembly magic `\0asm`.
     #[error(
         "module {source_name} is not a WebAssembly binary (it does not start with the \\0asm magic bytes); build it for the wasm32-wasip2 target"
     )]
-    NotWasm { source_name: String },
+    NotWasm {
+        /// The file or upload.
+        source_name: String,
+    },
+    /// A core module, not a component: built for the wrong target.
     #[error(
         "module {source_name} is a core WebAssembly module, not a component; build it for wasm32-wasip2 (or wrap it with `wasm-tools component new`) so it implements the ingesta:runtime world"
     )]
-    CoreModule { source_name: String },
+    CoreModule {
+        /// The file or upload.
+        source_name: String,
+    },
+    /// wasmtime refused to compile the component, or it exports both
+    /// ingesta worlds.
     #[error("module {source_name} is not a valid WebAssembly component: {error}")]
-    Invalid { source_name: String, error: String },
+    Invalid {
+        /// The file or upload.
+        source_name: String,
+        /// wasmtime's error chain, or what is wrong.
+        error: String,
+    },
+    /// The component exports neither `handler` nor `source` of
+    /// `ingesta:runtime` (in any version).
     #[error(
         "module {source_name} does not implement an ingesta world: it exports [{exports}] but a consumer must export `{CONSUMER_EXPORT}` and a producer `{PRODUCER_EXPORT}` (use the SDK's export_handler! or export_producer! macro)"
     )]
     UnknownWorld {
+        /// The file or upload.
         source_name: String,
+        /// Its export names, comma-separated.
         exports: String,
     },
+    /// The component imports or exports `ingesta:runtime` interfaces of
+    /// another version than the one this runner implements (`WIT_VERSION`).
     #[error(
         "module {source_name} was built against `{found}`, but this runner implements ingesta:runtime@{WIT_VERSION}; rebuild it with a matching SDK"
     )]
-    VersionMismatch { source_name: String, found: String },
+    VersionMismatch {
+        /// The file or upload.
+        source_name: String,
+        /// The first mismatching interface, with its version.
+        found: String,
+    },
+    /// The component imports something other than `ingesta:runtime`
+    /// interfaces and WASI: a host capability ingesta does not grant.
     #[error(
         "module {source_name} imports `{import}`, which ingesta does not provide; modules may import only ingesta:runtime@{WIT_VERSION} interfaces and WASI 0.2"
     )]
-    ForbiddenImport { source_name: String, import: String },
-    #[error("module {source_name} cannot be linked: {error}")]
-    Link { source_name: String, error: String },
+    ForbiddenImport {
+        /// The file or upload.
+        source_name: String,
+        /// The first such import's name.
+        import: String,
+    },
 }
 
 /// A checked, compiled component.
 #[derive(Clone)]
 pub struct LoadedModule {
     /// `sha256:<hex>` of the uploaded bytes.
-    pub digest: String,
+    pub digest: crate::deployment::Digest,
+    /// The world it exports: which kind of deployment may run it.
     pub world: World,
     /// Size of the uploaded bytes.
     pub size: usize,
+    /// The compiled component, for the engine it was loaded with; cheap to
+    /// clone (shared).
     pub component: Component,
 }
 
@@ -115,8 +137,8 @@ impl LoadedModule {
         if wasmparser::Parser::is_core_wasm(bytes) {
             return Err(ModuleError::CoreModule { source_name });
         }
-        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
-        let component = compile_cached(engine, &source_name, bytes, &digest, cache_dir)?;
+        let digest = crate::deployment::Digest::of(bytes);
+        let component = compile_cached(engine, &source_name, bytes, digest.as_str(), cache_dir)?;
         let world = identify_world(engine, &source_name, &component)?;
         Ok(LoadedModule {
             digest,

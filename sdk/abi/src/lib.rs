@@ -43,7 +43,9 @@ pub mod attr {
 /// A byte range inside the enclosing `data` buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Span {
+    /// Byte offset of the first byte in `data`.
     pub start: u32,
+    /// Length in bytes (0 for an empty, but present, key or value).
     pub len: u32,
 }
 
@@ -71,19 +73,30 @@ impl Span {
 /// How a record's timestamp was set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Timestamp {
+    /// The broker had none (`has-timestamp` clear; the field is encoded as 0).
     NotAvailable,
+    /// Set by the producer, in ms since the Unix epoch.
     CreateTime(i64),
+    /// Set by the broker when it appended the record, in ms since the Unix
+    /// epoch (`log-append-time` set).
     LogAppendTime(i64),
 }
 
 /// One consumed record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordEntry {
+    /// The record's offset in its partition.
     pub offset: i64,
+    /// When and by whom the record was stamped.
     pub timestamp: Timestamp,
+    /// The key in the batch's `data`; `None` for a null key.
     pub key: Option<Span>,
+    /// The value in the batch's `data`; `None` for a null value (a
+    /// tombstone).
     pub value: Option<Span>,
+    /// Index of the record's first entry in the batch's header list.
     pub header_start: u32,
+    /// Number of consecutive header entries from `header_start`.
     pub header_count: u32,
 }
 
@@ -92,16 +105,23 @@ pub struct RecordEntry {
 pub struct OutgoingEntry {
     /// Index into the outbox's topic list.
     pub topic: u32,
+    /// The key in the outbox's `data`; `None` publishes a null key.
     pub key: Option<Span>,
+    /// The value in the outbox's `data`; `None` publishes a null value (a
+    /// tombstone).
     pub value: Option<Span>,
+    /// Index of the record's first entry in the outbox's header list.
     pub header_start: u32,
+    /// Number of consecutive header entries from `header_start`.
     pub header_count: u32,
 }
 
 /// One header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeaderEntry {
+    /// The name in `data` (UTF-8); never null.
     pub name: Span,
+    /// The value in `data`; `None` for a header without value.
     pub value: Option<Span>,
 }
 

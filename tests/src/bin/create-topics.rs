@@ -5,6 +5,11 @@
 //! create-topics user-activity:4 user-activity-stats:4 user-activity-alerts:1
 //! ```
 
+#![allow(
+    clippy::too_many_lines,
+    reason = "a tool's main flow reads top to bottom"
+)]
+
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use ingesta_tests::kafka;
@@ -39,7 +44,7 @@ fn run() -> Result<()> {
             ),
             None => (t.as_str(), 1),
         };
-        if !ingesta_runtime::config::is_valid_topic(name) {
+        if !ingesta_runtime::deployment::is_valid_topic(name) {
             bail!("{name:?} is not a valid topic name");
         }
         specs.push((name, partitions));

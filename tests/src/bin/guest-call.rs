@@ -11,6 +11,11 @@
 //! `value`; `--batch N` cuts them into batches of N. Every outcome and every
 //! emitted record is printed as one JSON line.
 
+#![allow(
+    clippy::too_many_lines,
+    reason = "a tool's main flow reads top to bottom"
+)]
+
 use std::collections::{BTreeMap, HashSet};
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -20,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use ingesta_abi::{HeaderEntry, OutgoingEntry, RecordEntry, Span, Timestamp};
-use ingesta_runtime::config::LimitsConfig;
+use ingesta_runtime::deployment::LimitsConfig;
 use ingesta_runtime::telemetry::DeploymentTelemetry;
 use ingesta_runtime::wasm::bindings::producer::{Request, Tick};
 use ingesta_runtime::wasm::bindings::{Batch, Outbox};
@@ -78,7 +83,7 @@ async fn run(args: Args) -> Result<()> {
     let mut grants = DeploymentGrants::new(
         "guest-call",
         &limits,
-        module.digest.clone(),
+        module.digest.to_string(),
         DeploymentTelemetry::new("guest-call"),
     );
     grants.outputs = args.topic.iter().cloned().collect::<HashSet<_>>();

@@ -29,6 +29,11 @@
 //! cargo run --release -p ingesta-tests --bin ingest-bench -- --requests 20000 --concurrency 1,8,32
 //! ```
 
+#![allow(
+    clippy::too_many_lines,
+    reason = "a tool's main flow reads top to bottom"
+)]
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

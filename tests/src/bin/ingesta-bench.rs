@@ -25,6 +25,11 @@
 //! cargo run --release -p ingesta-tests --bin ingesta-bench -- --records 200000 --out bench.md
 //! ```
 
+#![allow(
+    clippy::too_many_lines,
+    reason = "a tool's main flow reads top to bottom"
+)]
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -309,9 +314,18 @@ fn consumer_config(topic: &str) -> Result<ClientConfig> {
         &kafka::unique("bench-baseline"),
     );
     let config = parse_config(&[d])?;
+    let def = &config.deployments[0];
+    let group = def
+        .spec
+        .kind
+        .consumer()
+        .map(|c| c.group.clone())
+        .unwrap_or_default();
     Ok(ingesta_runtime::kafka::consumer_config(
         &config.kafka,
-        &config.deployments[0],
+        &def.name,
+        &group,
+        &def.kafka,
     ))
 }
 
@@ -480,7 +494,7 @@ fn watch(runner: &Runner, n: usize) -> Result<f64> {
         } else {
             done_at = None;
         }
-        if let ingesta_runtime::pipeline::DeploymentState::Failed(reason) = d.state() {
+        if let ingesta_runtime::deployment::RunState::Failed(reason) = d.state() {
             bail!("deployment failed: {reason}");
         }
         if now > deadline {

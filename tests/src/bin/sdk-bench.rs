@@ -11,6 +11,11 @@
 //! cargo run --release -p ingesta-tests --bin sdk-bench -- --records 20000
 //! ```
 
+#![allow(
+    clippy::too_many_lines,
+    reason = "a tool's main flow reads top to bottom"
+)]
+
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -20,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use ingesta_abi::{RecordEntry, Span, Timestamp};
-use ingesta_runtime::config::LimitsConfig;
+use ingesta_runtime::deployment::LimitsConfig;
 use ingesta_runtime::telemetry::DeploymentTelemetry;
 use ingesta_runtime::wasm::bindings::Batch;
 use ingesta_runtime::wasm::{
@@ -126,7 +131,7 @@ fn run() -> Result<()> {
         let mut grants = DeploymentGrants::new(
             lang,
             &limits,
-            loaded.digest.clone(),
+            loaded.digest.to_string(),
             DeploymentTelemetry::new(lang),
         );
         grants.outputs =

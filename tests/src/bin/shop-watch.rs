@@ -10,6 +10,11 @@
 //! shop-watch --from earliest --seconds 20
 //! ```
 
+#![allow(
+    clippy::too_many_lines,
+    reason = "a tool's main flow reads top to bottom"
+)]
+
 use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};

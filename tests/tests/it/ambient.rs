@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use anyhow::{Result, bail, ensure};
-use ingesta_runtime::config::LimitsConfig;
+use ingesta_runtime::deployment::LimitsConfig;
 use ingesta_runtime::wasm::{
     CallOutcome, ConsumerInstance, MAX_HOSTCALL_BYTES, TrapKind, WasmEngine, WasmEngineConfig,
 };

@@ -16,20 +16,19 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use ingesta_tests::control::{
-    self, Api, OPERATOR_TOKEN, TENANT_A, TENANT_B, error_of, second_version, tag_of, upload,
+    self, Api, DeploymentStatus, OPERATOR_TOKEN, State, TENANT_A, TENANT_B, error_of,
+    second_version, tag_of, upload,
 };
 use ingesta_tests::kafka;
 use ingesta_tests::runner::{self, RunnerProcess};
 use rdkafka::message::{Message, OwnedMessage};
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-fn total_lag(status: &Value) -> i64 {
-    status["partitions"].as_array().map_or(-1, |p| {
-        p.iter().map(|p| p["lag"].as_i64().unwrap_or(-1)).sum()
-    })
+fn total_lag(status: &DeploymentStatus) -> i64 {
+    status.total_lag().unwrap_or(-1)
 }
 
 /// Polls `GET /v1/deployments/{name}` until `done` holds for it.
@@ -38,8 +37,8 @@ fn wait_status(
     token: &str,
     name: &str,
     what: &str,
-    done: impl Fn(&Value) -> bool,
-) -> Result<Value> {
+    done: impl Fn(&DeploymentStatus) -> bool,
+) -> Result<DeploymentStatus> {
     control::wait_status(api, token, name, what, TIMEOUT, done)
 }
 
@@ -295,10 +294,7 @@ fn deploy_swap_rollback_pause_replay_and_recover_from_kafka() -> Result<()> {
         .collect::<Vec<_>>(),
     )?;
     ensure!(deployed.status.success(), "ingesta deploy: {deployed:?}");
-    let v1 = wait_status(&api, a, "stream", "running", |s| s["state"] == "running")?["module"]
-        .as_str()
-        .context("no module")?
-        .to_owned();
+    let v1 = wait_status(&api, a, "stream", "running", |s| s.state == State::Running)?.module;
 
     // 10,000 records, produced over a few seconds; v2 goes in mid-stream.
     const N: usize = 10_000;
@@ -358,8 +354,8 @@ fn deploy_swap_rollback_pause_replay_and_recover_from_kafka() -> Result<()> {
     );
     let status = wait_status(&api, a, "stream", "caught up", |s| total_lag(s) == 0)?;
     ensure!(
-        status["revision"] == 2 && status["previous_modules"] == json!([v1]),
-        "after the update: {status}"
+        status.revision == 2 && status.previous_modules == [v1.clone()],
+        "after the update: {status:?}"
     );
 
     // Rollback: back to v1 (module and config).
@@ -396,7 +392,7 @@ fn deploy_swap_rollback_pause_replay_and_recover_from_kafka() -> Result<()> {
         (N + 100..N + 150).map(|i| (i.to_string(), "x", None)),
     )?;
     let status = wait_status(&api, a, "stream", "paused with lag", |s| {
-        s["state"] == "paused" && total_lag(s) == 50
+        s.state == State::Paused && total_lag(s) == 50
     })?;
     let table = control::cli(api.base(), Some(a), &["status", "stream"])?;
     let text = String::from_utf8_lossy(&table.stdout);
@@ -406,7 +402,7 @@ fn deploy_swap_rollback_pause_replay_and_recover_from_kafka() -> Result<()> {
     );
     ensure!(
         kafka::read_all(&out, N + 150, Duration::from_secs(2))?.len() == N + 100,
-        "a paused deployment produced outputs: {status}"
+        "a paused deployment produced outputs: {status:?}"
     );
     let resumed = control::cli(api.base(), Some(a), &["resume", "stream"])?;
     ensure!(resumed.status.success(), "ingesta resume: {resumed:?}");
@@ -437,10 +433,10 @@ fn deploy_swap_rollback_pause_replay_and_recover_from_kafka() -> Result<()> {
     ensure!(code.success(), "ingesta exited with {code}:\n{log}");
     let mut ingesta = RunnerProcess::spawn(&config)?;
     ingesta.wait_ready(&api, TIMEOUT)?;
-    let status = wait_status(&api, a, "stream", "running", |s| s["state"] == "running")?;
+    let status = wait_status(&api, a, "stream", "running", |s| s.state == State::Running)?;
     ensure!(
-        status["revision"] == 3,
-        "recovered the wrong revision: {status}"
+        status.revision == 3,
+        "recovered the wrong revision: {status:?}"
     );
     kafka::produce(
         &input,
@@ -462,10 +458,10 @@ fn deploy_swap_rollback_pause_replay_and_recover_from_kafka() -> Result<()> {
     let mut second = RunnerProcess::spawn(&control::config_toml(port2, &prefix, 8))?;
     let api2 = Api::new(port2)?;
     second.wait_ready(&api2, TIMEOUT)?;
-    let seen = wait_status(&api2, a, "stream", "running", |s| s["state"] == "running")?;
+    let seen = wait_status(&api2, a, "stream", "running", |s| s.state == State::Running)?;
     ensure!(
-        seen["module"] == v1.as_str() && seen["revision"] == 3,
-        "the second runner sees another state: {seen}"
+        seen.module == v1 && seen.revision == 3,
+        "the second runner sees another state: {seen:?}"
     );
     let total = total + 100;
     kafka::produce(

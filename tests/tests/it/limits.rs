@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail, ensure};
-use ingesta_runtime::config::LimitsConfig;
+use ingesta_runtime::deployment::LimitsConfig;
 use ingesta_runtime::wasm::{
     CallOutcome, ConsumerInstance, ConsumerTemplate, TrapKind, WasmEngine, WasmEngineConfig,
 };

@@ -10,6 +10,11 @@
 //! Needs the broker (`deploy/kafka/kafka.sh start`), the runner
 //! (`make build`) and the guests (`make guests`).
 
+#![allow(
+    clippy::too_many_lines,
+    reason = "end-to-end scenarios read top to bottom, step by step"
+)]
+
 mod ambient;
 mod bad_input;
 mod close;

@@ -275,7 +275,7 @@ fn sigterm_drains_and_commits_before_exit() -> Result<()> {
 /// In process, to reach the producer.
 #[test]
 fn outputs_refused_by_a_fatal_producer_are_published_again() -> Result<()> {
-    use ingesta_runtime::pipeline::DeploymentState;
+    use ingesta_runtime::deployment::RunState;
     use ingesta_runtime::runner::Runner;
     use std::time::Instant;
 
@@ -326,7 +326,7 @@ fn outputs_refused_by_a_fatal_producer_are_published_again() -> Result<()> {
             })
             .await?;
             ensure!(
-                state() == DeploymentState::Running,
+                state() == RunState::Running,
                 "the deployment is {:?}",
                 state()
             );

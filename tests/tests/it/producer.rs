@@ -43,7 +43,7 @@ fn runner() -> Result<(RunnerProcess, Api)> {
 
 /// Uploads guest example `guest` as tenant A and creates a deployment of it
 /// from `body` (the module filled in).
-fn deploy(api: &Api, guest: &str, body: Value) -> Result<Value> {
+fn deploy(api: &Api, guest: &str, body: Value) -> Result<control::DeploymentStatus> {
     control::deploy_module(api, TENANT_A.token, &runner::guest_wasm(guest)?, body)
 }
 
@@ -169,7 +169,7 @@ fn invalid_payloads_are_refused_with_reasons_and_produce_nothing() -> Result<()>
         "shop-ingest",
         json!({
             "name": "hook", "outputs": [topic], "config": { "topic": topic },
-            "ingest": { "key_sha256": ingesta_runtime::control::auth::hash_token(key),
+            "ingest": { "key_sha256": ingesta_runtime::auth::hash_token(key),
                         "max_body_bytes": 4096 }
         }),
     )?;
@@ -231,7 +231,7 @@ fn invalid_payloads_are_refused_with_reasons_and_produce_nothing() -> Result<()>
         &json!({
             "name": "hook", "module": module, "outputs": [b_topic],
             "config": { "topic": b_topic },
-            "ingest": { "key_sha256": ingesta_runtime::control::auth::hash_token(key) }
+            "ingest": { "key_sha256": ingesta_runtime::auth::hash_token(key) }
         }),
     )?;
     ensure!(

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use ingesta_abi::{HeaderEntry, OutgoingEntry, RecordEntry, Span, Timestamp};
-use ingesta_runtime::config::LimitsConfig;
+use ingesta_runtime::deployment::LimitsConfig;
 use ingesta_runtime::wasm::bindings::Batch;
 use ingesta_runtime::wasm::{CallOutcome, ConsumerInstance, WasmEngine, WasmEngineConfig};
 use ingesta_tests::inproc;

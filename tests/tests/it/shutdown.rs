@@ -9,8 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, ensure};
-use ingesta_tests::control::{self, Api, TENANT_A};
+use anyhow::{Result, ensure};
+use ingesta_tests::control::{self, Api, State, TENANT_A};
 use ingesta_tests::fleet::Member;
 use ingesta_tests::kafka;
 use ingesta_tests::runner::{self, Deployment, RunnerProcess, toml_str};
@@ -126,17 +126,13 @@ fn changes_during_recovery_get_503_and_leave_the_deployment_untouched() -> Resul
             "config": { "output_topic": output, "tag": tag },
         })
     };
-    control::deploy_module(
+    let module = control::deploy_module(
         &first.api,
         token,
         &runner::fixture_wasm("hostile")?,
         spec("v1", true),
-    )?;
-    let module =
-        control::wait_status(&first.api, token, "recov", "created", TIMEOUT, |_| true)?["module"]
-            .as_str()
-            .context("no module")?
-            .to_owned();
+    )?
+    .module;
     // A few running deployments make recovery take a while.
     for i in 0..5 {
         let mut body = spec("other", false);
@@ -204,11 +200,14 @@ fn changes_during_recovery_get_503_and_leave_the_deployment_untouched() -> Resul
         "the runner was ready before any change was sent"
     );
     let status = control::wait_status(&api, token, "recov", "recovered", TIMEOUT, |_| true)?;
+    let tag = status
+        .settings
+        .as_ref()
+        .and_then(|s| s.config.get("tag"))
+        .map(|t| t.0.as_str());
     ensure!(
-        status["revision"] == 1
-            && status["state"] == "paused"
-            && status["settings"]["config"]["tag"] == "v1",
-        "the deployment was changed during recovery: {status}"
+        status.revision == 1 && status.state == State::Paused && tag == Some("v1"),
+        "the deployment was changed during recovery: {status:?}"
     );
     second.sigterm()?;
     second.wait(TIMEOUT)?;

@@ -16,20 +16,16 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use ingesta_tests::control::{self, TENANT_A};
+use ingesta_tests::control::{self, State, TENANT_A};
 use ingesta_tests::fleet::Member;
 use ingesta_tests::kafka;
 use ingesta_tests::metrics;
 use ingesta_tests::runner::{self, Deployment};
 use rdkafka::Message;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
-
-fn state(s: &Value) -> &str {
-    s["state"].as_str().unwrap_or_default()
-}
 
 #[test]
 fn a_partition_without_progress_is_reported_stalled_and_cleared() -> Result<()> {
@@ -65,18 +61,16 @@ fn a_partition_without_progress_is_reported_stalled_and_cleared() -> Result<()> 
             .map(|(k, v)| (k, v, Some(0))),
     )?;
     let stalled = control::wait_status(api, token, "stall", "stalled", TIMEOUT, |s| {
-        s["notes"]["stalled"]
-            .as_array()
-            .is_some_and(|v| !v.is_empty())
+        !s.notes.stalled.is_empty()
     })?;
-    let note = &stalled["notes"]["stalled"][0];
+    let note = &stalled.notes.stalled[0];
     ensure!(
-        note["topic"] == input.as_str() && note["partition"] == 0,
-        "the note names the partition: {note}"
+        note.topic == input && note.partition == 0,
+        "the note names the partition: {note:?}"
     );
     ensure!(
-        note["handled_to"] == 1,
-        "the first record was handled, the second not: {note}"
+        note.handled_to == Some(1),
+        "the first record was handled, the second not: {note:?}"
     );
     let scrape = metrics::scrape(api)?;
     ensure!(
@@ -101,7 +95,7 @@ fn a_partition_without_progress_is_reported_stalled_and_cleared() -> Result<()> 
         .process
         .wait_until_committed_to_end(&group, &input, TIMEOUT)?;
     control::wait_status(api, token, "stall", "no longer stalled", TIMEOUT, |s| {
-        s["notes"]["stalled"].as_array().is_none_or(Vec::is_empty)
+        s.notes.stalled.is_empty()
     })?;
     let log = member.process.log();
     let warnings: Vec<&str> = log
@@ -183,25 +177,25 @@ fn outputs_kafka_keeps_refusing_degrade_and_recover_and_pausing_does_not_fail() 
     let degraded = loop {
         kafka::produce(&input, records(produced..produced + 2))?;
         produced += 2;
-        let (_, status) = api.call(Method::GET, "/v1/deployments/degr", Some(token), None)?;
-        if state(&status) == "degraded" {
+        let status = api.status(token, "degr")?;
+        if status.state == State::Degraded {
             break status;
         }
         ensure!(
             Instant::now() < deadline,
-            "not degraded within {TIMEOUT:?}: {status}"
+            "not degraded within {TIMEOUT:?}: {status:?}"
         );
         std::thread::sleep(Duration::from_millis(300));
     };
-    let reason = degraded["reason"].as_str().unwrap_or_default();
+    let reason = degraded.reason.clone().unwrap_or_default();
     ensure!(
         reason.contains(&output) && reason.contains("published again"),
         "the reason names the partition and what happens: {reason}"
     );
-    let note = &degraded["notes"]["degraded"][0];
+    let note = &degraded.notes.degraded[0];
     ensure!(
-        note["topic"] == input.as_str() && note["partition"] == 0,
-        "the note names the input partition: {degraded}"
+        note.topic == input && note.partition == 0,
+        "the note names the input partition: {degraded:?}"
     );
     metrics::wait_for(api, "republishing", TIMEOUT, |s| {
         s.sum(
@@ -219,11 +213,11 @@ fn outputs_kafka_keeps_refusing_degrade_and_recover_and_pausing_does_not_fail() 
     )?;
     ensure!(status.is_success(), "pause: {status} {body}");
     let paused = control::wait_status(api, token, "degr", "paused", TIMEOUT, |s| {
-        state(s) != "running" && state(s) != "degraded"
+        s.state != State::Running && s.state != State::Degraded
     })?;
     ensure!(
-        state(&paused) == "paused",
-        "pausing during an outage must not fail the deployment: {paused}"
+        paused.state == State::Paused,
+        "pausing during an outage must not fail the deployment: {paused:?}"
     );
     let (status, body) = api.call(
         Method::POST,
@@ -247,7 +241,7 @@ fn outputs_kafka_keeps_refusing_degrade_and_recover_and_pausing_does_not_fail() 
         std::thread::sleep(Duration::from_millis(200));
     }
     control::wait_status(api, token, "degr", "running again", TIMEOUT, |s| {
-        state(s) == "running" && s["notes"]["degraded"].as_array().is_none_or(Vec::is_empty)
+        s.state == State::Running && s.notes.degraded.is_empty()
     })?;
     let seen: BTreeSet<String> = kafka::read_all(&output, produced, TIMEOUT)?
         .iter()
@@ -269,7 +263,7 @@ fn outputs_kafka_keeps_refusing_degrade_and_recover_and_pausing_does_not_fail() 
 /// reports it when stopped; nothing is committed past what was output.
 #[test]
 fn a_lane_that_panics_fails_the_deployment_with_the_reason() -> Result<()> {
-    use ingesta_runtime::pipeline::DeploymentState;
+    use ingesta_runtime::deployment::RunState;
     use ingesta_runtime::runner::Runner;
     use ingesta_runtime::supervisor::Running;
 
@@ -306,7 +300,7 @@ fn a_lane_that_panics_fails_the_deployment_with_the_reason() -> Result<()> {
             let finished = tokio::time::timeout(TIMEOUT, deployment.finished())
                 .await
                 .context("the deployment did not stop after its lane panicked")?;
-            let DeploymentState::Failed(reason) = finished else {
+            let RunState::Failed(reason) = finished else {
                 anyhow::bail!("the deployment is {finished:?}, not failed");
             };
             ensure!(

@@ -1,4 +1,4 @@
-//! Who is calling: bearer tokens, tenants and their grants.
+//! Who is calling: bearer tokens, tenants, their grants and maxima.
 //!
 //! Tokens are never stored: the config holds their SHA-256, and a request's
 //! token is hashed and compared in constant time. A tenant may only name
@@ -8,7 +8,22 @@
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::ApiError;
+/// Why a caller may not do what it asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// No token, or not one of ours.
+    #[error("missing or unknown bearer token: send `Authorization: Bearer <token>`")]
+    Unauthenticated,
+    /// Outside the caller's grants or over its tenant's maxima; the
+    /// message names the object and the grant or maximum.
+    #[error("{0}")]
+    Denied(String),
+}
+
+/// A token table that cannot be built, naming the entry at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadTokens(String);
 
 /// A tenant as declared in the runner config (`[[control.tenant]]`).
 #[derive(Debug, Clone, Deserialize)]
@@ -63,18 +78,58 @@ impl Caller {
     }
 
     /// Refuses (403, naming it) a topic the caller may not read.
-    pub fn check_read_topic(&self, topic: &str) -> Result<(), ApiError> {
+    pub fn check_read_topic(&self, topic: &str) -> Result<(), Refusal> {
         self.check(topic, "read topic", |t| &t.read_topics)
     }
 
     /// Refuses (403, naming it) a topic the caller may not write.
-    pub fn check_write_topic(&self, topic: &str) -> Result<(), ApiError> {
+    pub fn check_write_topic(&self, topic: &str) -> Result<(), Refusal> {
         self.check(topic, "write topic", |t| &t.write_topics)
     }
 
     /// Refuses (403, naming it) a consumer group outside the grants.
-    pub fn check_group(&self, group: &str) -> Result<(), ApiError> {
+    pub fn check_group(&self, group: &str) -> Result<(), Refusal> {
         self.check(group, "use consumer group", |t| &t.groups)
+    }
+
+    /// Refuses (403, naming it) what a spec asks for outside the caller's
+    /// grants (topics it reads or writes, its group) or over its tenant's
+    /// maxima (memory, deadline).
+    pub fn check_spec(
+        &self,
+        deployment: &str,
+        spec: &crate::deployment::Spec,
+    ) -> Result<(), Refusal> {
+        for (role, topic) in spec.topics() {
+            if role == "input" {
+                self.check_read_topic(topic)?;
+            } else {
+                self.check_write_topic(topic)?;
+            }
+        }
+        if let Some(c) = spec.kind.consumer() {
+            self.check_group(&c.group)?;
+        }
+        let Caller::Tenant(t) = self else {
+            return Ok(());
+        };
+        let over = |what: &str, asked: u64, max: Option<u64>| match max {
+            Some(max) if asked > max => Err(Refusal::Denied(format!(
+                "deployment {deployment:?}: {what} {asked} is over tenant {:?}'s maximum of {max}",
+                t.name
+            ))),
+            _ => Ok(()),
+        };
+        over(
+            "limits.memory_mib",
+            spec.limits.memory_mib,
+            t.max_memory_mib,
+        )?;
+        over(
+            "limits.deadline_ms",
+            spec.limits.deadline_ms,
+            t.max_deadline_ms,
+        )
     }
 
     fn check(
@@ -82,7 +137,7 @@ impl Caller {
         name: &str,
         what: &str,
         prefixes: impl Fn(&TenantConfig) -> &Vec<String>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Refusal> {
         let Caller::Tenant(t) = self else {
             return Ok(());
         };
@@ -90,7 +145,7 @@ impl Caller {
         if granted.iter().any(|p| name.starts_with(p.as_str())) {
             return Ok(());
         }
-        Err(ApiError::Forbidden(format!(
+        Err(Refusal::Denied(format!(
             "tenant {:?} may not {what} {name:?}: it is outside the granted prefixes {granted:?}",
             t.name
         )))
@@ -107,19 +162,24 @@ pub struct Auth {
 impl Auth {
     /// Builds the table; fails on a hash that is not 64 hex digits or a
     /// token hash used twice.
-    pub fn new(operator_sha256: Option<&str>, tenants: &[TenantConfig]) -> Result<Self, String> {
+    pub fn new(operator_sha256: Option<&str>, tenants: &[TenantConfig]) -> Result<Self, BadTokens> {
         let operator = operator_sha256
-            .map(|h| parse_hash(h).map_err(|e| format!("control.operator_token_sha256: {e}")))
+            .map(|h| {
+                parse_hash(h).ok_or_else(|| {
+                    BadTokens(format!("control.operator_token_sha256: {NOT_A_HASH}"))
+                })
+            })
             .transpose()?;
         let mut table = Vec::new();
         for t in tenants {
-            let hash = parse_hash(&t.token_sha256)
-                .map_err(|e| format!("tenant {:?}: token_sha256: {e}", t.name))?;
+            let hash = parse_hash(&t.token_sha256).ok_or_else(|| {
+                BadTokens(format!("tenant {:?}: token_sha256: {NOT_A_HASH}", t.name))
+            })?;
             if Some(hash) == operator || table.iter().any(|(h, _)| *h == hash) {
-                return Err(format!(
+                return Err(BadTokens(format!(
                     "tenant {:?}: token_sha256 is already used by another tenant or the operator",
                     t.name
-                ));
+                )));
             }
             table.push((hash, t.clone()));
         }
@@ -130,12 +190,12 @@ impl Auth {
     }
 
     /// The caller presenting `authorization` (the header's value), or 401.
-    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, ApiError> {
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, Refusal> {
         let token = authorization
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or(ApiError::Unauthorized)?;
+            .ok_or(Refusal::Unauthenticated)?;
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         // Compare against every entry so timing says nothing about which
         // (or whether one) matched.
@@ -150,7 +210,7 @@ impl Auth {
                 found = Some(Caller::Tenant(t.clone()));
             }
         }
-        found.ok_or(ApiError::Unauthorized)
+        found.ok_or(Refusal::Unauthenticated)
     }
 }
 
@@ -159,12 +219,10 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.trim().as_bytes()))
 }
 
-fn parse_hash(hex_hash: &str) -> Result<[u8; 32], String> {
-    let bytes = hex::decode(hex_hash.trim())
-        .map_err(|_| "expected 64 hex digits (the SHA-256 of the token)".to_owned())?;
-    bytes
-        .try_into()
-        .map_err(|_| "expected 64 hex digits (the SHA-256 of the token)".to_owned())
+const NOT_A_HASH: &str = "expected 64 hex digits (the SHA-256 of the token)";
+
+fn parse_hash(hex_hash: &str) -> Option<[u8; 32]> {
+    hex::decode(hex_hash.trim()).ok()?.try_into().ok()
 }
 
 fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
@@ -206,7 +264,7 @@ mod tests {
             Some("Bearer nope"),
         ] {
             assert!(
-                matches!(auth.authenticate(bad), Err(ApiError::Unauthorized)),
+                matches!(auth.authenticate(bad), Err(Refusal::Unauthenticated)),
                 "{bad:?}"
             );
         }

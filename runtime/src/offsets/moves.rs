@@ -1,35 +1,20 @@
-//! A consumer group's offsets seen from outside the group: where it stands
-//! on each input partition (committed offset, high watermark, lag), and
-//! moving it to a start position for a replay. Blocking: call from a
-//! blocking task.
+//! Moving a consumer group from outside it: committing a deployment's
+//! start position when its group is new, or a replay's position. The
+//! group must have no active member (stop the deployment first). Blocking:
+//! call from a blocking task.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
-use serde::Serialize;
 
-use crate::config::{KafkaConfig, StartPosition};
+use crate::config::KafkaConfig;
+use crate::deployment::StartPosition;
 use crate::kafka;
 
 /// Broker round trips here are metadata-sized.
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Where a group stands on one partition.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct PartitionStatus {
-    pub topic: String,
-    pub partition: i32,
-    /// The group's committed offset (the next record it will handle);
-    /// `None` before its first commit.
-    pub committed: Option<i64>,
-    /// The offset the next produced record will get.
-    pub high_watermark: i64,
-    /// Records not yet handled: high watermark minus the committed offset
-    /// (minus the low watermark before the first commit).
-    pub lag: i64,
-}
 
 fn admin(kafka_config: &KafkaConfig, group: &str) -> Result<BaseConsumer> {
     kafka::group_admin_config(kafka_config, group)
@@ -54,44 +39,6 @@ fn partitions(consumer: &BaseConsumer, topics: &[String]) -> Result<TopicPartiti
         }
     }
     Ok(tpl)
-}
-
-/// The group's committed offset, high watermark and lag on every partition
-/// of `topics`.
-pub fn group_status(
-    kafka_config: &KafkaConfig,
-    group: &str,
-    topics: &[String],
-) -> Result<Vec<PartitionStatus>> {
-    let consumer = admin(kafka_config, group)?;
-    let tpl = partitions(&consumer, topics)?;
-    let committed = consumer
-        .committed_offsets(tpl, TIMEOUT)
-        .with_context(|| format!("cannot read the committed offsets of group {group:?}"))?;
-    let mut out = Vec::new();
-    for e in committed.elements() {
-        let (low, high) = consumer
-            .fetch_watermarks(e.topic(), e.partition(), TIMEOUT)
-            .with_context(|| {
-                format!(
-                    "cannot read the watermarks of topic {:?} partition {}",
-                    e.topic(),
-                    e.partition()
-                )
-            })?;
-        let committed = match e.offset() {
-            Offset::Offset(o) => Some(o),
-            _ => None,
-        };
-        out.push(PartitionStatus {
-            topic: e.topic().to_owned(),
-            partition: e.partition(),
-            committed,
-            high_watermark: high,
-            lag: (high - committed.unwrap_or(low).max(low)).max(0),
-        });
-    }
-    Ok(out)
 }
 
 /// The offsets `position` means on every partition of `topics`.

@@ -1,0 +1,196 @@
+//! The control API's request and response bodies, one definition shared by
+//! the server (`control::http`), the CLI and `ingesta top`
+//! ([`crate::client`]) and the test kit: serde types, so no side indexes
+//! JSON by field name.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::deployment::World;
+pub use crate::deployment::status::{Degraded, Gap, Notes, Stall, State};
+pub use crate::telemetry::guest_log::{GuestLevel, LogLine};
+
+use crate::deployment::{Spec, spec::spec_beside};
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, naming the object.
+    pub error: String,
+}
+
+/// What the API says about a stored module.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ModuleInfo {
+    /// `sha256:<hex>` of the component bytes.
+    pub digest: String,
+    /// The ingesta world it implements.
+    pub world: World,
+    /// Size in bytes.
+    pub size: usize,
+    /// Tenants that uploaded these bytes.
+    pub owners: BTreeSet<String>,
+    /// When it was first uploaded (ms since the Unix epoch).
+    pub created_ms: u64,
+}
+
+/// `POST /v1/deployments`: a name, the first revision's spec (its fields
+/// at the same level) and whether to start paused.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CreateDeployment {
+    /// Unique among the tenant's deployments: 1-63 of a-z, 0-9, '-', '_'.
+    pub name: String,
+    /// The first revision's spec, written flat beside `name` and `paused`
+    /// (the fields of `Fields`: `module`, `inputs`, `group`, `outputs`,
+    /// ...); unknown keys are refused.
+    #[serde(flatten)]
+    #[schema(value_type = crate::deployment::Fields)]
+    pub spec: Spec,
+    /// Create it paused (nothing is consumed until resumed).
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// By hand rather than with `#[serde(flatten)]`, which would let unknown
+/// (misspelt) keys through: `name` and `paused` are taken out and the rest
+/// must be exactly a spec.
+impl<'de> Deserialize<'de> for CreateDeployment {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let fields = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        let (taken, spec) = spec_beside(fields, &["name", "paused"]).map_err(D::Error::custom)?;
+        let name = match taken.get("name") {
+            Some(serde_json::Value::String(n)) => n.clone(),
+            Some(_) => return Err(D::Error::custom("`name` must be a string")),
+            None => return Err(D::Error::missing_field("name")),
+        };
+        let paused = match taken.get("paused") {
+            None => false,
+            Some(v) => v
+                .as_bool()
+                .ok_or_else(|| D::Error::custom("`paused` must be true or false"))?,
+        };
+        Ok(Self { name, spec, paused })
+    }
+}
+
+/// Where a deployment is defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Created through the API; its record lives in the state topic.
+    Api,
+    /// A `[[deployment]]` of the runner's config file.
+    Config,
+}
+
+/// Where a group stands on one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PartitionStatus {
+    /// Input topic.
+    pub topic: String,
+    /// Partition number within `topic`.
+    pub partition: i32,
+    /// The group's committed offset (the next record it will handle);
+    /// `None` before its first commit.
+    pub committed: Option<i64>,
+    /// The offset the next produced record will get.
+    pub high_watermark: i64,
+    /// Records not yet handled: high watermark minus the committed offset
+    /// (minus the low watermark before the first commit).
+    pub lag: i64,
+}
+
+/// Counters since the deployment was created on this runner (or the runner
+/// started), the same values `/metrics` exports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Counters {
+    /// Records handed to the handler, over all input partitions (consumers;
+    /// 0 for a producer).
+    pub records_in: u64,
+    /// Records published to Kafka: the module's outputs and dead letters.
+    pub records_out: u64,
+    /// Key, value and header bytes handed to the handler (consumers).
+    pub bytes_in: u64,
+    /// Key, value and header bytes published.
+    pub bytes_out: u64,
+    /// Batches handed to the handler (consumers), each counted once
+    /// however many calls its retries and splits took.
+    pub batches: u64,
+    /// Failed handler calls of every class (errors and traps).
+    pub errors: u64,
+    /// Calls repeated after a retryable error or a trap.
+    pub retries: u64,
+    /// Calls that trapped (each replaced its instance).
+    pub traps: u64,
+    /// Records sent to the dead-letter topic (`failure.dead_letter_topic`).
+    pub dead_lettered: u64,
+    /// Guest log lines dropped by the rate limit
+    /// (`limits.log_lines_per_second`); the kept ones are in the
+    /// deployment's log.
+    pub guest_log_dropped: u64,
+}
+
+/// What the API reports about a deployment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeploymentStatus {
+    /// Deployment name, unique among its tenant's deployments (a
+    /// config-file deployment's name for those).
+    pub name: String,
+    /// Owning tenant; `None` for a config-file deployment.
+    pub tenant: Option<String>,
+    /// Whether it was created through the API or is defined in the
+    /// runner's config file (which only the operator sees and which cannot
+    /// be changed through the API).
+    pub source: Source,
+    /// Its life-cycle state on the runner that answered; `reason` says why
+    /// when it is failed or degraded.
+    pub state: State,
+    /// Why it failed, is degraded, or is not running.
+    pub reason: Option<String>,
+    /// The module it runs: a digest, or a config-file deployment's file.
+    pub module: String,
+    /// The current revision: 1 at creation, one more with every change of
+    /// its spec (rollback included); always 1 for a config-file deployment.
+    pub revision: u64,
+    /// Modules of earlier revisions, newest last (rollback goes to the last).
+    pub previous_modules: Vec<String>,
+    /// The current revision's spec (API deployments).
+    #[schema(value_type = Option<crate::deployment::Fields>)]
+    pub settings: Option<Spec>,
+    /// Counters of the runner that answered (not summed across runners).
+    pub counters: Counters,
+    /// Input partitions standing still with records waiting, records
+    /// skipped because Kafka no longer had them, and partitions whose
+    /// outputs are being published again (this runner's view).
+    #[serde(default, skip_serializing_if = "Notes::is_empty")]
+    pub notes: Notes,
+    /// Per input partition: committed offset, high watermark, lag (on
+    /// `GET /v1/deployments/{name}`, and on the list with `?lag=true`).
+    #[serde(default)]
+    pub partitions: Vec<PartitionStatus>,
+    /// Who changed it last: the tenant's name, or `*` for the operator;
+    /// `None` for a config-file deployment.
+    pub updated_by: Option<String>,
+    /// When it was last changed (created, patched, paused, resumed, rolled
+    /// back), in ms since the Unix epoch; `None` for a config-file
+    /// deployment.
+    pub updated_ms: Option<u64>,
+}
+
+impl DeploymentStatus {
+    /// `<tenant>/<name>`, or the config-file name.
+    pub fn key(&self) -> String {
+        match &self.tenant {
+            Some(t) => format!("{t}/{}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
+    /// Records not yet handled, summed over input partitions; `None` when
+    /// the partitions were not read.
+    pub fn total_lag(&self) -> Option<i64> {
+        (!self.partitions.is_empty()).then(|| self.partitions.iter().map(|p| p.lag).sum())
+    }
+}

@@ -1,0 +1,310 @@
+//! The `ingesta` command line: what each command and flag is (clap), and
+//! which module runs it.
+//!
+//! | module | commands |
+//! |---|---|
+//! | [`server`] | `serve`, `check` |
+//! | [`project`] | `build`, `new`, `hash-token` |
+//! | [`modules`] | `module push\|ls\|rm` |
+//! | [`deployments`] | `deploy`, `update`, `ls`, `status`, `pause`, `resume`, `rollback`, `rm`, `logs`, `top` |
+//! | [`print`] | how statuses and log lines are printed |
+
+mod deployments;
+mod modules;
+mod print;
+mod project;
+mod server;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::build::Language;
+use crate::client::{self, ApiClient};
+use crate::telemetry::{self, LogFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "ingesta",
+    version,
+    about = "WebAssembly stream runner for Apache Kafka"
+)]
+struct Cli {
+    /// Log line format.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "INGESTA_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the deployments of a config file until SIGINT/SIGTERM.
+    Serve {
+        /// The runner's TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a config file and every module it names, without consuming.
+    Check {
+        /// The runner's TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Build the handler project in DIR (Rust, Go or Python, detected from
+    /// its manifest) into a component ready to deploy.
+    Build {
+        /// The project directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Where to write the component (default: DIR/<project>.wasm).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// The project's language, if detection is not enough.
+        #[arg(long, value_enum)]
+        lang: Option<Language>,
+    },
+    /// Create a handler project NAME in the current directory.
+    New {
+        /// The project's language.
+        #[arg(long, value_enum)]
+        lang: Language,
+        /// The project's name (lower case, digits and `-`).
+        name: String,
+        /// Create it in this directory instead of the current one.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Print the SHA-256 of a bearer token (read from stdin), for
+    /// `token_sha256` in the config.
+    HashToken,
+    /// Manage modules through the control API.
+    Module {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: ModuleCommand,
+    },
+    /// Create a deployment (from flags, a spec file, or both; flags win).
+    Deploy {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        spec: DeployArgs,
+    },
+    /// Change a deployment: new module, config or outputs swap in at the
+    /// next batch; `--replay` moves its group and consumes again from there.
+    Update {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The deployment.
+        name: String,
+        /// New module: a digest, or a `.wasm` file to upload first.
+        #[arg(long)]
+        module: Option<String>,
+        /// Replace the output topics (repeat the flag).
+        #[arg(long = "output")]
+        outputs: Vec<String>,
+        /// Replace the config map with these KEY=VALUE pairs (repeat).
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        config: Vec<String>,
+        /// Replay from `earliest`, `latest` or a timestamp (ms since epoch).
+        #[arg(long)]
+        replay: Option<String>,
+    },
+    /// List deployments with their state and total lag.
+    Ls {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// One deployment's state, counters and per-partition lag.
+    Status {
+        #[command(flatten)]
+        api: ApiArgs,
+        name: String,
+    },
+    /// Stop consuming; offsets and settings are kept.
+    Pause {
+        #[command(flatten)]
+        api: ApiArgs,
+        name: String,
+    },
+    /// Consume again (also restarts a failed deployment).
+    Resume {
+        #[command(flatten)]
+        api: ApiArgs,
+        name: String,
+    },
+    /// Go back to the previous revision (again: forward).
+    Rollback {
+        #[command(flatten)]
+        api: ApiArgs,
+        name: String,
+    },
+    /// Delete a deployment (its group's offsets stay in Kafka).
+    Rm {
+        #[command(flatten)]
+        api: ApiArgs,
+        name: String,
+    },
+    /// Print a deployment's guest log: its log calls and stdout/stderr
+    /// (as kept after the rate limit, on the runner that answers).
+    Logs {
+        #[command(flatten)]
+        api: ApiArgs,
+        name: String,
+        /// Keep printing new lines as they come (Ctrl-C stops).
+        #[arg(long, short)]
+        follow: bool,
+        /// How many of the latest lines to print first (at most 1000).
+        #[arg(long, default_value_t = 100)]
+        tail: usize,
+    },
+    /// A live view of deployments: rates, errors, dead letters and lag,
+    /// refreshed in place (Ctrl-C quits).
+    Top {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 2.0)]
+        interval: f64,
+        /// Print this many frames, then exit.
+        #[arg(long)]
+        frames: Option<u32>,
+    },
+}
+
+/// `ingesta deploy`: what to run.
+#[derive(clap::Args)]
+pub(crate) struct DeployArgs {
+    /// A JSON or TOML file with the `POST /v1/deployments` fields.
+    #[arg(long, short)]
+    file: Option<PathBuf>,
+    /// Deployment name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Module digest, or a `.wasm` file to upload first.
+    #[arg(long)]
+    module: Option<String>,
+    /// Input topic (repeat the flag for several).
+    #[arg(long = "input")]
+    inputs: Vec<String>,
+    /// Consumer group (required: never derived).
+    #[arg(long)]
+    group: Option<String>,
+    /// Output topic the module may emit to (repeat).
+    #[arg(long = "output")]
+    outputs: Vec<String>,
+    /// Dead-letter topic for records that cannot be processed.
+    #[arg(long)]
+    dead_letter: Option<String>,
+    /// `earliest`, `latest` or a timestamp (ms since epoch).
+    #[arg(long)]
+    start: Option<String>,
+    /// Config value KEY=VALUE for the module (repeat).
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    config: Vec<String>,
+    /// Create it paused.
+    #[arg(long)]
+    paused: bool,
+    /// Producer modules: call the module every this many milliseconds.
+    #[arg(long, value_name = "MS")]
+    schedule_ms: Option<u64>,
+    /// Producer modules: SHA-256 of a key that may call the ingest
+    /// endpoint besides the tenant's token (`ingesta hash-token`).
+    #[arg(long, value_name = "HEX")]
+    ingest_key_sha256: Option<String>,
+}
+
+/// Where the control API is and the token to present.
+#[derive(clap::Args)]
+pub(crate) struct ApiArgs {
+    /// Control API address.
+    #[arg(long, global = true, env = "INGESTA_API", default_value = client::DEFAULT_API)]
+    api: String,
+    /// Bearer token.
+    #[arg(long, global = true, env = "INGESTA_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Act on this tenant's deployments (operator token only).
+    #[arg(long, global = true, env = "INGESTA_TENANT")]
+    tenant: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ModuleCommand {
+    /// Upload a component; prints its digest.
+    Push {
+        /// The `.wasm` component.
+        file: PathBuf,
+    },
+    /// List the modules the token may see.
+    Ls,
+    /// Delete a module by digest.
+    Rm {
+        /// `sha256:<hex>`.
+        digest: String,
+    },
+}
+
+/// Parse the command line, run the command, and say how it went.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Serve { config } => server::serve(&config),
+        Command::Check { config } => server::check(&config),
+        Command::Build { dir, out, lang } => project::build(dir, out, lang),
+        Command::New { lang, name, dir } => project::new(lang, &name, &dir),
+        Command::HashToken => project::hash_token(),
+        Command::Module { api, command } => modules::run(&api, command),
+        Command::Deploy { api, spec } => deployments::deploy(&api, spec),
+        Command::Update {
+            api,
+            name,
+            module,
+            outputs,
+            config,
+            replay,
+        } => deployments::update(&api, &name, module, outputs, config, replay),
+        Command::Ls { api } => deployments::ls(&api),
+        Command::Status { api, name } => deployments::status(&api, &name),
+        Command::Pause { api, name } => deployments::action(&api, &name, "pause"),
+        Command::Resume { api, name } => deployments::action(&api, &name, "resume"),
+        Command::Rollback { api, name } => deployments::action(&api, &name, "rollback"),
+        Command::Rm { api, name } => deployments::rm(&api, &name),
+        Command::Logs {
+            api,
+            name,
+            follow,
+            tail,
+        } => deployments::logs(&api, &name, follow, tail),
+        Command::Top {
+            api,
+            interval,
+            frames,
+        } => deployments::top(&api, interval, frames),
+    }
+}
+
+/// The API client for `api`'s address and token.
+fn api_client(api: &ApiArgs) -> Result<ApiClient> {
+    ApiClient::new(&api.api, api.token.clone())
+}

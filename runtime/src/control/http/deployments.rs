@@ -1,0 +1,189 @@
+//! `/v1/deployments`: create, list, inspect, change, pause, resume, roll
+//! back and delete deployments.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde_json::{Map, Value};
+
+use super::{AppState, TenantQuery, json_body};
+use crate::api::{CreateDeployment, DeploymentStatus, ErrorBody};
+use crate::auth::Caller;
+use crate::control::Error;
+use crate::control::service::audit;
+
+/// Create a deployment: check it (spec, module, grants, topics), store it
+/// in the state topic, start it. The operator creates on behalf of a
+/// tenant (`?tenant=`).
+#[utoipa::path(post, path = "/v1/deployments", tag = "deployments",
+    params(TenantQuery),
+    request_body = CreateDeployment,
+    responses(
+        (status = 201, body = DeploymentStatus),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "topic, group or limit outside the grants", body = ErrorBody),
+        (status = 409, description = "the name is taken", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn create_deployment(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<TenantQuery>,
+    body: Result<Json<CreateDeployment>, JsonRejection>,
+) -> Result<(StatusCode, Json<DeploymentStatus>), Error> {
+    let body = json_body(body).inspect_err(|e| {
+        audit::<()>(&caller, "deployment.create", "-", &Err(e.clone()));
+    })?;
+    let status = state.service.create(&caller, q.tenant, body).await?;
+    Ok((StatusCode::CREATED, Json(status)))
+}
+
+/// `GET /v1/deployments` options.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+pub(super) struct ListQuery {
+    /// Also read every deployment's per-partition offsets and lag (one
+    /// look-up for all, at most 5 s; `ingesta top` uses it).
+    #[serde(default)]
+    lag: bool,
+}
+
+/// The caller's deployments (every tenant's and the config file's, for the
+/// operator).
+#[utoipa::path(get, path = "/v1/deployments", tag = "deployments",
+    params(ListQuery),
+    responses((status = 200, body = Vec<DeploymentStatus>), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn list_deployments(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<ListQuery>,
+) -> Json<Vec<DeploymentStatus>> {
+    Json(state.service.deployments(&caller, q.lag).await)
+}
+
+/// One deployment: state, revision, counters, notes, and per input
+/// partition the committed offset, high watermark and lag.
+#[utoipa::path(get, path = "/v1/deployments/{name}", tag = "deployments",
+    params(("name" = String, Path), TenantQuery),
+    responses((status = 200, body = DeploymentStatus), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn get_deployment(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(q): Query<TenantQuery>,
+) -> Result<Json<DeploymentStatus>, Error> {
+    let status = state
+        .service
+        .deployment(&caller, &name, q.tenant.as_deref())
+        .await?;
+    Ok(Json(status))
+}
+
+/// Change a deployment: any spec field given replaces its value (a table
+/// whole); `null` leaves it. A new `module`, `outputs`, `limits`,
+/// `failure`, `config`, `ingest` or `schedule` is swapped in at each
+/// partition's next batch (a producer's next request or tick); new
+/// `inputs`, `group` or `batch` restart it; `start` replays from there.
+#[utoipa::path(patch, path = "/v1/deployments/{name}", tag = "deployments",
+    params(("name" = String, Path), TenantQuery),
+    request_body(content = Object, description = "any of the creation fields (without `name` and `paused`)"),
+    responses((status = 200, body = DeploymentStatus), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn patch_deployment(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(q): Query<TenantQuery>,
+    body: Result<Json<Map<String, Value>>, JsonRejection>,
+) -> Result<Json<DeploymentStatus>, Error> {
+    let patch = json_body(body).inspect_err(|e| {
+        audit::<()>(&caller, "deployment.update", &name, &Err(e.clone()));
+    })?;
+    let status = state
+        .service
+        .patch(&caller, &name, q.tenant.as_deref(), patch)
+        .await?;
+    Ok(Json(status))
+}
+
+/// Stop consuming (what was handled is committed); the deployment keeps
+/// its settings and offsets.
+#[utoipa::path(post, path = "/v1/deployments/{name}/pause", tag = "deployments",
+    params(("name" = String, Path), TenantQuery),
+    responses((status = 200, body = DeploymentStatus), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn pause_deployment(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(q): Query<TenantQuery>,
+) -> Result<Json<DeploymentStatus>, Error> {
+    let service = &state.service;
+    Ok(Json(
+        service
+            .set_paused(&caller, &name, q.tenant.as_deref(), true)
+            .await?,
+    ))
+}
+
+/// Consume again from the committed offsets; also restarts a failed
+/// deployment.
+#[utoipa::path(post, path = "/v1/deployments/{name}/resume", tag = "deployments",
+    params(("name" = String, Path), TenantQuery),
+    responses((status = 200, body = DeploymentStatus), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn resume_deployment(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(q): Query<TenantQuery>,
+) -> Result<Json<DeploymentStatus>, Error> {
+    let service = &state.service;
+    Ok(Json(
+        service
+            .set_paused(&caller, &name, q.tenant.as_deref(), false)
+            .await?,
+    ))
+}
+
+/// Go back to the previous revision (module and settings); rolling back
+/// again goes forward.
+#[utoipa::path(post, path = "/v1/deployments/{name}/rollback", tag = "deployments",
+    params(("name" = String, Path), TenantQuery),
+    responses((status = 200, body = DeploymentStatus), (status = 404, body = ErrorBody),
+        (status = 409, description = "no previous revision", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn rollback_deployment(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(q): Query<TenantQuery>,
+) -> Result<Json<DeploymentStatus>, Error> {
+    Ok(Json(
+        state
+            .service
+            .rollback(&caller, &name, q.tenant.as_deref())
+            .await?,
+    ))
+}
+
+/// Stop the deployment (committing what it handled) and forget it. The
+/// consumer group and its offsets stay in Kafka.
+#[utoipa::path(delete, path = "/v1/deployments/{name}", tag = "deployments",
+    params(("name" = String, Path), TenantQuery),
+    responses((status = 204), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn delete_deployment(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(q): Query<TenantQuery>,
+) -> Result<StatusCode, Error> {
+    state
+        .service
+        .delete(&caller, &name, q.tenant.as_deref())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

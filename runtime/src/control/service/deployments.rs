@@ -1,0 +1,374 @@
+//! Deployments: create, change (PATCH, pause, resume, rollback), delete,
+//! read — each checked against the caller's grants and maxima, written to
+//! the deployments state topic and awaited until applied here.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::{Error, Service, audit, rules};
+use crate::api::{CreateDeployment, DeploymentStatus};
+use crate::auth::Caller;
+use crate::control::state::StateTopic;
+use crate::control::status;
+use crate::deployment::{DeploymentRecord, PatchError, Spec, record::key};
+use crate::producer::ProducerDeployment;
+use crate::telemetry::DeploymentTelemetry;
+
+/// A deployment as the caller names it: tenants name their own; the
+/// operator names `<tenant>/<name>`, a name unique across tenants, or a
+/// config-file deployment.
+pub enum Target {
+    /// A deployment created through the API, with its current record.
+    Api(Arc<DeploymentRecord>),
+    /// A deployment of the runner's config file, by name (operator only;
+    /// it cannot be changed through the API).
+    Config(String),
+}
+
+impl Target {
+    /// The supervisor's key for it.
+    pub fn key(&self) -> String {
+        match self {
+            Target::Api(r) => r.key(),
+            Target::Config(n) => n.clone(),
+        }
+    }
+}
+
+impl From<PatchError> for Error {
+    fn from(e: PatchError) -> Self {
+        match e {
+            PatchError::Invalid(m) => Error::Invalid(format!("invalid change: {m}")),
+            PatchError::NoPrevious(_) => Error::Conflict(e.to_string()),
+        }
+    }
+}
+
+impl Service {
+    /// The deployment `name` as `caller` (acting for `tenant`, operator
+    /// only) means it. Another tenant's deployment is not found, like a
+    /// missing one.
+    pub fn find(&self, caller: &Caller, name: &str, tenant: Option<&str>) -> Result<Target, Error> {
+        let lookup = match (tenant, caller) {
+            (Some(t), Caller::Operator) => key(t, name),
+            _ => name.to_owned(),
+        };
+        let views = self.visible(caller);
+        let mut found = views
+            .iter()
+            .filter_map(|v| v.record.as_ref())
+            .filter(|r| r.name == lookup || r.key() == lookup);
+        if let (Some(first), None) = (found.next(), found.next()) {
+            return Ok(Target::Api(first.clone()));
+        }
+        let is_static = views.iter().any(|v| v.record.is_none() && v.key == name);
+        if matches!(caller, Caller::Operator) && is_static {
+            return Ok(Target::Config(name.to_owned()));
+        }
+        Err(Error::NotFound(format!("deployment {name:?}")))
+    }
+
+    fn record(
+        &self,
+        caller: &Caller,
+        name: &str,
+        tenant: Option<&str>,
+    ) -> Result<Arc<DeploymentRecord>, Error> {
+        match self.find(caller, name, tenant)? {
+            Target::Api(r) => Ok(r),
+            Target::Config(name) => Err(Error::Conflict(format!(
+                "deployment {name:?} is defined in the runner's config file; change it there"
+            ))),
+        }
+    }
+
+    /// Create a deployment for `caller` (the operator acts for `tenant`).
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        tenant: Option<String>,
+        body: CreateDeployment,
+    ) -> Result<DeploymentStatus, Error> {
+        let mut object = body.name.clone();
+        let result = async {
+            self.check_ready()?;
+            let tenant = rules::acting_tenant(caller, tenant)?;
+            let CreateDeployment { name, spec, paused } = body;
+            let key = key(&tenant, &name);
+            object = key.clone();
+            self.check_spec(caller, &key, &name, &spec).await?;
+            if self.supervisor.view(&key).is_some() {
+                return Err(Error::Conflict(format!(
+                    "deployment {name:?} already exists; change it with PATCH /v1/deployments/{name}"
+                )));
+            }
+            if matches!(caller, Caller::Tenant(_)) {
+                let have = self
+                    .visible(caller)
+                    .iter()
+                    .filter(|v| v.record.is_some())
+                    .count();
+                rules::check_quota(caller, have)?;
+            }
+            let record = DeploymentRecord::create(&tenant, name.clone(), spec, paused, caller.name());
+            self.write(&key, Some(&record)).await?;
+            self.brief(&key, &name)
+        }
+        .await;
+        audit(caller, "deployment.create", &object, &result);
+        result
+    }
+
+    /// The statuses of the caller's deployments; with `lag`, each with its
+    /// per-partition offsets and lag.
+    pub async fn deployments(&self, caller: &Caller, lag: bool) -> Vec<DeploymentStatus> {
+        status::list(&self.offsets, &self.visible(caller), lag).await
+    }
+
+    /// One deployment's status with its per-partition offsets and lag.
+    pub async fn deployment(
+        &self,
+        caller: &Caller,
+        name: &str,
+        tenant: Option<&str>,
+    ) -> Result<DeploymentStatus, Error> {
+        let key = self.find(caller, name, tenant)?.key();
+        let view = self
+            .supervisor
+            .view(&key)
+            .ok_or_else(|| Error::NotFound(format!("deployment {name:?}")))?;
+        let mut status = status::brief(&view);
+        if let Some(group) = view.def.spec.group_and_inputs() {
+            match self.offsets.lag(&[group]).await.pop() {
+                Some(Ok(parts)) => status.partitions = parts,
+                Some(Err(e)) => {
+                    return Err(Error::Unavailable(format!(
+                        "deployment {name:?}: cannot read its offsets from Kafka: {e}"
+                    )));
+                }
+                None => {}
+            }
+        }
+        Ok(status)
+    }
+
+    /// Apply a PATCH: the named spec fields are replaced (see
+    /// [`DeploymentRecord::patched`]); `start` also replays.
+    pub async fn patch(
+        &self,
+        caller: &Caller,
+        name: &str,
+        tenant: Option<&str>,
+        patch: Map<String, Value>,
+    ) -> Result<DeploymentStatus, Error> {
+        let result = async {
+            self.check_ready()?;
+            let record = self.record(caller, name, tenant)?;
+            let key = record.key();
+            if let Some(next) = record.patched(&patch, caller.name())? {
+                if next.settings != record.settings {
+                    self.check_spec(caller, &key, &record.name, &next.settings)
+                        .await?;
+                }
+                self.write(&key, Some(&next)).await?;
+            }
+            self.brief(&key, name)
+        }
+        .await;
+        audit(caller, "deployment.update", name, &result);
+        result
+    }
+
+    /// Pause (`true`) or resume a deployment.
+    pub async fn set_paused(
+        &self,
+        caller: &Caller,
+        name: &str,
+        tenant: Option<&str>,
+        paused: bool,
+    ) -> Result<DeploymentStatus, Error> {
+        let action = if paused {
+            "deployment.pause"
+        } else {
+            "deployment.resume"
+        };
+        self.transition(caller, name, tenant, action, |r| {
+            Ok(r.with_paused(paused, caller.name()))
+        })
+        .await
+    }
+
+    /// Go back to the previous revision (again: forward).
+    pub async fn rollback(
+        &self,
+        caller: &Caller,
+        name: &str,
+        tenant: Option<&str>,
+    ) -> Result<DeploymentStatus, Error> {
+        self.transition(caller, name, tenant, "deployment.rollback", |r| {
+            Ok(r.rolled_back(caller.name())?)
+        })
+        .await
+    }
+
+    async fn transition(
+        &self,
+        caller: &Caller,
+        name: &str,
+        tenant: Option<&str>,
+        action: &str,
+        change: impl FnOnce(&DeploymentRecord) -> Result<DeploymentRecord, Error>,
+    ) -> Result<DeploymentStatus, Error> {
+        let result = async {
+            self.check_ready()?;
+            let record = self.record(caller, name, tenant)?;
+            let next = change(&record)?;
+            let key = record.key();
+            if next != *record {
+                self.write(&key, Some(&next)).await?;
+            }
+            self.brief(&key, name)
+        }
+        .await;
+        audit(caller, action, name, &result);
+        result
+    }
+
+    /// Stop and forget a deployment (its group's offsets stay in Kafka).
+    pub async fn delete(
+        &self,
+        caller: &Caller,
+        name: &str,
+        tenant: Option<&str>,
+    ) -> Result<(), Error> {
+        let result = async {
+            self.check_ready()?;
+            let record = self.record(caller, name, tenant)?;
+            self.write(&record.key(), None).await
+        }
+        .await;
+        audit(caller, "deployment.delete", name, &result);
+        result
+    }
+
+    /// The key and telemetry (metrics, guest log) of a deployment.
+    pub fn telemetry(
+        &self,
+        caller: &Caller,
+        name: &str,
+        tenant: Option<&str>,
+    ) -> Result<(String, Arc<DeploymentTelemetry>), Error> {
+        let key = self.find(caller, name, tenant)?.key();
+        let view = self
+            .supervisor
+            .view(&key)
+            .ok_or_else(|| Error::NotFound(format!("deployment {name:?}")))?;
+        Ok((key, view.telemetry))
+    }
+
+    /// The running producer deployment `key`, or why it takes no requests.
+    pub fn producer(&self, key: &str, name: &str) -> Result<Arc<ProducerDeployment>, Error> {
+        let view = self
+            .supervisor
+            .view(key)
+            .ok_or_else(|| Error::NotFound(format!("deployment {name:?}")))?;
+        if let Some(p) = view.producer() {
+            return Ok(p);
+        }
+        if view.def.spec.kind.consumer().is_some() {
+            return Err(Error::NotFound(format!(
+                "ingest endpoint of deployment {name:?} (it is a consumer; only producer deployments take requests)"
+            )));
+        }
+        Err(match view.state() {
+            (crate::deployment::State::Paused, _) => Error::Unavailable(format!(
+                "deployment {name:?} is paused; it takes requests again once resumed"
+            )),
+            (state, reason) => Error::Unavailable(format!(
+                "deployment {name:?} is {state}{}",
+                reason.map(|r| format!(": {r}")).unwrap_or_default()
+            )),
+        })
+    }
+
+    /// The keys of the deployments (of any tenant) whose ingest key hashes
+    /// to `key_sha256`. The API keeps ingest keys unique.
+    pub fn ingest_key_users(&self, key_sha256: &str) -> Vec<String> {
+        self.supervisor
+            .snapshot()
+            .into_iter()
+            .filter(|v| {
+                let ingest = v.record.as_ref().and_then(|r| {
+                    r.settings
+                        .kind
+                        .producer()
+                        .map(|p| p.ingest.key_sha256.clone())
+                });
+                ingest
+                    .flatten()
+                    .is_some_and(|k| k.eq_ignore_ascii_case(key_sha256))
+            })
+            .map(|v| v.key)
+            .collect()
+    }
+
+    /// The checks a spec must pass before anything is written: valid,
+    /// within the caller's grants and maxima, a module the caller can see
+    /// of the spec's kind, an ingest key of its own, topics that exist.
+    async fn check_spec(
+        &self,
+        caller: &Caller,
+        key: &str,
+        name: &str,
+        spec: &Spec,
+    ) -> Result<(), Error> {
+        let digest = rules::check_spec(caller, name, spec, self.fuel_metering)?;
+        let module = self.module(caller, digest.as_str()).ok();
+        rules::check_module(name, spec, digest, module.as_ref())?;
+        if let Some(hash) = spec
+            .kind
+            .producer()
+            .and_then(|p| p.ingest.key_sha256.as_deref())
+        {
+            rules::check_ingest_key(name, key, &self.ingest_key_users(hash))?;
+        }
+        self.check_topics(name, spec).await
+    }
+
+    /// Refuse, naming it, a topic the spec names that is not in Kafka.
+    async fn check_topics(&self, name: &str, spec: &Spec) -> Result<(), Error> {
+        let topics: Vec<String> = spec.topics().map(|(_, t)| t.to_owned()).collect();
+        let exist = self
+            .offsets
+            .existing(&topics)
+            .await
+            .map_err(|e| Error::Unavailable(format!("deployment {name:?}: {e}")))?;
+        rules::check_topics(name, spec, &exist)
+    }
+
+    /// Write the record (`None`: delete it) and wait until this runner has
+    /// applied it.
+    async fn write(&self, key: &str, record: Option<&DeploymentRecord>) -> Result<(), Error> {
+        let value = record
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let offset = self
+            .state
+            .put(StateTopic::Deployments, key, value.as_deref())
+            .await?;
+        self.state
+            .wait_applied(StateTopic::Deployments, offset)
+            .await
+    }
+
+    /// The status after a change: from memory, without the per-partition
+    /// offsets.
+    fn brief(&self, key: &str, name: &str) -> Result<DeploymentStatus, Error> {
+        self.supervisor
+            .view(key)
+            .map(|v| status::brief(&v))
+            .ok_or_else(|| Error::NotFound(format!("deployment {name:?}")))
+    }
+}

@@ -1,0 +1,164 @@
+//! The control plane's rules, free of HTTP: what each caller may see and
+//! change, the checks a spec must pass (grants, maxima, modules, Kafka),
+//! and every mutation written to the state topic, awaited until this
+//! runner applied it, and audited — one line per mutation, by [`audit`].
+//!
+//! The HTTP layer only translates requests into these calls and their
+//! [`Error`]s into status codes; the functions here are unit-tested
+//! without a server.
+
+mod deployments;
+mod modules;
+mod rules;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub use deployments::Target;
+
+use super::Error;
+use super::state::StateLog;
+use crate::auth::{Auth, Caller};
+use crate::modules::ModuleRegistry;
+use crate::offsets::Offsets;
+use crate::supervisor::{Supervisor, View};
+use crate::telemetry::RunnerMetrics;
+
+/// What the control plane works with.
+pub struct Service {
+    /// The token table, from `[control]`: who the caller is, and its
+    /// grants and maxima.
+    pub auth: Auth,
+    /// What runs on this runner: the views status and checks read.
+    pub supervisor: Arc<Supervisor>,
+    /// The uploaded modules this runner has applied.
+    pub modules: Arc<ModuleRegistry>,
+    /// Where every change is written.
+    pub state: Arc<StateLog>,
+    /// Offsets and lag, and which topics exist.
+    pub offsets: Arc<Offsets>,
+    /// The runner's own metric families.
+    pub metrics: Arc<RunnerMetrics>,
+    /// Whether deployments may set `limits.fuel`.
+    pub fuel_metering: bool,
+    /// Largest accepted upload.
+    pub max_module_bytes: usize,
+    /// Set once the runner has applied the state it found in Kafka.
+    ready: AtomicBool,
+}
+
+impl Service {
+    /// A service not ready for changes until [`Service::set_ready`].
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "each is a part of the runner it works with"
+    )]
+    pub fn new(
+        auth: Auth,
+        supervisor: Arc<Supervisor>,
+        modules: Arc<ModuleRegistry>,
+        state: Arc<StateLog>,
+        offsets: Arc<Offsets>,
+        metrics: Arc<RunnerMetrics>,
+        fuel_metering: bool,
+        max_module_bytes: usize,
+    ) -> Self {
+        Self {
+            auth,
+            supervisor,
+            modules,
+            state,
+            offsets,
+            metrics,
+            fuel_metering,
+            max_module_bytes,
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// The runner has applied the state it found in Kafka.
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// Whether changes may be made: until the runner has applied the state
+    /// it found, a change would be checked against (and could overwrite)
+    /// state it has not read yet.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Refuse a change before the runner is ready.
+    pub fn check_ready(&self) -> Result<(), Error> {
+        if self.is_ready() {
+            Ok(())
+        } else {
+            Err(Error::Unavailable(
+                "the runner is still recovering the control plane's state from Kafka; retry in a moment"
+                    .into(),
+            ))
+        }
+    }
+
+    /// The deployments the caller may see: its own (every tenant's and the
+    /// config file's, for the operator).
+    pub fn visible(&self, caller: &Caller) -> Vec<View> {
+        self.supervisor
+            .snapshot()
+            .into_iter()
+            .filter(|v| match &v.record {
+                Some(r) => caller.sees(&r.tenant),
+                None => matches!(caller, Caller::Operator),
+            })
+            .collect()
+    }
+
+    /// The Prometheus exposition: the runner's families, every
+    /// deployment's, their states and lag.
+    pub async fn metrics_text(&self) -> String {
+        let views = self.supervisor.snapshot();
+        let groups: Vec<_> = views
+            .iter()
+            .map(|v| v.def.spec.group_and_inputs())
+            .collect();
+        let lags = self.offsets.lag_each(&groups).await;
+        let entries: Vec<crate::telemetry::scrape::Entry> = views
+            .into_iter()
+            .zip(lags)
+            .map(|(v, lag)| {
+                let lag = match lag {
+                    Some(Ok(parts)) => parts
+                        .into_iter()
+                        .map(|p| (p.topic, p.partition, p.lag))
+                        .collect(),
+                    Some(Err(e)) => {
+                        tracing::debug!(deployment = %v.key, error = %e, "consumer lag not available for the scrape");
+                        Vec::new()
+                    }
+                    None => Vec::new(),
+                };
+                crate::telemetry::scrape::Entry {
+                    state: v.state().0,
+                    key: v.key,
+                    telemetry: v.telemetry,
+                    lag,
+                }
+            })
+            .collect();
+        crate::telemetry::scrape::metrics_text(&self.metrics, &entries)
+    }
+}
+
+/// One structured line per mutation: who, tenant, action, object, outcome.
+pub fn audit<T>(caller: &Caller, action: &str, object: &str, result: &Result<T, Error>) {
+    let who = match caller {
+        Caller::Operator => "operator",
+        Caller::Tenant(_) => "tenant",
+    };
+    let (outcome, error) = match result {
+        Ok(_) => ("ok", String::new()),
+        Err(e) => (e.kind(), e.to_string()),
+    };
+    tracing::info!(target: "ingesta::audit", who, tenant = caller.name(), action, object,
+        outcome, error, "control-plane mutation");
+}

@@ -1,0 +1,303 @@
+//! The control plane's rules as plain functions over what the service
+//! looked up: who acts for which tenant, what a spec must satisfy before
+//! anything is written, quotas, and which topics must exist. No I/O here,
+//! so each rule is unit-tested on its own; [`super::Service`] gathers the
+//! facts (modules, other deployments, topics in Kafka) and calls these.
+
+use std::collections::HashSet;
+
+use super::Error;
+use crate::api::ModuleInfo;
+use crate::auth::Caller;
+use crate::deployment::{Digest, ModuleRef, Spec};
+use crate::supervisor::world_mismatch;
+
+/// The tenant a create acts for: a tenant creates its own deployments;
+/// the operator names the tenant it acts for.
+pub(super) fn acting_tenant(caller: &Caller, tenant: Option<String>) -> Result<String, Error> {
+    match (caller, tenant) {
+        (Caller::Tenant(t), _) => Ok(t.name.clone()),
+        (Caller::Operator, Some(t)) => Ok(t),
+        (Caller::Operator, None) => Err(Error::Invalid(
+            "the operator creates deployments on behalf of a tenant: add ?tenant=NAME".into(),
+        )),
+    }
+}
+
+/// What a spec must satisfy on its own and for its caller: valid, no fuel
+/// unless the runner meters it, within the caller's grants and maxima, and
+/// naming an uploaded module by digest. Returns that digest.
+pub(super) fn check_spec<'s>(
+    caller: &Caller,
+    name: &str,
+    spec: &'s Spec,
+    fuel_metering: bool,
+) -> Result<&'s Digest, Error> {
+    spec.validate(name)
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    if spec.limits.fuel.is_some() && !fuel_metering {
+        return Err(Error::Invalid(format!(
+            "deployment {name:?}: limits.fuel is set but this runner does not meter fuel; ask the operator to set [runtime] fuel_metering = true, or use limits.deadline_ms"
+        )));
+    }
+    caller.check_spec(name, spec)?;
+    match &spec.module {
+        ModuleRef::Digest(digest) => Ok(digest),
+        other => Err(Error::Invalid(format!(
+            "deployment {name:?}: module {other} is not a module digest; upload it first (POST /v1/modules) and use the digest it returns"
+        ))),
+    }
+}
+
+/// The module a spec names must be one the caller can see (`module`:
+/// `None` if not) and of the spec's kind.
+pub(super) fn check_module(
+    name: &str,
+    spec: &Spec,
+    digest: &Digest,
+    module: Option<&ModuleInfo>,
+) -> Result<(), Error> {
+    let Some(module) = module else {
+        return Err(Error::Invalid(format!(
+            "deployment {name:?}: module {digest:?} not found; upload it first (POST /v1/modules) and use the digest it returns"
+        )));
+    };
+    match world_mismatch(&spec.kind, module.world) {
+        Some(e) => Err(Error::Invalid(format!(
+            "deployment {name:?}: module {digest:?} {e}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A producer's ingest key picks its deployment on its own (tenants'
+/// deployments may share a name), so no two deployments may share one:
+/// `users` are the keys of the deployments using it now; `key` is this one.
+pub(super) fn check_ingest_key(name: &str, key: &str, users: &[String]) -> Result<(), Error> {
+    if users.iter().any(|k| k != key) {
+        return Err(Error::Conflict(format!(
+            "deployment {name:?}: ingest.key_sha256 is already used by another deployment; every deployment needs a key of its own (generate a new one)"
+        )));
+    }
+    Ok(())
+}
+
+/// A tenant with `have` deployments may create one more only below its
+/// `max_deployments`.
+pub(super) fn check_quota(caller: &Caller, have: usize) -> Result<(), Error> {
+    if let Caller::Tenant(t) = caller
+        && let Some(max) = t.max_deployments
+        && have >= max
+    {
+        return Err(Error::Forbidden(format!(
+            "tenant {:?} already has its maximum of {max} deployments",
+            t.name
+        )));
+    }
+    Ok(())
+}
+
+/// Every topic the spec names must be among `exist` (ingesta does not
+/// create topics); the first missing one is named with its role.
+pub(super) fn check_topics(name: &str, spec: &Spec, exist: &HashSet<String>) -> Result<(), Error> {
+    for (role, topic) in spec.topics() {
+        if !exist.contains(topic) {
+            return Err(Error::Invalid(format!(
+                "deployment {name:?}: {role} topic {topic:?} does not exist in Kafka; create it first (ingesta does not auto-create topics)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{TenantConfig, hash_token};
+    use crate::deployment::World;
+    use serde_json::json;
+
+    const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn shop(max_deployments: Option<usize>) -> Caller {
+        Caller::Tenant(TenantConfig {
+            name: "shop".into(),
+            token_sha256: hash_token("t"),
+            read_topics: vec!["shop.".into()],
+            write_topics: vec!["shop.out.".into()],
+            groups: vec!["shop-".into()],
+            max_deployments,
+            max_memory_mib: Some(128),
+            max_deadline_ms: None,
+        })
+    }
+
+    fn spec(v: serde_json::Value) -> Spec {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn consumer() -> Spec {
+        spec(
+            json!({"module": DIGEST, "inputs": ["shop.in"], "group": "shop-g",
+            "outputs": ["shop.out.a"], "failure": {"dead_letter_topic": "shop.out.dlq"}}),
+        )
+    }
+
+    fn module(world: World) -> ModuleInfo {
+        ModuleInfo {
+            digest: DIGEST.into(),
+            world,
+            size: 1,
+            owners: ["shop".to_owned()].into(),
+            created_ms: 0,
+        }
+    }
+
+    /// The error's kind and whether its message names `needle`.
+    fn refused(r: Result<impl std::fmt::Debug, Error>, kind: &str, needle: &str) {
+        let e = r.expect_err("should be refused");
+        assert_eq!(e.kind(), kind, "{e}");
+        assert!(e.to_string().contains(needle), "{e} should name {needle:?}");
+    }
+
+    #[test]
+    fn the_operator_names_the_tenant_it_acts_for() {
+        assert_eq!(
+            acting_tenant(&shop(None), Some("other".into())).unwrap(),
+            "shop"
+        );
+        assert_eq!(
+            acting_tenant(&Caller::Operator, Some("shop".into())).unwrap(),
+            "shop"
+        );
+        refused(
+            acting_tenant(&Caller::Operator, None),
+            "invalid",
+            "?tenant=",
+        );
+    }
+
+    #[test]
+    fn a_spec_is_checked_for_validity_fuel_grants_and_a_digest() {
+        let ok = consumer();
+        assert_eq!(
+            check_spec(&shop(None), "d", &ok, false).unwrap().as_str(),
+            DIGEST
+        );
+        let cases: [(serde_json::Value, bool, &str, &str); 6] = [
+            (
+                json!({"limits": {"fuel": 1000}}),
+                false,
+                "invalid",
+                "fuel_metering",
+            ),
+            (
+                json!({"inputs": ["orders"]}),
+                true,
+                "forbidden",
+                "\"orders\"",
+            ),
+            (
+                json!({"group": "other-g"}),
+                true,
+                "forbidden",
+                "\"other-g\"",
+            ),
+            (
+                json!({"outputs": ["orders.out"]}),
+                true,
+                "forbidden",
+                "\"orders.out\"",
+            ),
+            (
+                json!({"limits": {"memory_mib": 512}}),
+                true,
+                "forbidden",
+                "512",
+            ),
+            (
+                json!({"module": "handler.wasm"}),
+                true,
+                "invalid",
+                "not a module digest",
+            ),
+        ];
+        for (change, fuel, kind, needle) in cases {
+            let mut v = serde_json::to_value(&ok).unwrap();
+            for (k, x) in change.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            refused(check_spec(&shop(None), "d", &spec(v), fuel), kind, needle);
+        }
+        let with_fuel = spec(
+            json!({"module": DIGEST, "inputs": ["shop.in"], "group": "shop-g",
+            "limits": {"fuel": 1000}}),
+        );
+        assert!(check_spec(&shop(None), "d", &with_fuel, true).is_ok());
+        refused(
+            check_spec(&shop(None), "Bad Name", &ok, false),
+            "invalid",
+            "Bad Name",
+        );
+    }
+
+    #[test]
+    fn the_module_must_exist_and_be_of_the_specs_kind() {
+        let c = consumer();
+        let digest = check_spec(&shop(None), "d", &c, false).unwrap();
+        assert!(check_module("d", &c, digest, Some(&module(World::Consumer))).is_ok());
+        refused(check_module("d", &c, digest, None), "invalid", "not found");
+        refused(
+            check_module("d", &c, digest, Some(&module(World::Producer))),
+            "invalid",
+            "is a producer",
+        );
+        let p = spec(json!({"module": DIGEST, "schedule": {"interval_ms": 1000}}));
+        refused(
+            check_module("d", &p, digest, Some(&module(World::Consumer))),
+            "invalid",
+            "is a consumer",
+        );
+    }
+
+    #[test]
+    fn an_ingest_key_belongs_to_one_deployment() {
+        assert!(check_ingest_key("d", "shop/d", &[]).is_ok());
+        assert!(check_ingest_key("d", "shop/d", &["shop/d".into()]).is_ok());
+        refused(
+            check_ingest_key("d", "shop/d", &["other/e".into()]),
+            "conflict",
+            "key of its own",
+        );
+    }
+
+    #[test]
+    fn quotas_count_only_for_tenants_with_a_maximum() {
+        assert!(check_quota(&shop(None), 1000).is_ok());
+        assert!(check_quota(&Caller::Operator, 1000).is_ok());
+        assert!(check_quota(&shop(Some(2)), 1).is_ok());
+        refused(check_quota(&shop(Some(2)), 2), "forbidden", "maximum of 2");
+    }
+
+    #[test]
+    fn a_missing_topic_is_named_with_its_role() {
+        let c = consumer();
+        let all: HashSet<String> = ["shop.in", "shop.out.a", "shop.out.dlq"]
+            .map(String::from)
+            .into();
+        assert!(check_topics("d", &c, &all).is_ok());
+        for (missing, role) in [
+            ("shop.in", "input"),
+            ("shop.out.a", "output"),
+            ("shop.out.dlq", "dead-letter"),
+        ] {
+            let mut some = all.clone();
+            some.remove(missing);
+            refused(
+                check_topics("d", &c, &some),
+                "invalid",
+                &format!("{role} topic {missing:?}"),
+            );
+        }
+    }
+}
