@@ -445,7 +445,7 @@ impl ProducerDeployment {
                 metrics.records_out.inc_by(records as u64);
                 metrics
                     .bytes_out
-                    .inc_by(outboxes.iter().map(|o| o.data.len() as u64).sum());
+                    .inc_by(crate::wasm::produced_bytes(&outboxes));
                 Ok(records)
             }
             Ok(Err(e)) if e.permanent => Err(IngestError::Rejected(format!(

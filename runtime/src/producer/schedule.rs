@@ -230,7 +230,7 @@ async fn publish_until_acked(
                 metrics.records_out.inc_by(records as u64);
                 metrics
                     .bytes_out
-                    .inc_by(outboxes.iter().map(|o| o.data.len() as u64).sum());
+                    .inc_by(crate::wasm::produced_bytes(&outboxes));
                 return TickEnd::Published(records);
             }
             Err(e) => e,

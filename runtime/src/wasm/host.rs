@@ -49,7 +49,7 @@ pub struct DeploymentGrants {
     pub outputs: HashSet<String>,
     /// The deployment's config map, served to the `config` import.
     pub config: BTreeMap<String, String>,
-    /// Linear memory cap per instance.
+    /// Cap on an instance's linear memories and tables, all together.
     pub memory_bytes: usize,
     /// Wall-clock budget of one call.
     pub deadline: Duration,
@@ -131,6 +131,7 @@ impl HostState {
                 .memory_size(grants.memory_bytes)
                 .trap_on_grow_failure(true)
                 .build(),
+            grants.memory_bytes,
             &grants.telemetry.metrics,
         );
         let mut table = ResourceTable::new();
@@ -225,9 +226,12 @@ impl HostState {
 }
 
 impl HostState {
+    /// Count a checked outbox against the per-call caps. Bytes are what
+    /// Kafka will be asked to store, not the outbox's size: entries may
+    /// all point at the same bytes, and each is produced in full.
     fn count_outbox(&mut self, outbox: &Outbox) -> Result<(), emit::EmitError> {
         let records = self.emitted_records + OutgoingEntry::count(&outbox.records) as u64;
-        let bytes = self.emitted_bytes + outbox.data.len() as u64;
+        let bytes = self.emitted_bytes.saturating_add(outbox_bytes(outbox));
         let g = &self.grants;
         if records > g.max_output_records {
             return Err(emit::EmitError::LimitExceeded(format!(
@@ -237,7 +241,7 @@ impl HostState {
         }
         if bytes > g.max_output_bytes {
             return Err(emit::EmitError::LimitExceeded(format!(
-                "a call may emit at most {} bytes (limits.max_output_bytes)",
+                "a call may emit at most {} bytes of keys, values and headers (limits.max_output_bytes)",
                 g.max_output_bytes
             )));
         }
@@ -245,6 +249,46 @@ impl HostState {
         self.emitted_bytes = bytes;
         Ok(())
     }
+}
+
+/// The bytes `outboxes` ask Kafka to produce (see [`outbox_bytes`]): what
+/// the `bytes_out` metric counts.
+pub fn produced_bytes(outboxes: &[Outbox]) -> u64 {
+    outboxes
+        .iter()
+        .map(outbox_bytes)
+        .fold(0, u64::saturating_add)
+}
+
+/// The bytes `outbox` asks Kafka to produce: every record's key, value
+/// and headers (names and values), counted per record even where records
+/// share bytes. The one definition for the output caps and the
+/// `bytes_out` metric. Expects a checked outbox (spans in range); out of
+/// range parts count by their stated length, so it never undercounts.
+fn outbox_bytes(outbox: &Outbox) -> u64 {
+    let span = |s: Option<Span>| s.map_or(0, |s| u64::from(s.len));
+    // Header bytes as prefix sums: a record's headers are a range of
+    // entries, and ranges may overlap, so each record adds its range's sum.
+    let mut header_prefix = Vec::with_capacity(HeaderEntry::count(&outbox.headers) + 1);
+    let mut total = 0u64;
+    header_prefix.push(0);
+    for i in 0..HeaderEntry::count(&outbox.headers) {
+        if let Some(h) = HeaderEntry::read(&outbox.headers, i) {
+            total += u64::from(h.name.len) + span(h.value);
+        }
+        header_prefix.push(total);
+    }
+    let headers_of = |start: u32, count: u32| {
+        let start = (start as usize).min(header_prefix.len() - 1);
+        let end = start
+            .saturating_add(count as usize)
+            .min(header_prefix.len() - 1);
+        header_prefix[end] - header_prefix[start]
+    };
+    (0..OutgoingEntry::count(&outbox.records))
+        .filter_map(|i| OutgoingEntry::read(&outbox.records, i))
+        .map(|r| span(r.key) + span(r.value) + headers_of(r.header_start, r.header_count))
+        .fold(0u64, u64::saturating_add)
 }
 
 impl WasiView for HostState {
@@ -402,24 +446,51 @@ impl tokio::io::AsyncWrite for LineWriter {
 }
 
 /// The store's limits, also reporting the instance and its linear memory to
-/// the deployment's metrics (wasmtime asks the limiter for every memory,
-/// the initial allocation included).
+/// the deployment's metrics (wasmtime asks the limiter for every memory
+/// and table, the initial allocation included).
+///
+/// `limits.memory_mib` caps the instance as a whole: a component may hold
+/// several core instances, each with its own memories and tables, and
+/// their sum is what the host pays for. Table elements count at
+/// [`TABLE_ELEMENT_BYTES`] each.
 pub(super) struct MeteredLimits {
     inner: StoreLimits,
+    /// The cap on `memory_bytes + table_bytes`.
+    cap: usize,
     memory_bytes: usize,
+    table_bytes: usize,
     memory_gauge: prometheus::IntGauge,
     instances_gauge: prometheus::IntGauge,
 }
 
+/// What one table element costs the host (a function reference).
+const TABLE_ELEMENT_BYTES: usize = 8;
+
 impl MeteredLimits {
-    fn new(inner: StoreLimits, metrics: &DeploymentMetrics) -> Self {
+    fn new(inner: StoreLimits, cap: usize, metrics: &DeploymentMetrics) -> Self {
         metrics.instances.inc();
         Self {
             inner,
+            cap,
             memory_bytes: 0,
+            table_bytes: 0,
             memory_gauge: metrics.instance_memory_bytes.clone(),
             instances_gauge: metrics.instances.clone(),
         }
+    }
+
+    /// Refuse growth by `grown` bytes past the cap on the whole instance.
+    /// The text says "growing memory", which classifies the trap as
+    /// out-of-memory (see `instance::classify_trap`).
+    fn check_total(&self, what: &str, grown: usize) -> wasmtime::Result<()> {
+        let total = self.memory_bytes + self.table_bytes + grown;
+        if total > self.cap {
+            return Err(wasmtime::Error::msg(format!(
+                "forcing trap when growing memory: this {what} would bring the instance's memories and tables to {total} bytes, over limits.memory_mib ({} bytes in all)",
+                self.cap
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -440,6 +511,7 @@ impl ResourceLimiter for MeteredLimits {
         let allowed = self.inner.memory_growing(current, desired, maximum)?;
         if allowed {
             let grown = desired.saturating_sub(current);
+            self.check_total("memory", grown)?;
             self.memory_bytes += grown;
             self.memory_gauge.add(grown as i64);
         }
@@ -456,7 +528,13 @@ impl ResourceLimiter for MeteredLimits {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        self.inner.table_growing(current, desired, maximum)
+        let allowed = self.inner.table_growing(current, desired, maximum)?;
+        if allowed {
+            let grown = desired.saturating_sub(current) * TABLE_ELEMENT_BYTES;
+            self.check_total("table", grown)?;
+            self.table_bytes += grown;
+        }
+        Ok(allowed)
     }
 
     fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
@@ -473,5 +551,146 @@ impl ResourceLimiter for MeteredLimits {
 
     fn memories(&self) -> usize {
         self.inner.memories()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An outbox of `records` entries that all point at the same key,
+    /// value and `headers` header entries.
+    fn aliased(records: usize, value_len: usize, headers: usize) -> Outbox {
+        let mut data = Vec::new();
+        let key = Span::append(&mut data, b"k");
+        let value = Span::append(&mut data, &vec![b'v'; value_len]);
+        let mut header_entries = Vec::new();
+        for _ in 0..headers {
+            let name = Span::append(&mut data, b"name");
+            let value = Some(Span::append(&mut data, b"value!"));
+            HeaderEntry { name, value }.encode(&mut header_entries);
+        }
+        let mut entries = Vec::new();
+        for _ in 0..records {
+            OutgoingEntry {
+                topic: 0,
+                key: Some(key),
+                value: Some(value),
+                header_start: 0,
+                header_count: headers as u32,
+            }
+            .encode(&mut entries);
+        }
+        Outbox {
+            topics: vec!["out".into()],
+            data,
+            records: entries,
+            headers: header_entries,
+        }
+    }
+
+    #[test]
+    fn produced_bytes_count_every_record_in_full_even_when_they_share_bytes() {
+        // The measured attack: 60,000 entries over one 1,000-byte value.
+        let outbox = aliased(60_000, 1_000, 0);
+        assert!(outbox.data.len() < 1_100);
+        assert_eq!(
+            produced_bytes(std::slice::from_ref(&outbox)),
+            60_000 * 1_001
+        );
+        // Shared headers count for every record that carries them.
+        let with_headers = aliased(3, 10, 2);
+        assert_eq!(produced_bytes(&[with_headers]), 3 * (1 + 10 + 2 * (4 + 6)));
+        // Null keys and values count nothing; an empty outbox is free.
+        let mut empty = aliased(0, 0, 0);
+        assert_eq!(produced_bytes(std::slice::from_ref(&empty)), 0);
+        empty.records.clear();
+        OutgoingEntry {
+            topic: 0,
+            key: None,
+            value: None,
+            header_start: 0,
+            header_count: 0,
+        }
+        .encode(&mut empty.records);
+        assert_eq!(produced_bytes(&[empty]), 0);
+    }
+
+    #[test]
+    fn the_output_byte_cap_counts_produced_bytes_not_the_buffer() {
+        let limits = crate::deployment::LimitsConfig {
+            max_output_records: 100_000,
+            max_output_bytes: 1 << 20,
+            ..crate::deployment::LimitsConfig::default()
+        };
+        let mut grants = DeploymentGrants::new(
+            "d",
+            &limits,
+            "sha256:test".into(),
+            crate::telemetry::DeploymentTelemetry::new("d"),
+        );
+        grants.outputs.insert("out".into());
+        let grants = Arc::new(grants);
+        let mut host = HostState::new(grants);
+        host.begin_call();
+        // 2,000 records × 1,001 bytes ≈ 1.9 MiB from a 1 KB buffer.
+        let err = emit::Host::emit(&mut host, aliased(2_000, 1_000, 0)).unwrap_err();
+        let text = describe_emit_error(&err);
+        assert!(text.contains("limits.max_output_bytes"), "{text}");
+        let (outboxes, refused) = host.finish_call();
+        assert!(outboxes.is_empty(), "a refused outbox must not be kept");
+        assert!(refused.is_some());
+        // Just under the cap passes.
+        host.begin_call();
+        emit::Host::emit(&mut host, aliased(1_000, 1_000, 0)).unwrap();
+        assert_eq!(host.finish_call().0.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod memory_tests {
+    use super::*;
+
+    /// A component of two core instances, each with `pages` pages of
+    /// linear memory from the start (64 KiB a page).
+    fn two_memories(pages: u32) -> Vec<u8> {
+        wat::parse_str(format!(
+            "(component
+               (core module $a (memory {pages}))
+               (core module $b (memory {pages}))
+               (core instance (instantiate $a))
+               (core instance (instantiate $b)))"
+        ))
+        .unwrap()
+    }
+
+    fn instantiate(cap_mib: u64, component: &[u8]) -> wasmtime::Result<()> {
+        let engine = Engine::default();
+        let limits = crate::deployment::LimitsConfig {
+            memory_mib: cap_mib,
+            ..crate::deployment::LimitsConfig::default()
+        };
+        let grants = Arc::new(DeploymentGrants::new(
+            "d",
+            &limits,
+            "sha256:test".into(),
+            crate::telemetry::DeploymentTelemetry::new("d"),
+        ));
+        let mut store = wasmtime::Store::new(&engine, HostState::new(grants));
+        store.limiter(|s| s.limits_mut());
+        let component = wasmtime::component::Component::new(&engine, component)?;
+        Linker::<HostState>::new(&engine).instantiate(&mut store, &component)?;
+        Ok(())
+    }
+
+    #[test]
+    fn the_memory_cap_is_the_total_over_every_memory_of_an_instance() {
+        // Two memories of 40 MiB: each under a 64 MiB cap, together over.
+        let over = instantiate(64, &two_memories(640)).unwrap_err();
+        let text = format!("{over:#}");
+        assert!(text.contains("growing memory"), "{text}");
+        assert!(text.contains("limits.memory_mib"), "{text}");
+        // Two of 16 MiB fit.
+        instantiate(64, &two_memories(256)).unwrap();
     }
 }

@@ -136,6 +136,22 @@ fn begin_call<T>(store: &mut Store<HostState>) -> Result<(), CallOutcome<T>> {
     Ok(())
 }
 
+/// Run `call` under the wall-clock `deadline` (the call started just
+/// now). The epoch callback traps wasm code that runs past it; this bounds
+/// everything else a call does — host calls and WASI waits (a sleep, a
+/// poll), during which no wasm runs and no epoch check happens. A call cut
+/// off here is dropped mid-way, leaving its store mid-call: like any trap,
+/// the instance must be discarded, which every caller does on `Trapped`.
+async fn within_deadline<T>(
+    deadline: std::time::Duration,
+    call: impl Future<Output = wasmtime::Result<T>>,
+) -> wasmtime::Result<T> {
+    match tokio::time::timeout(deadline, call).await {
+        Ok(result) => result,
+        Err(_) => Err(DeadlineExceeded(deadline.as_millis()).into()),
+    }
+}
+
 /// The outcome of a call that returned `result`, with what it emitted.
 fn finish_call<T>(
     store: &mut Store<HostState>,
@@ -194,11 +210,12 @@ impl ConsumerInstance {
         if let Err(outcome) = begin_call(&mut self.store) {
             return outcome;
         }
-        let result = self
+        let deadline = self.store.data().grants().deadline;
+        let call = self
             .bindings
             .ingesta_runtime_handler()
-            .call_handle(&mut self.store, batch)
-            .await;
+            .call_handle(&mut self.store, batch);
+        let result = within_deadline(deadline, call).await;
 
         finish_call(&mut self.store, result)
     }
@@ -228,11 +245,12 @@ impl ProducerInstance {
         if let Err(outcome) = begin_call(&mut self.store) {
             return outcome;
         }
-        let result = self
+        let deadline = self.store.data().grants().deadline;
+        let call = self
             .bindings
             .ingesta_runtime_source()
-            .call_handle_request(&mut self.store, request)
-            .await;
+            .call_handle_request(&mut self.store, request);
+        let result = within_deadline(deadline, call).await;
 
         finish_call(&mut self.store, result)
     }
@@ -242,11 +260,12 @@ impl ProducerInstance {
         if let Err(outcome) = begin_call(&mut self.store) {
             return outcome;
         }
-        let result = self
+        let deadline = self.store.data().grants().deadline;
+        let call = self
             .bindings
             .ingesta_runtime_source()
-            .call_handle_tick(&mut self.store, tick)
-            .await;
+            .call_handle_tick(&mut self.store, tick);
+        let result = within_deadline(deadline, call).await;
 
         finish_call(&mut self.store, result)
     }

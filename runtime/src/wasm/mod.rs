@@ -16,6 +16,7 @@ mod module;
 pub use engine::{WasmEngine, WasmEngineConfig};
 pub use host::{
     DeploymentGrants, HostState, MAX_HOSTCALL_BYTES, MAX_RESOURCE_HANDLES, consumer_linker,
+    produced_bytes,
 };
 pub use instance::{
     CallOutcome, ConsumerInstance, ConsumerTemplate, ProducerInstance, ProducerTemplate, Template,

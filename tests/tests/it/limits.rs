@@ -1,5 +1,6 @@
 //! Sandbox bounds, checked in-process against the runner's own engine:
-//! an infinite loop is stopped within its deadline plus two epoch ticks, and
+//! an infinite loop, and a call blocked in a WASI sleep, are stopped within
+//! their deadline plus two epoch ticks, and
 //! a loop under fuel metering runs out of fuel, and
 //! a memory bomb never raises the process's resident memory by more than the
 //! deployment's cap plus a stated margin. No Kafka is involved: these are
@@ -86,6 +87,32 @@ fn loops_stop_at_the_deadline_and_bombs_stay_under_the_memory_cap() -> Result<()
                 "loop ran {took:?}, more than the deadline {DEADLINE:?} plus two ticks of {TICK:?}"
             );
         }
+
+        // A WASI sleep of an hour runs no wasm, so no epoch check stops
+        // it: the deadline over the whole call must, just as promptly.
+        let mut instance = ConsumerInstance::new(&template).await?;
+        let started = Instant::now();
+        let outcome = instance.handle(&batch(["sleep:3600000"])).await;
+        let took = started.elapsed();
+        match outcome {
+            CallOutcome::Trapped {
+                kind: TrapKind::Deadline,
+                message,
+            } => ensure!(
+                message.contains(&format!("{} ms", DEADLINE.as_millis())),
+                "the deadline trap should name the deadline: {message}"
+            ),
+            CallOutcome::Trapped { kind, message } => {
+                bail!("a sleep trapped as {kind:?}, not deadline: {message}")
+            }
+            _ => bail!("an hour's sleep returned"),
+        }
+        println!("sleep: stopped after {took:?}");
+        ensure!(
+            took <= DEADLINE + 2 * TICK,
+            "a sleeping call ran {took:?}, more than the deadline {DEADLINE:?} plus two ticks of {TICK:?}"
+        );
+        drop(instance);
 
         // Memory: reset the peak, set off a bomb, and compare the peak
         // with where we started.

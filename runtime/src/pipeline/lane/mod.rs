@@ -452,7 +452,7 @@ impl Lane {
         metrics.records_out.inc_by(acks.sent() as u64);
         metrics
             .bytes_out
-            .inc_by(outboxes.iter().map(|o| o.data.len() as u64).sum());
+            .inc_by(crate::wasm::produced_bytes(&outboxes));
         self.unacked.push_back(Unacked {
             acks,
             outboxes,
