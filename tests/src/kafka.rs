@@ -151,9 +151,27 @@ pub fn ensure_topic(name: &str, partitions: i32) -> Result<()> {
     create(name, partitions, true)
 }
 
+/// Create `name` like [`create_topic`], with topic-level `configs` (e.g.
+/// `("max.message.bytes", "100000")`).
+pub fn create_topic_with(name: &str, partitions: i32, configs: &[(&str, &str)]) -> Result<()> {
+    create_configured(name, partitions, false, configs)
+}
+
 fn create(name: &str, partitions: i32, exists_ok: bool) -> Result<()> {
+    create_configured(name, partitions, exists_ok, &[])
+}
+
+fn create_configured(
+    name: &str,
+    partitions: i32,
+    exists_ok: bool,
+    configs: &[(&str, &str)],
+) -> Result<()> {
     let admin = admin()?;
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (key, value) in configs {
+        topic = topic.set(key, value);
+    }
     let results = block_on(admin.create_topics([&topic], &admin_options()))
         .with_context(|| format!("cannot create topic {name:?} on {}", bootstrap()))?;
     for r in results {

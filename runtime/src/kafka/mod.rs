@@ -85,6 +85,10 @@ pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
     c.set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
+        // The topics' own max.message.bytes decide what fits; librdkafka's
+        // default (1,000,000) is below Kafka's (1,048,588), so a dead
+        // letter of a full-size input record would be refused here first.
+        .set("message.max.bytes", "67108864")
         .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
     apply(&mut c, &kafka.properties);
     apply(&mut c, &kafka.producer);

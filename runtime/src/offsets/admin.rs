@@ -67,6 +67,41 @@ impl Admin {
         Ok(Self { client })
     }
 
+    /// Each topic's `max.message.bytes` (the largest record batch it
+    /// accepts), in one `DescribeConfigs` request. A topic Kafka has no
+    /// answer for is missing from the map.
+    pub(super) async fn max_message_bytes(
+        &self,
+        topics: &[String],
+        timeout: Duration,
+    ) -> Result<HashMap<String, i64>, AdminError> {
+        use rdkafka::admin::{AdminOptions, OwnedResourceSpecifier, ResourceSpecifier};
+        let asked: Vec<ResourceSpecifier<'_>> =
+            topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+        let options = AdminOptions::new().request_timeout(Some(timeout));
+        let described =
+            tokio::time::timeout(timeout, self.client.describe_configs(&asked, &options))
+                .await
+                .map_err(|_| AdminError::Timeout(timeout))?
+                .map_err(|e| AdminError::Metadata(e.to_string()))?;
+        Ok(described
+            .into_iter()
+            .flatten()
+            .filter_map(|resource| {
+                let OwnedResourceSpecifier::Topic(topic) = &resource.specifier else {
+                    return None;
+                };
+                let bytes = resource
+                    .get("max.message.bytes")?
+                    .value
+                    .as_deref()?
+                    .parse()
+                    .ok()?;
+                Some((topic.clone(), bytes))
+            })
+            .collect())
+    }
+
     /// The partitions of every topic in `topics` that exists.
     pub(super) fn partitions(
         &self,

@@ -150,6 +150,15 @@ impl Offsets {
             .collect())
     }
 
+    /// Each of `topics`' `max.message.bytes` as Kafka reports it (not
+    /// cached: asked only when a deployment is checked).
+    pub async fn max_message_bytes(
+        &self,
+        topics: &[String],
+    ) -> Result<HashMap<String, i64>, LagError> {
+        Ok(self.admin.max_message_bytes(topics, LOOKUP_TIMEOUT).await?)
+    }
+
     /// Make sure the partitions of `topics` are known and fresh.
     async fn topics(&self, cache: &mut Cache, topics: &[String]) -> Result<(), LagError> {
         let now = Instant::now();

@@ -445,7 +445,7 @@ impl ProducerDeployment {
                 metrics.records_out.inc_by(records as u64);
                 metrics
                     .bytes_out
-                    .inc_by(crate::wasm::produced_bytes(&outboxes));
+                    .inc_by(crate::wasm::produced_bytes(outboxes));
                 Ok(records)
             }
             Ok(Err(e)) if e.permanent => Err(IngestError::Rejected(format!(

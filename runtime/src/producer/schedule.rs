@@ -230,7 +230,7 @@ async fn publish_until_acked(
                 metrics.records_out.inc_by(records as u64);
                 metrics
                     .bytes_out
-                    .inc_by(crate::wasm::produced_bytes(&outboxes));
+                    .inc_by(crate::wasm::produced_bytes(outboxes));
                 return TickEnd::Published(records);
             }
             Err(e) => e,

@@ -152,12 +152,41 @@ async fn within_deadline<T>(
     }
 }
 
+/// The most bytes of a guest's error text the runner keeps: it travels in
+/// status, logs and dead-letter headers, and a dead letter must fit the
+/// same size limit as the record it carries.
+const MAX_ERROR_MESSAGE_BYTES: usize = 2048;
+
+/// `message` cut to [`MAX_ERROR_MESSAGE_BYTES`] at a character boundary,
+/// saying how much was cut.
+fn clip_message(mut message: String) -> String {
+    if message.len() <= MAX_ERROR_MESSAGE_BYTES {
+        return message;
+    }
+    let total = message.len();
+    let mut end = MAX_ERROR_MESSAGE_BYTES;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message.truncate(end);
+    message.push_str(&format!("… ({} of {total} bytes cut)", total - end));
+    message
+}
+
 /// The outcome of a call that returned `result`, with what it emitted.
 fn finish_call<T>(
     store: &mut Store<HostState>,
     result: wasmtime::Result<Result<T, HandlerError>>,
 ) -> CallOutcome<T> {
     let (outboxes, refused) = store.data_mut().finish_call();
+    // Both may carry guest-chosen text (an error message, a topic name).
+    let refused = refused.map(clip_message);
+    let result = result.map(|r| {
+        r.map_err(|e| HandlerError {
+            message: clip_message(e.message),
+            ..e
+        })
+    });
     match result {
         Ok(Ok(value)) => match refused {
             None => CallOutcome::Ok(value, outboxes),
@@ -305,4 +334,30 @@ fn classify_trap(e: &wasmtime::Error) -> (TrapKind, String) {
         _ => cause,
     };
     (kind, message.lines().next().unwrap_or_default().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_error_text_is_clipped_at_a_character_boundary() {
+        assert_eq!(clip_message("short".into()), "short");
+        let exact = "x".repeat(MAX_ERROR_MESSAGE_BYTES);
+        assert_eq!(clip_message(exact.clone()), exact);
+        // 'é' is two bytes: the cut must not split it.
+        let long = format!(
+            "{}{}",
+            "x".repeat(MAX_ERROR_MESSAGE_BYTES - 1),
+            "é".repeat(500_000)
+        );
+        let clipped = clip_message(long);
+        assert!(clipped.starts_with(&"x".repeat(MAX_ERROR_MESSAGE_BYTES - 1)));
+        assert!(
+            clipped.ends_with("… (1000000 of 1002047 bytes cut)"),
+            "{}",
+            &clipped[2000..]
+        );
+        assert!(clipped.len() < MAX_ERROR_MESSAGE_BYTES + 64);
+    }
 }

@@ -22,6 +22,7 @@ mod conformance;
 mod control_deployments;
 mod control_modules;
 mod crash;
+mod dead_letters;
 mod guest_log;
 mod handler_error;
 mod limits;

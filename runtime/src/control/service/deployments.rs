@@ -336,7 +336,8 @@ impl Service {
         self.check_topics(name, spec).await
     }
 
-    /// Refuse, naming it, a topic the spec names that is not in Kafka.
+    /// Refuse, naming it, a topic the spec names that is not in Kafka, and
+    /// a dead-letter topic that takes smaller records than an input.
     async fn check_topics(&self, name: &str, spec: &Spec) -> Result<(), Error> {
         let topics: Vec<String> = spec.topics().map(|(_, t)| t.to_owned()).collect();
         let exist = self
@@ -344,7 +345,16 @@ impl Service {
             .existing(&topics)
             .await
             .map_err(|e| Error::Unavailable(format!("deployment {name:?}: {e}")))?;
-        rules::check_topics(name, spec, &exist)
+        rules::check_topics(name, spec, &exist)?;
+        if spec.failure.dead_letter_topic.is_some() {
+            let sizes = self
+                .offsets
+                .max_message_bytes(&topics)
+                .await
+                .map_err(|e| Error::Unavailable(format!("deployment {name:?}: {e}")))?;
+            rules::check_dead_letter_size(name, spec, &sizes)?;
+        }
+        Ok(())
     }
 
     /// Write the record (`None`: delete it) and wait until this runner has

@@ -4,7 +4,7 @@
 //! so each rule is unit-tested on its own; [`super::Service`] gathers the
 //! facts (modules, other deployments, topics in Kafka) and calls these.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::Error;
 use crate::api::ModuleInfo;
@@ -104,6 +104,37 @@ pub(super) fn check_topics(name: &str, spec: &Spec, exist: &HashSet<String>) -> 
         if !exist.contains(topic) {
             return Err(Error::Invalid(format!(
                 "deployment {name:?}: {role} topic {topic:?} does not exist in Kafka; create it first (ingesta does not auto-create topics)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A dead letter carries its input record whole, so the dead-letter topic
+/// must accept records as large as every input topic does (`sizes`: each
+/// topic's `max.message.bytes`; a topic missing there is not judged).
+pub(super) fn check_dead_letter_size(
+    name: &str,
+    spec: &Spec,
+    sizes: &HashMap<String, i64>,
+) -> Result<(), Error> {
+    let Some(dlq) = spec.failure.dead_letter_topic.as_deref() else {
+        return Ok(());
+    };
+    let Some(&dlq_max) = sizes.get(dlq) else {
+        return Ok(());
+    };
+    let inputs = spec
+        .kind
+        .consumer()
+        .map(|c| c.inputs.as_slice())
+        .unwrap_or_default();
+    for input in inputs {
+        if let Some(&input_max) = sizes.get(input)
+            && input_max > dlq_max
+        {
+            return Err(Error::Invalid(format!(
+                "deployment {name:?}: dead-letter topic {dlq:?} accepts records up to {dlq_max} bytes (max.message.bytes) but input topic {input:?} accepts up to {input_max}; a record that cannot be handled could not be dead-lettered. Raise the dead-letter topic's max.message.bytes to at least {input_max}"
             )));
         }
     }
@@ -299,5 +330,28 @@ mod tests {
                 &format!("{role} topic {missing:?}"),
             );
         }
+    }
+
+    #[test]
+    fn a_dead_letter_topic_must_take_records_as_large_as_the_inputs() {
+        let c = consumer();
+        let sizes = |input: i64, dlq: i64| -> HashMap<String, i64> {
+            [
+                ("shop.in".to_owned(), input),
+                ("shop.out.dlq".to_owned(), dlq),
+            ]
+            .into()
+        };
+        assert!(check_dead_letter_size("d", &c, &sizes(1_048_588, 1_048_588)).is_ok());
+        assert!(check_dead_letter_size("d", &c, &sizes(1_000, 2_000)).is_ok());
+        refused(
+            check_dead_letter_size("d", &c, &sizes(1_048_588, 100_000)),
+            "invalid",
+            "up to 100000 bytes (max.message.bytes) but input topic \"shop.in\" accepts up to 1048588",
+        );
+        // Unknown sizes are not judged; no dead-letter topic, nothing to check.
+        assert!(check_dead_letter_size("d", &c, &HashMap::new()).is_ok());
+        let no_dlq = spec(json!({"module": DIGEST, "inputs": ["shop.in"], "group": "shop-g"}));
+        assert!(check_dead_letter_size("d", &no_dlq, &sizes(10, 1)).is_ok());
     }
 }
