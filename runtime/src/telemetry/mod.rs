@@ -129,9 +129,16 @@ mod tests {
             tracing::warn!(target: "ingesta::guest", deployment = "d", reason = %message, "{message}");
         });
         let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
-        assert_eq!(text.matches('\n').count(), 1, "one event, one line: {text:?}");
+        assert_eq!(
+            text.matches('\n').count(),
+            1,
+            "one event, one line: {text:?}"
+        );
         assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
-        assert!(text.contains("hello\\nERROR ingesta: forged\\r\\u{1b}[2J"), "{text:?}");
+        assert!(
+            text.contains("hello\\nERROR ingesta: forged\\r\\u{1b}[2J"),
+            "{text:?}"
+        );
         assert!(text.contains("reason=hello\\n"), "{text:?}");
     }
 

@@ -128,6 +128,16 @@ fn deployment_routes_authenticate_check_grants_and_scope_by_tenant() -> Result<(
         );
     }
 
+    // JSON bodies have their own limit (1 MiB), far below the 8 MiB upload
+    // limit: a 2 MiB spec is refused before it is parsed.
+    let mut huge = spec(&module_a, &a_in, &group_a, &a_out);
+    huge["config"]["padding"] = "x".repeat(2 << 20).into();
+    let (status, answer) = api.json(Method::POST, "/v1/deployments", Some(a), &huge)?;
+    ensure!(
+        status == StatusCode::PAYLOAD_TOO_LARGE && error_of(&answer).contains("1048576"),
+        "a 2 MiB JSON body: {status} {answer}"
+    );
+
     // A deploys; B cannot see or touch it, and gets exactly a missing one's answer.
     let (status, created) = api.json(
         Method::POST,

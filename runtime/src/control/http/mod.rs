@@ -140,9 +140,11 @@ impl IntoResponse for Error {
 
 /// The router, with authentication on every `/v1` route but the document.
 pub fn router(state: Arc<HttpState>) -> Router {
-    let limit = state.service.max_module_bytes;
-    let v1 = Router::new()
+    // Only an upload may be as large as a module; every JSON body is small.
+    let uploads = Router::new()
         .route("/modules", get(list_modules).post(upload_module))
+        .layer(DefaultBodyLimit::max(state.service.max_module_bytes));
+    let json = Router::new()
         .route("/modules/{digest}", get(get_module).delete(delete_module))
         .route(
             "/deployments",
@@ -158,7 +160,9 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/deployments/{name}/resume", post(resume_deployment))
         .route("/deployments/{name}/rollback", post(rollback_deployment))
         .route("/deployments/{name}/logs", get(deployment_logs))
-        .layer(DefaultBodyLimit::max(limit))
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT));
+    let v1 = uploads
+        .merge(json)
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .route_layer(middleware::from_fn_with_state(state.clone(), writable));
     // Ingest checks its callers itself (a tenant token or the deployment's
@@ -241,9 +245,19 @@ async fn authenticate(State(state): AppState, mut request: Request, next: Next) 
 }
 
 pub(super) fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Error> {
-    body.map(|Json(b)| b)
-        .map_err(|e| Error::Invalid(format!("invalid request body: {}", e.body_text())))
+    body.map(|Json(b)| b).map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::TooLarge(JSON_BODY_LIMIT)
+        } else {
+            Error::Invalid(format!("invalid request body: {}", e.body_text()))
+        }
+    })
 }
+
+/// The largest JSON body any route takes (a deployment spec with its
+/// config map is a few KiB); uploads have their own limit
+/// (`control.max_module_mib`).
+pub const JSON_BODY_LIMIT: usize = 1 << 20;
 
 /// `?tenant=`: the operator acting on a tenant's deployment.
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
