@@ -324,6 +324,11 @@ impl Service {
         spec: &Spec,
     ) -> Result<(), Error> {
         let digest = rules::check_spec(caller, name, spec, self.fuel_metering)?;
+        let state_topics = [
+            self.state.topic(StateTopic::Deployments),
+            self.state.topic(StateTopic::Modules),
+        ];
+        rules::check_reserved(name, spec, &state_topics)?;
         let module = self.module(caller, digest.as_str()).ok();
         rules::check_module(name, spec, digest, module.as_ref())?;
         if let Some(hash) = spec

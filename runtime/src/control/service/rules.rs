@@ -110,6 +110,22 @@ pub(super) fn check_topics(name: &str, spec: &Spec, exist: &HashSet<String>) -> 
     Ok(())
 }
 
+/// Topics no deployment made through the API may read or write, whatever
+/// its grants: Kafka's internal topics (`__consumer_offsets`,
+/// `__transaction_state`, ...) and the control plane's own state topics
+/// (`state`: their names). A prefix grant such as `""` would otherwise
+/// reach them.
+pub(super) fn check_reserved(name: &str, spec: &Spec, state: &[&str]) -> Result<(), Error> {
+    for (role, topic) in spec.topics() {
+        if topic.starts_with("__") || state.contains(&topic) {
+            return Err(Error::Forbidden(format!(
+                "deployment {name:?}: {role} topic {topic:?} is reserved (Kafka's internal topics and ingesta's state topics cannot be used by deployments)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A dead letter carries its input record whole, so the dead-letter topic
 /// must accept records as large as every input topic does (`sizes`: each
 /// topic's `max.message.bytes`; a topic missing there is not judged).
@@ -353,5 +369,26 @@ mod tests {
         assert!(check_dead_letter_size("d", &c, &HashMap::new()).is_ok());
         let no_dlq = spec(json!({"module": DIGEST, "inputs": ["shop.in"], "group": "shop-g"}));
         assert!(check_dead_letter_size("d", &no_dlq, &sizes(10, 1)).is_ok());
+    }
+
+    #[test]
+    fn reserved_topics_are_refused_whatever_the_grants() {
+        let state = ["_ingesta.deployments", "_ingesta.modules"];
+        assert!(check_reserved("d", &consumer(), &state).is_ok());
+        let cases = [
+            json!({"module": DIGEST, "inputs": ["__consumer_offsets"], "group": "g"}),
+            json!({"module": DIGEST, "inputs": ["in"], "group": "g", "outputs": ["__transaction_state"]}),
+            json!({"module": DIGEST, "inputs": ["in"], "group": "g", "outputs": ["_ingesta.deployments"]}),
+            json!({"module": DIGEST, "inputs": ["_ingesta.modules"], "group": "g"}),
+            json!({"module": DIGEST, "inputs": ["in"], "group": "g",
+                "failure": {"dead_letter_topic": "__cluster_metadata"}}),
+        ];
+        for case in cases {
+            refused(
+                check_reserved("d", &spec(case.clone()), &state),
+                "forbidden",
+                "is reserved",
+            );
+        }
     }
 }
