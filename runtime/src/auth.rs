@@ -157,6 +157,17 @@ impl Caller {
 pub struct Auth {
     operator: Option<[u8; 32]>,
     tenants: Vec<([u8; 32], TenantConfig)>,
+    /// The scrape token's hash; `None`: `/metrics` is open.
+    metrics: Option<[u8; 32]>,
+}
+
+/// Which series a `/metrics` scrape may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScrapeScope {
+    /// The runner's own families and every deployment's.
+    All,
+    /// Only the named tenant's deployments' series.
+    Tenant(String),
 }
 
 impl Auth {
@@ -186,17 +197,44 @@ impl Auth {
         Ok(Self {
             operator,
             tenants: table,
+            metrics: None,
+        })
+    }
+
+    /// Require a bearer token on `/metrics`: the one hashed as
+    /// `metrics_sha256` (Prometheus's), the operator's, or a tenant's for
+    /// its own series (see [`Auth::scrape`]).
+    pub fn with_metrics_token(mut self, metrics_sha256: &str) -> Result<Self, BadTokens> {
+        let hash = parse_hash(metrics_sha256)
+            .ok_or_else(|| BadTokens(format!("control.metrics_token_sha256: {NOT_A_HASH}")))?;
+        if self.operator == Some(hash) || self.tenants.iter().any(|(h, _)| *h == hash) {
+            return Err(BadTokens(
+                "control.metrics_token_sha256 is also the operator's or a tenant's token; give the scraper a token of its own".into(),
+            ));
+        }
+        self.metrics = Some(hash);
+        Ok(self)
+    }
+
+    /// What a scrape presenting `authorization` may read: everything when
+    /// no scrape token is configured, or for the scrape token and the
+    /// operator; a tenant's own series for a tenant token; else 401.
+    pub fn scrape(&self, authorization: Option<&str>) -> Result<ScrapeScope, Refusal> {
+        let Some(metrics) = &self.metrics else {
+            return Ok(ScrapeScope::All);
+        };
+        if constant_time_eq(metrics, &bearer_hash(authorization)?) {
+            return Ok(ScrapeScope::All);
+        }
+        Ok(match self.authenticate(authorization)? {
+            Caller::Operator => ScrapeScope::All,
+            Caller::Tenant(t) => ScrapeScope::Tenant(t.name),
         })
     }
 
     /// The caller presenting `authorization` (the header's value), or 401.
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, Refusal> {
-        let token = authorization
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(Refusal::Unauthenticated)?;
-        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let hash = bearer_hash(authorization)?;
         // Compare against every entry so timing says nothing about which
         // (or whether one) matched.
         let mut found: Option<Caller> = None;
@@ -212,6 +250,16 @@ impl Auth {
         }
         found.ok_or(Refusal::Unauthenticated)
     }
+}
+
+/// The SHA-256 of the bearer token in `authorization`, or 401.
+fn bearer_hash(authorization: Option<&str>) -> Result<[u8; 32], Refusal> {
+    let token = authorization
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(Refusal::Unauthenticated)?;
+    Ok(Sha256::digest(token.as_bytes()).into())
 }
 
 /// The hex SHA-256 of a token, as the config wants it.
@@ -290,5 +338,35 @@ mod tests {
         assert!(Auth::new(None, &[t.clone(), u.clone()]).is_err());
         u.token_sha256 = hash_token("other");
         assert!(Auth::new(Some(&hash_token("same")), &[t, u]).is_err());
+    }
+
+    #[test]
+    fn scrapes_are_open_until_a_scrape_token_is_set_then_scoped() {
+        let open = Auth::new(Some(&hash_token("op")), &[tenant("shop", "s3cret")]).unwrap();
+        assert_eq!(open.scrape(None).unwrap(), ScrapeScope::All);
+        let closed = open
+            .clone()
+            .with_metrics_token(&hash_token("prom"))
+            .unwrap();
+        assert!(matches!(closed.scrape(None), Err(Refusal::Unauthenticated)));
+        assert!(matches!(
+            closed.scrape(Some("Bearer nope")),
+            Err(Refusal::Unauthenticated)
+        ));
+        assert_eq!(
+            closed.scrape(Some("Bearer prom")).unwrap(),
+            ScrapeScope::All
+        );
+        assert_eq!(closed.scrape(Some("Bearer op")).unwrap(), ScrapeScope::All);
+        assert_eq!(
+            closed.scrape(Some("Bearer s3cret")).unwrap(),
+            ScrapeScope::Tenant("shop".into())
+        );
+        assert!(
+            open.clone()
+                .with_metrics_token(&hash_token("s3cret"))
+                .is_err()
+        );
+        assert!(open.with_metrics_token("not-a-hash").is_err());
     }
 }

@@ -83,9 +83,25 @@ pub struct ControlConfig {
     /// Hex SHA-256 of the operator's bearer token (`ingesta hash-token`);
     /// the operator sees every tenant.
     pub operator_token_sha256: Option<String>,
+    /// Hex SHA-256 of the token Prometheus sends to `/metrics`. Set, a
+    /// scrape needs a bearer token: this one or the operator's for every
+    /// series, a tenant's for its own deployments' series. Unset,
+    /// `/metrics` is open (keep it behind the network then).
+    pub metrics_token_sha256: Option<String>,
     /// Tenants and their grants (`[[control.tenant]]`).
     #[serde(default, rename = "tenant")]
     pub tenants: Vec<crate::auth::TenantConfig>,
+}
+
+impl ControlConfig {
+    /// The token table this section describes.
+    pub fn auth(&self) -> Result<crate::auth::Auth, crate::auth::BadTokens> {
+        let auth = crate::auth::Auth::new(self.operator_token_sha256.as_deref(), &self.tenants)?;
+        match &self.metrics_token_sha256 {
+            Some(hash) => auth.with_metrics_token(hash),
+            None => Ok(auth),
+        }
+    }
 }
 
 fn default_max_module_mib() -> u64 {
@@ -288,8 +304,7 @@ impl Config {
             if c.max_module_mib == 0 || c.max_module_mib > 1024 {
                 return Err("control.max_module_mib must be between 1 and 1024".into());
             }
-            crate::auth::Auth::new(c.operator_token_sha256.as_deref(), &c.tenants)
-                .map_err(|e| format!("control: {e}"))?;
+            c.auth().map_err(|e| format!("control: {e}"))?;
             if !crate::deployment::is_valid_topic(&format!("{}deployments", c.state_topic_prefix)) {
                 return Err(format!(
                     "control.state_topic_prefix {:?} does not make a valid topic name",

@@ -15,7 +15,6 @@ use anyhow::{Context, Result, bail};
 
 use wasmtime::component::Linker;
 
-use crate::auth::Auth;
 use crate::config::Config;
 use crate::control::applier::apply_state;
 use crate::control::http::{self, HttpState};
@@ -203,8 +202,7 @@ impl Runner {
         )
         .context("cannot create the runner's offsets client")?;
         let service = Arc::new(Service::new(
-            Auth::new(control.operator_token_sha256.as_deref(), &control.tenants)
-                .map_err(anyhow::Error::msg)?,
+            control.auth().map_err(anyhow::Error::msg)?,
             self.supervisor.clone(),
             self.modules.clone(),
             state.clone(),

@@ -25,9 +25,9 @@ pub struct Entry {
 }
 
 /// The text exposition of `runner` and `entries`.
-pub fn metrics_text(runner: &RunnerMetrics, entries: &[Entry]) -> String {
+pub fn metrics_text(runner: Option<&RunnerMetrics>, entries: &[Entry]) -> String {
     let scrape = ScrapeFamilies::new();
-    let mut families = runner.collect();
+    let mut families = runner.map(RunnerMetrics::collect).unwrap_or_default();
     let mut by_state: BTreeMap<State, i64> = State::ALL.iter().map(|s| (*s, 0)).collect();
     for e in entries {
         scrape

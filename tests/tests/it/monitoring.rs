@@ -369,3 +369,71 @@ fn guest_logs_come_back_in_order_bounded_and_rate_limited() -> Result<()> {
     kafka::delete_topics(&[&input, &out]);
     Ok(())
 }
+
+/// With `control.metrics_token_sha256` set, `/metrics` needs a token: the
+/// scrape token (or the operator's) reads every series, a tenant's token
+/// only its own deployments' series and none of the runner's.
+#[test]
+fn a_scrape_token_closes_metrics_and_tenants_see_only_their_own() -> Result<()> {
+    const SCRAPE_TOKEN: &str = "token-of-prometheus";
+    let port = control::free_port()?;
+    let config = control::config_toml(port, &control::state_prefix(), 8).replacen(
+        "[control]\n",
+        &format!(
+            "[control]\nmetrics_token_sha256 = \"{}\"\n",
+            ingesta_runtime::auth::hash_token(SCRAPE_TOKEN)
+        ),
+        1,
+    );
+    let mut ingesta = RunnerProcess::spawn(&config)?;
+    let api = Api::new(port)?;
+    ingesta.wait_ready(&api, TIMEOUT)?;
+    let hostile = runner::fixture_wasm("hostile")?;
+    for (tenant, name) in [(&TENANT_A, "dep-a"), (&TENANT_B, "dep-b")] {
+        let p = tenant.prefix;
+        let [input, output] = kafka::fresh_topics([&format!("{p}in"), &format!("{p}out")], 1)?;
+        control::deploy_module(
+            &api,
+            tenant.token,
+            &hostile,
+            json!({ "name": name, "inputs": [input], "group": kafka::unique(&format!("{p}grp")),
+                "outputs": [output], "config": { "output_topic": output } }),
+        )?;
+    }
+    let scrape = |token: Option<&str>| -> Result<(StatusCode, String)> {
+        let r = api.request(Method::GET, "/metrics", token).send()?;
+        Ok((r.status(), r.text()?))
+    };
+    for token in [None, Some("not-a-token")] {
+        let (status, _) = scrape(token)?;
+        ensure!(status == StatusCode::UNAUTHORIZED, "{token:?}: {status}");
+    }
+    for token in [SCRAPE_TOKEN, control::OPERATOR_TOKEN] {
+        let (status, text) = scrape(Some(token))?;
+        ensure!(status == StatusCode::OK, "{token}: {status}");
+        ensure!(
+            text.contains("tenant-a/dep-a") && text.contains("tenant-b/dep-b"),
+            "{token} should see every deployment"
+        );
+    }
+    let (status, text) = scrape(Some(TENANT_A.token))?;
+    ensure!(status == StatusCode::OK, "tenant A: {status}");
+    ensure!(
+        text.contains("tenant-a/dep-a") && !text.contains("dep-b"),
+        "tenant A must see only its own deployment:\n{text}"
+    );
+    let (_, all) = scrape(Some(SCRAPE_TOKEN))?;
+    let runner_only: Vec<&str> = all
+        .lines()
+        .filter(|l| l.starts_with("# TYPE "))
+        .filter(|l| !text.contains(*l))
+        .collect();
+    ensure!(
+        !runner_only.is_empty(),
+        "the runner's own families should be missing from a tenant's scrape"
+    );
+    ingesta.sigterm()?;
+    let (exit, log) = ingesta.wait(TIMEOUT)?;
+    ensure!(exit.success(), "ingesta exited with {exit}:\n{log}");
+    Ok(())
+}

@@ -285,10 +285,21 @@ async fn readyz(State(state): AppState) -> (StatusCode, &'static str) {
 }
 
 /// Prometheus metrics of this runner and its deployments (text format).
+/// Open unless `control.metrics_token_sha256` is set; then the scrape
+/// token or the operator's reads every series, a tenant's token only its
+/// own deployments' series.
 #[utoipa::path(get, path = "/metrics",
-    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
-async fn metrics(State(state): AppState) -> Response {
-    let text = state.service.metrics_text().await;
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain"),
+        (status = 401, description = "a scrape token is configured and none valid was sent", body = ErrorBody)))]
+async fn metrics(State(state): AppState, headers: axum::http::HeaderMap) -> Response {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let scope = match state.service.auth.scrape(header) {
+        Ok(scope) => scope,
+        Err(e) => return Error::from(e).into_response(),
+    };
+    let text = state.service.metrics_text(&scope).await;
     (
         [(
             header::CONTENT_TYPE,

@@ -18,7 +18,7 @@ pub use deployments::Target;
 
 use super::Error;
 use super::state::StateLog;
-use crate::auth::{Auth, Caller};
+use crate::auth::{Auth, Caller, ScrapeScope};
 use crate::modules::ModuleRegistry;
 use crate::offsets::Offsets;
 use crate::supervisor::{Supervisor, View};
@@ -115,8 +115,16 @@ impl Service {
 
     /// The Prometheus exposition: the runner's families, every
     /// deployment's, their states and lag.
-    pub async fn metrics_text(&self) -> String {
-        let views = self.supervisor.snapshot();
+    pub async fn metrics_text(&self, scope: &ScrapeScope) -> String {
+        let views: Vec<View> = match scope {
+            ScrapeScope::All => self.supervisor.snapshot(),
+            ScrapeScope::Tenant(tenant) => self
+                .supervisor
+                .snapshot()
+                .into_iter()
+                .filter(|v| v.record.as_ref().is_some_and(|r| &r.tenant == tenant))
+                .collect(),
+        };
         let groups: Vec<_> = views
             .iter()
             .map(|v| v.def.spec.group_and_inputs())
@@ -145,7 +153,9 @@ impl Service {
                 }
             })
             .collect();
-        crate::telemetry::scrape::metrics_text(&self.metrics, &entries)
+        // A tenant sees its deployments' series, not the runner's.
+        let runner = matches!(scope, ScrapeScope::All).then_some(&*self.metrics);
+        crate::telemetry::scrape::metrics_text(runner, &entries)
     }
 }
 
