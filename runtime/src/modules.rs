@@ -101,6 +101,8 @@ impl ModuleRegistry {
         let complete = entry.complete().is_some();
         if entry.meta.is_none() && entry.chunks.is_empty() {
             modules.remove(digest);
+            // Deleted: its compiled artifact goes too.
+            crate::wasm::remove_cached(&self.engine, digest, &self.compile_cache);
         }
         (complete && !was_complete).then(|| digest.to_owned())
     }

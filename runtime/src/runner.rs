@@ -29,18 +29,27 @@ use crate::supervisor::{Program, Running, Supervisor};
 use crate::telemetry::{DeploymentTelemetry, RunnerMetrics};
 use crate::wasm::{HostState, LoadedModule, WasmEngine, WasmEngineConfig, consumer_linker};
 
-/// The default compile cache: `$XDG_CACHE_HOME/ingesta/compiled`.
-pub fn default_compile_cache() -> PathBuf {
-    xdg_dir("XDG_CACHE_HOME", ".cache").join("compiled")
+/// The default compile cache: `$XDG_CACHE_HOME/ingesta/compiled`, else
+/// `~/.cache/ingesta/compiled`; `None` without either (never a shared
+/// temporary directory: its files are loaded as trusted code).
+pub fn default_compile_cache() -> Option<PathBuf> {
+    xdg_base("XDG_CACHE_HOME", ".cache").map(|b| b.join("ingesta").join("compiled"))
 }
 
-/// `$<var>/ingesta`, else `~/<under_home>/ingesta`, else under the temp dir.
-pub(crate) fn xdg_dir(var: &str, under_home: &str) -> PathBuf {
-    let base = std::env::var_os(var)
+/// `$<var>`, else `~/<under_home>`.
+fn xdg_base(var: &str, under_home: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(under_home)))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("ingesta")
+}
+
+/// `$<var>/ingesta`, else `~/<under_home>/ingesta`, else under the temp dir
+/// (for unpacked SDK sources, which are not executed by the runner).
+pub(crate) fn xdg_dir(var: &str, under_home: &str) -> PathBuf {
+    xdg_base(var, under_home)
+        .unwrap_or_else(std::env::temp_dir)
+        .join("ingesta")
 }
 
 /// Load, check and link every config-file deployment's module.
@@ -81,7 +90,9 @@ pub fn engine_for(config: &Config) -> Result<WasmEngine> {
         .runtime
         .compile_cache_dir
         .clone()
-        .unwrap_or_else(default_compile_cache);
+        .or_else(default_compile_cache)
+        .context("no place for the compile cache: set runtime.compile_cache_dir (neither XDG_CACHE_HOME nor HOME is set)")?;
+    crate::wasm::prepare_cache_dir(&cache).map_err(anyhow::Error::msg)?;
     let mut engine =
         WasmEngineConfig::new(Duration::from_millis(config.runtime.epoch_tick_ms), cache);
     engine.max_wasm_stack = (config.runtime.wasm_stack_kib as usize) << 10;

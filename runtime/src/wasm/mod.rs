@@ -22,4 +22,4 @@ pub use instance::{
     CallOutcome, ConsumerInstance, ConsumerTemplate, ProducerInstance, ProducerTemplate, Template,
     TrapKind,
 };
-pub use module::{LoadedModule, ModuleError, World};
+pub use module::{LoadedModule, ModuleError, World, prepare_cache_dir, remove_cached};

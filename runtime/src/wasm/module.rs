@@ -138,8 +138,16 @@ impl LoadedModule {
             return Err(ModuleError::CoreModule { source_name });
         }
         let digest = crate::deployment::Digest::of(bytes);
-        let component = compile_cached(engine, &source_name, bytes, digest.as_str(), cache_dir)?;
+        let path = cache_path(engine, digest.as_str(), cache_dir);
+        let (component, fresh) =
+            compile_cached(engine, &source_name, bytes, digest.as_str(), &path)?;
         let world = identify_world(engine, &source_name, &component)?;
+        // Cached only once every check passed: a refused upload leaves
+        // nothing on disk.
+        if fresh && let Err(e) = write_cache(&component, &path) {
+            tracing::warn!(path = %path.display(), error = %e,
+                "could not cache compiled module; it will be compiled again next start");
+        }
         Ok(LoadedModule {
             digest,
             world,
@@ -201,21 +209,22 @@ fn identify_world(
     })
 }
 
+/// The component from the cache at `path`, or compiled (`true`: not
+/// cached yet; the caller writes it once the component passed its checks).
 fn compile_cached(
     engine: &Engine,
     source_name: &str,
     bytes: &[u8],
     digest: &str,
-    cache_dir: &Path,
-) -> Result<Component, ModuleError> {
-    let path = cache_path(engine, digest, cache_dir);
+    path: &Path,
+) -> Result<(Component, bool), ModuleError> {
     if path.is_file() {
         // SAFETY: the cache directory holds only artifacts this runner
         // serialized itself from validated components (named by the digest of
         // their source and the engine's fingerprint); uploads are never
         // deserialized.
-        match unsafe { Component::deserialize_file(engine, &path) } {
-            Ok(c) => return Ok(c),
+        match unsafe { Component::deserialize_file(engine, path) } {
+            Ok(c) => return Ok((c, false)),
             Err(e) => tracing::warn!(path = %path.display(), error = %e,
                 "ignoring unreadable compiled-module cache entry"),
         }
@@ -232,11 +241,61 @@ fn compile_cached(
         size = bytes.len(),
         "compiled module"
     );
-    if let Err(e) = write_cache(&component, &path) {
-        tracing::warn!(path = %path.display(), error = %e,
-            "could not cache compiled module; it will be compiled again next start");
+    Ok((component, true))
+}
+
+/// Remove the compiled artifact of `digest` (a deleted module) from
+/// `cache_dir`; a missing one is fine.
+pub fn remove_cached(engine: &Engine, digest: &str, cache_dir: &Path) {
+    let path = cache_path(engine, digest, cache_dir);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {
+            tracing::debug!(path = %path.display(), "removed a deleted module's compiled artifact")
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(path = %path.display(), error = %e,
+            "cannot remove a deleted module's compiled artifact"),
     }
-    Ok(component)
+}
+
+/// Make sure `dir` is a compile cache only this runner's user can write:
+/// created (mode 0700) if missing; refused if another user owns it or
+/// others may write to it, since its files are deserialized as trusted
+/// machine code.
+pub fn prepare_cache_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("cannot create the compile cache {}: {e}", dir.display()))?;
+    }
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| format!("cannot read the compile cache {}: {e}", dir.display()))?;
+    // The owner of a directory we just created (or of our home's cache)
+    // is our effective user; compare with a file we create ourselves.
+    let probe = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| format!("the compile cache {} is not writable: {e}", dir.display()))?;
+    let me = probe
+        .as_file()
+        .metadata()
+        .map_err(|e| format!("cannot read {}: {e}", probe.path().display()))?
+        .uid();
+    if !meta.is_dir() || meta.uid() != me {
+        return Err(format!(
+            "the compile cache {} must be a directory owned by the runner's user (uid {me}); its compiled modules are loaded as trusted code. Set runtime.compile_cache_dir to a directory of the runner's own",
+            dir.display()
+        ));
+    }
+    if meta.permissions().mode() & 0o022 != 0 {
+        return Err(format!(
+            "the compile cache {} is writable by other users (mode {:o}); its compiled modules are loaded as trusted code. Run chmod go-w on it, or set runtime.compile_cache_dir",
+            dir.display(),
+            meta.permissions().mode() & 0o777
+        ));
+    }
+    Ok(())
 }
 
 fn cache_path(engine: &Engine, digest: &str, cache_dir: &Path) -> PathBuf {
@@ -300,5 +359,47 @@ mod tests {
     fn empty_component_implements_no_world() {
         let err = load(b"\0asm\x0d\0\x01\0").err().unwrap().to_string();
         assert!(err.contains("does not implement an ingesta world"), "{err}");
+    }
+
+    #[test]
+    fn a_refused_module_leaves_no_artifact_and_a_deleted_ones_goes() {
+        let engine = engine();
+        let dir = tempfile::tempdir().unwrap();
+        // Compiles, but implements no world: refused after compiling.
+        let bytes = b"\0asm\x0d\0\x01\0";
+        assert!(LoadedModule::from_bytes(&engine, "upload.wasm", bytes, dir.path()).is_err());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "nothing cached"
+        );
+        // An artifact of a module that is then deleted is removed.
+        let digest = crate::deployment::Digest::of(bytes);
+        let path = cache_path(&engine, digest.as_str(), dir.path());
+        std::fs::write(&path, b"artifact").unwrap();
+        remove_cached(&engine, digest.as_str(), dir.path());
+        assert!(!path.exists());
+        remove_cached(&engine, digest.as_str(), dir.path()); // already gone: fine
+    }
+
+    #[test]
+    fn the_compile_cache_must_be_the_runners_own() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let fresh = root.path().join("a/b/compiled");
+        prepare_cache_dir(&fresh).unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "created private");
+        let shared = root.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = prepare_cache_dir(&shared).unwrap_err();
+        assert!(
+            err.contains("writable by other users") && err.contains("compile_cache_dir"),
+            "{err}"
+        );
+        let file = root.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        assert!(prepare_cache_dir(&file).is_err());
     }
 }

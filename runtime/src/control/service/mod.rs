@@ -45,6 +45,8 @@ pub struct Service {
     pub max_module_bytes: usize,
     /// Set once the runner has applied the state it found in Kafka.
     ready: AtomicBool,
+    /// Uploads compile one at a time (see `modules.rs`).
+    compiles: tokio::sync::Semaphore,
 }
 
 impl Service {
@@ -73,6 +75,7 @@ impl Service {
             fuel_metering,
             max_module_bytes,
             ready: AtomicBool::new(false),
+            compiles: tokio::sync::Semaphore::new(1),
         }
     }
 

@@ -10,6 +10,9 @@ use crate::deployment::Digest;
 use crate::modules::{CHUNK_BYTES, Meta, chunk_key, meta_key, new_meta};
 use crate::wasm::ModuleError;
 
+/// How long an upload waits for the compiler before it is answered 429.
+const COMPILE_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Service {
     /// Check and store `bytes` for `caller`. Returns the module and
     /// whether this call created it (for this caller).
@@ -36,6 +39,17 @@ impl Service {
         if bytes.len() > self.max_module_bytes {
             return Err(Error::TooLarge(self.max_module_bytes));
         }
+        // One compile at a time (wasmtime already compiles a module on
+        // every core); others queue briefly, then are told to come back.
+        let _permit = tokio::time::timeout(COMPILE_QUEUE_WAIT, self.compiles.acquire())
+            .await
+            .map_err(|_| {
+                Error::Busy(format!(
+                    "other uploads are being compiled; none could start within {} s, retry in a moment",
+                    COMPILE_QUEUE_WAIT.as_secs()
+                ))
+            })?
+            .map_err(|e| Error::Internal(e.to_string()))?;
         let modules = self.modules.clone();
         let (loaded, bytes) = tokio::task::spawn_blocking(move || (modules.check(&bytes), bytes))
             .await
