@@ -134,6 +134,13 @@ impl ModuleRegistry {
     /// call from a blocking task.
     pub fn load(&self, digest: &Digest) -> Option<Result<LoadedModule, ModuleError>> {
         let bytes = self.bytes(digest.as_str())?;
+        let actual = Digest::of(&bytes);
+        if actual != *digest {
+            return Some(Err(ModuleError::DigestMismatch {
+                filed: digest.to_string(),
+                actual: actual.to_string(),
+            }));
+        }
         Some(LoadedModule::from_bytes(
             &self.engine,
             digest.as_str(),
@@ -216,5 +223,19 @@ mod tests {
             Some("sha256:x")
         );
         assert_eq!(r.meta("sha256:x").unwrap().info.world, World::Producer);
+    }
+
+    #[test]
+    fn bytes_that_do_not_hash_to_their_digest_are_refused() {
+        let r = ModuleRegistry::new(Engine::default(), std::env::temp_dir());
+        let filed = Digest::of(b"the real module");
+        let key = filed.to_string();
+        r.apply(&format!("{key}/chunk/0"), Some(b"something else"));
+        r.apply(&format!("{key}/meta"), Some(&meta(&key, 1)));
+        let err = r.load(&filed).unwrap().err().unwrap().to_string();
+        assert!(
+            err.contains(&key) && err.contains(Digest::of(b"something else").as_str()),
+            "{err}"
+        );
     }
 }

@@ -25,6 +25,17 @@ pub use crate::deployment::World;
 /// message says which module it is about.
 #[derive(Debug, Error)]
 pub enum ModuleError {
+    /// A module's bytes in the state topic do not hash to the digest they
+    /// are filed under.
+    #[error(
+        "module {filed} in the state topic does not match its bytes (they hash to {actual}); refusing to run it: the state topic was written by something other than ingesta"
+    )]
+    DigestMismatch {
+        /// The digest the chunks are filed under.
+        filed: String,
+        /// The digest of the bytes found.
+        actual: String,
+    },
     /// The module file could not be read: a problem of the runner's host,
     /// not of the module (the API answers it as an internal error).
     #[error("cannot read module {source_name}: {error}")]
