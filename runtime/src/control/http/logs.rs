@@ -13,7 +13,7 @@ use super::AppState;
 use crate::api::{ErrorBody, LogLine};
 use crate::auth::Caller;
 use crate::control::Error;
-use crate::control::service::Service;
+use crate::control::service::{FollowerSlot, Service};
 use crate::telemetry::DeploymentTelemetry;
 use crate::telemetry::guest_log::KEPT_LINES;
 
@@ -71,7 +71,9 @@ pub(super) async fn deployment_logs(
     if !q.follow {
         return Ok((content_type, ndjson(&first)).into_response());
     }
+    let slot = state.service.follow_slot(&caller)?;
     let follow = Follow {
+        _slot: slot,
         after: first.last().map_or(q.after, |l| l.seq),
         telemetry,
         service: state.service.clone(),
@@ -87,6 +89,8 @@ pub(super) async fn deployment_logs(
 
 /// A followed guest log: the lines after `after`, as they come.
 struct Follow {
+    /// Counts this follower against its caller's cap until it ends.
+    _slot: FollowerSlot,
     after: u64,
     telemetry: Arc<DeploymentTelemetry>,
     service: Arc<Service>,

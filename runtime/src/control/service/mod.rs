@@ -47,6 +47,52 @@ pub struct Service {
     ready: AtomicBool,
     /// Uploads compile one at a time (see `modules.rs`).
     compiles: tokio::sync::Semaphore,
+    /// Open followed logs per caller (`Caller::name`).
+    followers: Followers,
+}
+
+/// Open followed logs per caller name.
+#[derive(Default, Clone)]
+struct Followers(Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>);
+
+impl Followers {
+    /// A slot for one more followed log of `name`, or 429 at the cap.
+    fn take(&self, name: &str) -> Result<FollowerSlot, Error> {
+        let mut f = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let open = f.entry(name.to_owned()).or_default();
+        if *open >= MAX_FOLLOWERS_PER_CALLER {
+            return Err(Error::Busy(format!(
+                "{name:?} already follows {MAX_FOLLOWERS_PER_CALLER} logs on this runner; close one (or read without follow)"
+            )));
+        }
+        *open += 1;
+        Ok(FollowerSlot {
+            caller: name.to_owned(),
+            followers: self.clone(),
+        })
+    }
+}
+
+/// Followed logs one caller (a tenant, or the operator) may hold open at
+/// once: each holds a connection and a task until the client goes away.
+pub const MAX_FOLLOWERS_PER_CALLER: usize = 8;
+
+/// One open followed log, counted against its caller until dropped.
+pub struct FollowerSlot {
+    caller: String,
+    followers: Followers,
+}
+
+impl Drop for FollowerSlot {
+    fn drop(&mut self) {
+        let mut f = self.followers.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = f.get_mut(&self.caller) {
+            *n -= 1;
+            if *n == 0 {
+                f.remove(&self.caller);
+            }
+        }
+    }
 }
 
 impl Service {
@@ -76,7 +122,14 @@ impl Service {
             max_module_bytes,
             ready: AtomicBool::new(false),
             compiles: tokio::sync::Semaphore::new(1),
+            followers: Followers::default(),
         }
+    }
+
+    /// A slot for one more followed log of `caller`, or 429 if it holds
+    /// [`MAX_FOLLOWERS_PER_CALLER`] already.
+    pub fn follow_slot(&self, caller: &Caller) -> Result<FollowerSlot, Error> {
+        self.followers.take(caller.name())
     }
 
     /// The runner has applied the state it found in Kafka.
@@ -174,4 +227,29 @@ pub fn audit<T>(caller: &Caller, action: &str, object: &str, result: &Result<T, 
     };
     tracing::info!(target: "ingesta::audit", who, tenant = caller.name(), action, object,
         outcome, error, "control-plane mutation");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn followed_logs_are_capped_per_caller_and_freed_when_dropped() {
+        let followers = Followers::default();
+        let mut held: Vec<FollowerSlot> = (0..MAX_FOLLOWERS_PER_CALLER)
+            .map(|_| followers.take("shop").unwrap())
+            .collect();
+        let refused = followers.take("shop").err().unwrap();
+        assert_eq!(refused.kind(), "busy", "{refused}");
+        // Other callers have their own share.
+        let other = followers.take("other").unwrap();
+        held.pop();
+        held.push(followers.take("shop").unwrap());
+        drop(held);
+        drop(other);
+        assert!(
+            followers.0.lock().unwrap().is_empty(),
+            "every slot given back"
+        );
+    }
 }
