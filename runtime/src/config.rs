@@ -88,6 +88,14 @@ pub struct ControlConfig {
     /// series, a tenant's for its own deployments' series. Unset,
     /// `/metrics` is open (keep it behind the network then).
     pub metrics_token_sha256: Option<String>,
+    /// Connections the API serves at once; more wait in the listen
+    /// backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// How long a client may take to send a request's line and headers,
+    /// in ms; a slower one is disconnected.
+    #[serde(default = "default_header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
     /// Tenants and their grants (`[[control.tenant]]`).
     #[serde(default, rename = "tenant")]
     pub tenants: Vec<crate::auth::TenantConfig>,
@@ -102,6 +110,14 @@ impl ControlConfig {
             None => Ok(auth),
         }
     }
+}
+
+fn default_max_connections() -> usize {
+    1024
+}
+
+fn default_header_read_timeout_ms() -> u64 {
+    10_000
 }
 
 fn default_max_module_mib() -> u64 {
@@ -300,6 +316,12 @@ impl Config {
         if let Some(c) = &self.control {
             if c.operator_token_sha256.is_none() && c.tenants.is_empty() {
                 return Err("control: no operator_token_sha256 and no [[control.tenant]]: nobody could use the API".into());
+            }
+            if !(1..=65_536).contains(&c.max_connections) {
+                return Err("control.max_connections must be between 1 and 65536".into());
+            }
+            if !(100..=600_000).contains(&c.header_read_timeout_ms) {
+                return Err("control.header_read_timeout_ms must be between 100 and 600000".into());
             }
             if c.max_module_mib == 0 || c.max_module_mib > 1024 {
                 return Err("control.max_module_mib must be between 1 and 1024".into());

@@ -232,7 +232,11 @@ impl Runner {
             .with_context(|| format!("cannot listen on control.listen = {}", control.listen))?;
         tracing::info!(listen = %control.listen, "control API listening");
         let (stop_api, stopped) = tokio::sync::oneshot::channel::<()>();
-        let api = tokio::spawn(http::serve(listener, http_state, async {
+        let limits = http::accept::Limits {
+            max_connections: control.max_connections,
+            header_read_timeout: Duration::from_millis(control.header_read_timeout_ms),
+        };
+        let api = tokio::spawn(http::serve(listener, http_state, limits, async {
             let _ = stopped.await;
         }));
         // Ready once everything that was in the state topics at start is

@@ -25,6 +25,7 @@ mod crash;
 mod dead_letters;
 mod guest_log;
 mod handler_error;
+mod http_limits;
 mod limits;
 mod monitoring;
 mod monitoring_assets;

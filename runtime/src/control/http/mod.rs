@@ -34,6 +34,7 @@ pub struct HttpState {
 
 type AppState = State<Arc<HttpState>>;
 
+pub mod accept;
 mod deployments;
 mod logs;
 mod modules;
@@ -186,11 +187,10 @@ pub fn router(state: Arc<HttpState>) -> Router {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<HttpState>,
+    limits: accept::Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    accept::serve(listener, router(state), limits, shutdown).await
 }
 
 /// Until the runner has applied the state it found in Kafka, every
