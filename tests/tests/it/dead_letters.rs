@@ -41,7 +41,9 @@ fn oversized_failures_are_dead_lettered_and_small_dead_letter_topics_refused() -
             "module": module,
             "inputs": [input],
             "group": kafka::unique("a-grp"),
-            "outputs": [output],
+            // The dead-letter topic also granted as an output: each topic
+            // is asked about once.
+            "outputs": [output, dead_letter_topic],
             "config": { "output_topic": output },
             "failure": { "dead_letter_topic": dead_letter_topic, "max_attempts": 1 },
         })

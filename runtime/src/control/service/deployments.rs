@@ -351,10 +351,21 @@ impl Service {
             .await
             .map_err(|e| Error::Unavailable(format!("deployment {name:?}: {e}")))?;
         rules::check_topics(name, spec, &exist)?;
-        if spec.failure.dead_letter_topic.is_some() {
+        if let Some(dlq) = &spec.failure.dead_letter_topic {
+            // Each topic once: Kafka refuses a request naming a resource
+            // twice (an input may also be an output).
+            let inputs = spec.kind.consumer().map(|c| c.inputs.as_slice());
+            let wanted: Vec<String> = inputs
+                .unwrap_or_default()
+                .iter()
+                .chain(std::iter::once(dlq))
+                .cloned()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
             let sizes = self
                 .offsets
-                .max_message_bytes(&topics)
+                .max_message_bytes(&wanted)
                 .await
                 .map_err(|e| Error::Unavailable(format!("deployment {name:?}: {e}")))?;
             rules::check_dead_letter_size(name, spec, &sizes)?;
