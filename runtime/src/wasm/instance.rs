@@ -225,9 +225,9 @@ impl ConsumerInstance {
     /// Instantiate from the deployment's template.
     pub async fn new(template: &ConsumerTemplate) -> Result<Self> {
         let mut store = new_store(template.pre.engine(), &template.grants)?;
-        let bindings = template
-            .pre
-            .instantiate_async(&mut store)
+        // Initialisers run guest code too: the same deadline bounds them.
+        let instantiate = template.pre.instantiate_async(&mut store);
+        let bindings = within_deadline(template.grants.deadline, instantiate)
             .await
             .map_err(anyhow::Error::from)
             .context("failed to instantiate the module")?;
@@ -260,9 +260,9 @@ impl ProducerInstance {
     /// Instantiate from the deployment's template.
     pub async fn new(template: &ProducerTemplate) -> Result<Self> {
         let mut store = new_store(template.pre.engine(), &template.grants)?;
-        let bindings = template
-            .pre
-            .instantiate_async(&mut store)
+        // Initialisers run guest code too: the same deadline bounds them.
+        let instantiate = template.pre.instantiate_async(&mut store);
+        let bindings = within_deadline(template.grants.deadline, instantiate)
             .await
             .map_err(anyhow::Error::from)
             .context("failed to instantiate the module")?;
