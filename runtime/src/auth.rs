@@ -26,7 +26,7 @@ pub enum Refusal {
 pub struct BadTokens(String);
 
 /// A tenant as declared in the runner config (`[[control.tenant]]`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
     /// The tenant's name; owns its modules and deployments.
@@ -49,10 +49,32 @@ pub struct TenantConfig {
     pub max_memory_mib: Option<u64>,
     /// Highest `limits.deadline_ms` the tenant may ask for.
     pub max_deadline_ms: Option<u64>,
+    // The caps below bound host resources a tenant can hold (memory
+    // buffered for outputs and batches, log volume); unset: no cap beyond
+    // the runner's own validation.
+    /// Highest `limits.max_output_records`.
+    pub max_output_records: Option<u64>,
+    /// Highest `limits.max_output_bytes` (bytes as produced).
+    pub max_output_bytes: Option<u64>,
+    /// Highest `limits.fuel`.
+    pub max_fuel: Option<u64>,
+    /// Highest `limits.log_lines_per_second`.
+    pub max_log_lines_per_second: Option<u64>,
+    /// Highest `limits.log_burst_lines`.
+    pub max_log_burst_lines: Option<u64>,
+    /// Highest `batch.max_bytes` (what one batch, and each waiting one,
+    /// holds in host memory).
+    pub max_batch_bytes: Option<u64>,
+    /// Highest `batch.max_records`.
+    pub max_batch_records: Option<u64>,
 }
 
 /// The authenticated caller of one request.
 #[derive(Debug, Clone)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per request, cloned from the token table once; boxing would add an allocation per request"
+)]
 pub enum Caller {
     /// Sees every tenant's objects.
     Operator,
@@ -129,7 +151,44 @@ impl Caller {
             "limits.deadline_ms",
             spec.limits.deadline_ms,
             t.max_deadline_ms,
-        )
+        )?;
+        let (l, m) = (&spec.limits, t);
+        over(
+            "limits.max_output_records",
+            l.max_output_records,
+            m.max_output_records,
+        )?;
+        over(
+            "limits.max_output_bytes",
+            l.max_output_bytes,
+            m.max_output_bytes,
+        )?;
+        if let Some(fuel) = l.fuel {
+            over("limits.fuel", fuel, m.max_fuel)?;
+        }
+        over(
+            "limits.log_lines_per_second",
+            u64::from(l.log_lines_per_second),
+            m.max_log_lines_per_second,
+        )?;
+        over(
+            "limits.log_burst_lines",
+            u64::from(l.log_burst_lines),
+            m.max_log_burst_lines,
+        )?;
+        if let Some(c) = spec.kind.consumer() {
+            over(
+                "batch.max_bytes",
+                c.batch.max_bytes as u64,
+                m.max_batch_bytes,
+            )?;
+            over(
+                "batch.max_records",
+                c.batch.max_records as u64,
+                m.max_batch_records,
+            )?;
+        }
+        Ok(())
     }
 
     fn check(
@@ -291,6 +350,7 @@ mod tests {
             max_deployments: None,
             max_memory_mib: None,
             max_deadline_ms: None,
+            ..TenantConfig::default()
         }
     }
 

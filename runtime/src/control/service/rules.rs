@@ -176,6 +176,9 @@ mod tests {
             max_deployments,
             max_memory_mib: Some(128),
             max_deadline_ms: None,
+            max_output_bytes: Some(64 << 20),
+            max_batch_bytes: Some(4 << 20),
+            ..TenantConfig::default()
         })
     }
 
@@ -231,7 +234,7 @@ mod tests {
             check_spec(&shop(None), "d", &ok, false).unwrap().as_str(),
             DIGEST
         );
-        let cases: [(serde_json::Value, bool, &str, &str); 6] = [
+        let cases: [(serde_json::Value, bool, &str, &str); 8] = [
             (
                 json!({"limits": {"fuel": 1000}}),
                 false,
@@ -267,6 +270,18 @@ mod tests {
                 true,
                 "invalid",
                 "not a module digest",
+            ),
+            (
+                json!({"limits": {"max_output_bytes": 134_217_728}}),
+                true,
+                "forbidden",
+                "limits.max_output_bytes 134217728 is over tenant \"shop\"'s maximum of 67108864",
+            ),
+            (
+                json!({"batch": {"max_bytes": 8_388_608}}),
+                true,
+                "forbidden",
+                "batch.max_bytes 8388608",
             ),
         ];
         for (change, fuel, kind, needle) in cases {
