@@ -373,7 +373,17 @@ impl Spec {
         }
     }
 
-    /// A consumer's group and input topics (a producer has none).
+    /// A consumer's input topics (a producer has none).
+    pub fn inputs(&self) -> &[String] {
+        self.kind.consumer().map_or(&[], |c| c.inputs.as_slice())
+    }
+
+    /// A consumer's group; `None` for a producer.
+    pub fn group(&self) -> Option<&str> {
+        self.kind.consumer().map(|c| c.group.as_str())
+    }
+
+    /// A consumer's group and input topics; `None` for a producer.
     pub fn group_and_inputs(&self) -> Option<(String, Vec<String>)> {
         let c = self.kind.consumer()?;
         Some((c.group.clone(), c.inputs.clone()))
@@ -382,9 +392,7 @@ impl Spec {
     /// Every topic it reads or writes, with its role (`input`, `output`,
     /// `dead-letter`).
     pub fn topics(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        let inputs = self.kind.consumer().map(|c| c.inputs.as_slice());
-        inputs
-            .unwrap_or_default()
+        self.inputs()
             .iter()
             .map(|t| ("input", t.as_str()))
             .chain(self.outputs.iter().map(|t| ("output", t.as_str())))

@@ -342,12 +342,7 @@ impl Supervisor {
         from: StartPosition,
         mode: Move,
     ) -> Result<()> {
-        let group = def
-            .spec
-            .kind
-            .consumer()
-            .map(|c| c.group.clone())
-            .unwrap_or_default();
+        let group = def.spec.group().unwrap_or_default().to_owned();
         let (kafka, topics) = (self.kafka.clone(), topics.to_vec());
         let moved = tokio::task::spawn_blocking(move || {
             move_group(&kafka, &group, &topics, from, mode, MOVE_WAIT)

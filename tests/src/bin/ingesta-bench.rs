@@ -315,12 +315,7 @@ fn consumer_config(topic: &str) -> Result<ClientConfig> {
     );
     let config = parse_config(&[d])?;
     let def = &config.deployments[0];
-    let group = def
-        .spec
-        .kind
-        .consumer()
-        .map(|c| c.group.clone())
-        .unwrap_or_default();
+    let group = def.spec.group().unwrap_or_default().to_owned();
     Ok(ingesta_runtime::kafka::consumer_config(
         &config.kafka,
         &def.name,

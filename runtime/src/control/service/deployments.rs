@@ -354,9 +354,8 @@ impl Service {
         if let Some(dlq) = &spec.failure.dead_letter_topic {
             // Each topic once: Kafka refuses a request naming a resource
             // twice (an input may also be an output).
-            let inputs = spec.kind.consumer().map(|c| c.inputs.as_slice());
-            let wanted: Vec<String> = inputs
-                .unwrap_or_default()
+            let wanted: Vec<String> = spec
+                .inputs()
                 .iter()
                 .chain(std::iter::once(dlq))
                 .cloned()

@@ -140,12 +140,7 @@ pub(super) fn check_dead_letter_size(
     let Some(&dlq_max) = sizes.get(dlq) else {
         return Ok(());
     };
-    let inputs = spec
-        .kind
-        .consumer()
-        .map(|c| c.inputs.as_slice())
-        .unwrap_or_default();
-    for input in inputs {
+    for input in spec.inputs() {
         if let Some(&input_max) = sizes.get(input)
             && input_max > dlq_max
         {
