@@ -89,8 +89,10 @@ async fn main() -> Result<()> {
         "user-activity-alerts".to_owned(),
     ]);
     grants.config = BTreeMap::from([("output_topic".to_owned(), "out".to_owned())]);
-    let grants = Arc::new(grants);
-    let template = ConsumerTemplate::new(pre, grants)?;
+    let slots = engine
+        .quotas()
+        .slots("bench", None, &grants.telemetry.metrics);
+    let template = ConsumerTemplate::new(pre, Arc::new(grants), slots)?;
     let mut instance = ConsumerInstance::new(&template).await?;
 
     let started = Instant::now();

@@ -45,6 +45,9 @@ pub struct TenantConfig {
     pub groups: Vec<String>,
     /// Most deployments the tenant may have; unset means no cap.
     pub max_deployments: Option<usize>,
+    /// Most live instances of all the tenant's deployments on one runner;
+    /// more wait for one to be given back (unset: the runner's pool).
+    pub max_instances: Option<u32>,
     /// Highest `limits.memory_mib` the tenant may ask for.
     pub max_memory_mib: Option<u64>,
     /// Highest `limits.deadline_ms` the tenant may ask for.

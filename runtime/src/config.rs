@@ -172,6 +172,9 @@ pub struct RuntimeConfig {
     pub offsets_cache_ms: u64,
     /// Wasm call stack per instance, in KiB; deeper recursion traps.
     pub wasm_stack_kib: u64,
+    /// Most live instances on this runner (the size of the instance pool);
+    /// more wait for one to be given back.
+    pub max_instances: u32,
     /// Compile modules with fuel metering, so deployments created over the
     /// API may set `limits.fuel`. Metering costs every deployment some
     /// speed (see docs/benchmarks.md), so it is off unless asked for or a
@@ -188,6 +191,7 @@ impl Default for RuntimeConfig {
             stall_timeout_ms: 30_000,
             offsets_cache_ms: 1_000,
             wasm_stack_kib: 512,
+            max_instances: 1000,
             fuel_metering: false,
         }
     }
@@ -299,40 +303,9 @@ impl Config {
             "kafka.ingest_producer",
             MANAGED_PRODUCER_KEYS,
         )?;
-        if !(1_000..=86_400_000).contains(&self.runtime.stall_timeout_ms) {
-            return Err(
-                "runtime.stall_timeout_ms must be between 1000 and 86400000 (a day)".into(),
-            );
-        }
-        if self.runtime.offsets_cache_ms > 60_000 {
-            return Err("runtime.offsets_cache_ms must be at most 60000".into());
-        }
-        if self.runtime.epoch_tick_ms == 0 {
-            return Err("runtime.epoch_tick_ms must be at least 1".into());
-        }
-        if !(64..=16 * 1024).contains(&self.runtime.wasm_stack_kib) {
-            return Err("runtime.wasm_stack_kib must be between 64 and 16384".into());
-        }
+        self.runtime.validate()?;
         if let Some(c) = &self.control {
-            if c.operator_token_sha256.is_none() && c.tenants.is_empty() {
-                return Err("control: no operator_token_sha256 and no [[control.tenant]]: nobody could use the API".into());
-            }
-            if !(1..=65_536).contains(&c.max_connections) {
-                return Err("control.max_connections must be between 1 and 65536".into());
-            }
-            if !(100..=600_000).contains(&c.header_read_timeout_ms) {
-                return Err("control.header_read_timeout_ms must be between 100 and 600000".into());
-            }
-            if c.max_module_mib == 0 || c.max_module_mib > 1024 {
-                return Err("control.max_module_mib must be between 1 and 1024".into());
-            }
-            c.auth().map_err(|e| format!("control: {e}"))?;
-            if !crate::deployment::is_valid_topic(&format!("{}deployments", c.state_topic_prefix)) {
-                return Err(format!(
-                    "control.state_topic_prefix {:?} does not make a valid topic name",
-                    c.state_topic_prefix
-                ));
-            }
+            c.validate()?;
         }
         let mut names = std::collections::BTreeSet::new();
         for d in &self.deployments {
@@ -348,6 +321,54 @@ impl Config {
             if !names.insert(d.name.as_str()) {
                 return Err(format!("deployment name {:?} is used twice", d.name));
             }
+        }
+        Ok(())
+    }
+}
+
+impl RuntimeConfig {
+    fn validate(&self) -> Result<(), String> {
+        if !(1_000..=86_400_000).contains(&self.stall_timeout_ms) {
+            return Err(
+                "runtime.stall_timeout_ms must be between 1000 and 86400000 (a day)".into(),
+            );
+        }
+        if self.offsets_cache_ms > 60_000 {
+            return Err("runtime.offsets_cache_ms must be at most 60000".into());
+        }
+        if self.epoch_tick_ms == 0 {
+            return Err("runtime.epoch_tick_ms must be at least 1".into());
+        }
+        if !(1..=100_000).contains(&self.max_instances) {
+            return Err("runtime.max_instances must be between 1 and 100000".into());
+        }
+        if !(64..=16 * 1024).contains(&self.wasm_stack_kib) {
+            return Err("runtime.wasm_stack_kib must be between 64 and 16384".into());
+        }
+        Ok(())
+    }
+}
+
+impl ControlConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.operator_token_sha256.is_none() && self.tenants.is_empty() {
+            return Err("control: no operator_token_sha256 and no [[control.tenant]]: nobody could use the API".into());
+        }
+        if !(1..=65_536).contains(&self.max_connections) {
+            return Err("control.max_connections must be between 1 and 65536".into());
+        }
+        if !(100..=600_000).contains(&self.header_read_timeout_ms) {
+            return Err("control.header_read_timeout_ms must be between 100 and 600000".into());
+        }
+        if self.max_module_mib == 0 || self.max_module_mib > 1024 {
+            return Err("control.max_module_mib must be between 1 and 1024".into());
+        }
+        self.auth().map_err(|e| format!("control: {e}"))?;
+        if !crate::deployment::is_valid_topic(&format!("{}deployments", self.state_topic_prefix)) {
+            return Err(format!(
+                "control.state_topic_prefix {:?} does not make a valid topic name",
+                self.state_topic_prefix
+            ));
         }
         Ok(())
     }

@@ -76,6 +76,7 @@ fn prepare_with(
                 .with_context(|| format!("deployment {:?}", d.name))?;
         specs.push(Program::link(
             linker,
+            engine.quotas(),
             d,
             module,
             DeploymentTelemetry::new(&d.name),
@@ -96,6 +97,13 @@ pub fn engine_for(config: &Config) -> Result<WasmEngine> {
     let mut engine =
         WasmEngineConfig::new(Duration::from_millis(config.runtime.epoch_tick_ms), cache);
     engine.max_wasm_stack = (config.runtime.wasm_stack_kib as usize) << 10;
+    engine.max_instances = config.runtime.max_instances;
+    engine.tenant_max_instances = config
+        .control
+        .iter()
+        .flat_map(|c| &c.tenants)
+        .filter_map(|t| Some((t.name.clone(), t.max_instances? as usize)))
+        .collect();
     // Fuel metering is engine-wide: on when asked for, or when a
     // config-file deployment sets a fuel limit.
     engine.fuel = config.runtime.fuel_metering

@@ -80,7 +80,8 @@ pub fn consumer(
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect::<BTreeMap<_, _>>();
-    ConsumerTemplate::new(pre, Arc::new(grants))
+    let slots = engine.quotas().slots(name, None, &grants.telemetry.metrics);
+    ConsumerTemplate::new(pre, Arc::new(grants), slots)
 }
 
 /// The hostile fixture linked into `engine` as deployment `name` with

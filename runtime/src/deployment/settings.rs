@@ -115,6 +115,13 @@ pub struct LimitsConfig {
     pub log_lines_per_second: u32,
     /// Lines the deployment may write at once before the rate applies.
     pub log_burst_lines: u32,
+    /// Most live instances of the deployment on one runner (a consumer
+    /// lane holds one while it has work; an ingest request one for its
+    /// call). More wait for one to be given back, so a value below the
+    /// partition count still makes progress by rotation. Unset: only the
+    /// tenant's and the runner's quotas apply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_instances: Option<u32>,
 }
 
 impl Default for LimitsConfig {
@@ -127,6 +134,7 @@ impl Default for LimitsConfig {
             max_output_bytes: 64 << 20,
             log_lines_per_second: 100,
             log_burst_lines: 1_000,
+            max_instances: None,
         }
     }
 }

@@ -524,6 +524,11 @@ fn limits_problem(l: &LimitsConfig) -> Option<String> {
     if l.log_lines_per_second > 100_000 || l.log_burst_lines == 0 || l.log_burst_lines > 1_000_000 {
         return Some("limits.log_lines_per_second must be at most 100000 and limits.log_burst_lines between 1 and 1000000".into());
     }
+    if l.max_instances == Some(0) {
+        return Some(
+            "limits.max_instances must be at least 1 (or unset for no cap of its own)".into(),
+        );
+    }
     None
 }
 

@@ -52,6 +52,16 @@ struct Program {
     /// Idle request instances, reused so a module's warm state (parsed
     /// config, caches) survives between requests.
     idle: Mutex<Vec<ProducerInstance>>,
+    /// The task that empties `idle` when someone waits for an instance.
+    releaser: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        if let Some(task) = self.releaser.get_mut().unwrap().take() {
+            task.abort();
+        }
+    }
 }
 
 impl Program {
@@ -62,14 +72,19 @@ impl Program {
             .telemetry
             .log
             .set_rate(limits.log_lines_per_second, limits.log_burst_lines);
-        Arc::new(Self {
+        let program = Arc::new(Self {
             idle: Mutex::new(Vec::new()),
+            releaser: Mutex::new(None),
             settings: spec.def.spec.kind.producer().cloned().unwrap_or_default(),
             def: spec.def,
             template: spec.template,
-        })
+        });
+        Self::release_idle_when_wanted(&program);
+        program
     }
 
+    /// An idle instance or a new one; a new one may wait for a slot (the
+    /// caller bounds the wait).
     async fn instance(&self) -> anyhow::Result<ProducerInstance> {
         let idle = self.idle.lock().unwrap().pop();
         match idle {
@@ -79,10 +94,37 @@ impl Program {
     }
 
     fn put_back(&self, instance: ProducerInstance) {
+        // Someone waits for an instance: give this one back rather than
+        // keep it idle.
+        if self.template.slots().wanted() {
+            return;
+        }
         let mut idle = self.idle.lock().unwrap();
         if idle.len() < MAX_IDLE_INSTANCES {
             idle.push(instance);
         }
+    }
+
+    /// Give the idle instances back whenever someone waits for one, for as
+    /// long as the program is in use.
+    fn release_idle_when_wanted(program: &Arc<Self>) {
+        let slots = program.template.slots().clone();
+        let weak = Arc::downgrade(program);
+        let task = tokio::spawn(async move {
+            let program = weak;
+            loop {
+                slots.until_wanted().await;
+                let Some(program) = program.upgrade() else {
+                    return;
+                };
+                let idle = std::mem::take(&mut *program.idle.lock().unwrap());
+                drop(program);
+                drop(idle);
+                // Let the waiter take what was given back before looking again.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        *program.releaser.lock().unwrap() = Some(task);
     }
 }
 
@@ -358,12 +400,25 @@ impl ProducerDeployment {
     ) -> Result<IngestReply, IngestError> {
         let program = &admission.program;
         let metrics = &self.telemetry.metrics;
-        let mut instance = program.instance().await.map_err(|e| {
-            IngestError::Unavailable(format!(
-                "deployment {:?}: cannot instantiate the module now ({e:#}); retry shortly",
-                self.name()
-            ))
-        })?;
+        // A request waits for an instance slot at most as long as its call
+        // may take; the caller is then told to come back.
+        let wait = Duration::from_millis(program.def.spec.limits.deadline_ms);
+        let mut instance = match tokio::time::timeout(wait, program.instance()).await {
+            Ok(Ok(instance)) => instance,
+            Ok(Err(e)) => {
+                return Err(IngestError::Unavailable(format!(
+                    "deployment {:?}: cannot instantiate the module now ({e:#}); retry shortly",
+                    self.name()
+                )));
+            }
+            Err(_) => {
+                return Err(IngestError::Unavailable(format!(
+                    "deployment {:?}: every instance its quotas allow is in use (waited {} ms); retry shortly",
+                    self.name(),
+                    wait.as_millis()
+                )));
+            }
+        };
         let started = Instant::now();
         let outcome = instance.request(&request).await;
         metrics

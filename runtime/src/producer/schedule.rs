@@ -117,7 +117,16 @@ async fn run(
         };
         seq += 1;
         d.telemetry.metrics.ticks.inc();
-        let published = match tick_once(&d, &mut current, tick, &mut stop).await {
+        let ended = tick_once(&d, &mut current, tick, &mut stop).await;
+        if current
+            .as_ref()
+            .is_some_and(|c| c.program.template.slots().wanted())
+        {
+            // Someone waits for an instance: the timer gives its back
+            // between ticks.
+            current = None;
+        }
+        let published = match ended {
             TickEnd::Published(n) => {
                 last_error = None;
                 n
@@ -160,7 +169,11 @@ async fn tick_once(
             .as_ref()
             .is_none_or(|c| !Arc::ptr_eq(&c.program, &program))
         {
-            match ProducerInstance::new(&program.template).await {
+            let fresh = tokio::select! {
+                fresh = ProducerInstance::new(&program.template) => fresh,
+                _ = stop.wait_for(|s| *s) => return TickEnd::Stopped,
+            };
+            match fresh {
                 Ok(instance) => {
                     *current = Some(TickInstance {
                         program: program.clone(),

@@ -31,7 +31,7 @@ use crate::offsets::{Move, move_group};
 use crate::pipeline::Timeouts;
 use crate::producer::ProducerDeployment;
 use crate::telemetry::DeploymentTelemetry;
-use crate::wasm::{HostState, WasmEngine, consumer_linker};
+use crate::wasm::{HostState, InstanceQuotas, WasmEngine, consumer_linker};
 
 /// How long a start or replay waits for the group to empty before it
 /// gives up.
@@ -105,6 +105,7 @@ impl View {
 /// Every deployment of this runner.
 pub struct Supervisor {
     linker: Linker<HostState>,
+    quotas: Arc<InstanceQuotas>,
     kafka: KafkaConfig,
     producers: Producers,
     timeouts: Timeouts,
@@ -127,6 +128,7 @@ impl Supervisor {
     ) -> Result<Self> {
         Ok(Self {
             linker: consumer_linker(engine.engine())?,
+            quotas: engine.quotas().clone(),
             kafka,
             producers,
             timeouts,
@@ -376,7 +378,7 @@ impl Supervisor {
                     def.name
                 )
             })??;
-        Program::link(&self.linker, def, module, telemetry.clone())
+        Program::link(&self.linker, &self.quotas, def, module, telemetry.clone())
     }
 
     /// Re-apply the deployments waiting for module `digest`.

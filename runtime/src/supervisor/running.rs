@@ -13,7 +13,8 @@ use crate::pipeline::{Deployment, Timeouts};
 use crate::producer::ProducerDeployment;
 use crate::telemetry::{DeploymentMetrics, DeploymentTelemetry};
 use crate::wasm::{
-    ConsumerTemplate, DeploymentGrants, HostState, LoadedModule, ProducerTemplate, World,
+    ConsumerTemplate, DeploymentGrants, HostState, InstanceQuotas, LoadedModule, ProducerTemplate,
+    World,
 };
 
 /// A definition with its module linked, of either kind.
@@ -25,10 +26,12 @@ pub enum Program {
 }
 
 impl Program {
-    /// Link `module` for `def`; its instances report to `telemetry`. The
-    /// module's world must be the definition's kind.
+    /// Link `module` for `def`; its instances report to `telemetry` and
+    /// count against `quotas`. The module's world must be the definition's
+    /// kind.
     pub fn link(
         linker: &Linker<HostState>,
+        quotas: &InstanceQuotas,
         def: &Definition,
         module: LoadedModule,
         telemetry: Arc<DeploymentTelemetry>,
@@ -49,17 +52,18 @@ impl Program {
             .iter()
             .map(|(k, v)| (k.clone(), v.0.clone()))
             .collect();
+        let slots = quotas.slots(name, spec.limits.max_instances, &grants.telemetry.metrics);
         let grants = Arc::new(grants);
         let in_context =
             |e: anyhow::Error| e.context(format!("deployment {name:?}: module {source}"));
         let program = match module.world {
             World::Consumer => Program::Consumer(Linked {
                 def: def.clone(),
-                template: ConsumerTemplate::new(pre, grants).map_err(in_context)?,
+                template: ConsumerTemplate::new(pre, grants, slots).map_err(in_context)?,
             }),
             World::Producer => Program::Producer(Linked {
                 def: def.clone(),
-                template: ProducerTemplate::new(pre, grants).map_err(in_context)?,
+                template: ProducerTemplate::new(pre, grants, slots).map_err(in_context)?,
             }),
         };
         tracing::info!(deployment = %name, module = %source, digest = %module.digest,

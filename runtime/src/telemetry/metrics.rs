@@ -138,6 +138,13 @@ pub struct DeploymentMetrics {
     /// Live instances (stores) of the deployment on this runner; kept by
     /// the store's resource limiter.
     pub instances: IntGauge,
+    /// Times an instance had to wait for a slot, by the `scope` whose
+    /// quota was used up: `deployment` (`limits.max_instances`), `tenant`
+    /// (the tenant's `max_instances`), `runner` (`runtime.max_instances`)
+    /// or `pool` (the allocator's memories or tables).
+    pub instance_waits: IntCounterVec,
+    /// Time spent waiting for an instance slot, in milliseconds.
+    pub instance_wait_ms: IntCounter,
     /// Linear memory of the live instances, in bytes, as wasmtime grew it.
     pub instance_memory_bytes: IntGauge,
     /// Guest lines admitted by the log budget, from `log` calls and
@@ -237,6 +244,15 @@ impl DeploymentMetrics {
                 "Calls interrupted at their deadline (limits.deadline_ms).",
             ),
             instances: f.gauge("ingesta_instances", "Live instances."),
+            instance_waits: f.counter_vec(
+                "ingesta_instance_waits_total",
+                "Waits for an instance slot, by the scope whose quota was used up (deployment, tenant, runner, pool).",
+                &["scope"],
+            ),
+            instance_wait_ms: f.counter(
+                "ingesta_instance_wait_milliseconds_total",
+                "Time spent waiting for an instance slot.",
+            ),
             instance_memory_bytes: f.gauge(
                 "ingesta_instance_memory_bytes",
                 "Linear memory of the live instances.",

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::quota::InstanceQuotas;
 use anyhow::{Context, Result};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -26,6 +27,8 @@ pub struct WasmEngineConfig {
     pub max_memory_bytes: usize,
     /// Instances the pool can hold at once (one per active partition lane).
     pub max_instances: u32,
+    /// Most live instances of each tenant that has a cap.
+    pub tenant_max_instances: std::collections::HashMap<String, usize>,
     /// Wasm call stack per instance.
     pub max_wasm_stack: usize,
     /// Whether compiled code checks the epoch (deadlines and yielding).
@@ -44,6 +47,7 @@ impl WasmEngineConfig {
             compile_cache_dir,
             max_memory_bytes: 4 << 30,
             max_instances: 1000,
+            tenant_max_instances: std::collections::HashMap::new(),
             max_wasm_stack: 512 * 1024,
             epoch_interruption: true,
             fuel: false,
@@ -55,6 +59,7 @@ impl WasmEngineConfig {
 pub struct WasmEngine {
     engine: Engine,
     config: WasmEngineConfig,
+    quotas: Arc<InstanceQuotas>,
     /// Tells the ticker to stop when the engine is dropped.
     stop: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
@@ -110,8 +115,13 @@ impl WasmEngine {
                 })
                 .context("failed to start the epoch ticker thread")?
         };
+        let quotas = Arc::new(InstanceQuotas::new(
+            config.max_instances as usize,
+            config.tenant_max_instances.clone(),
+        ));
         Ok(Self {
             engine,
+            quotas,
             config,
             stop,
             ticker: Some(ticker),
@@ -121,6 +131,11 @@ impl WasmEngine {
     /// The wasmtime engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The quotas of live instances (runner, tenants).
+    pub fn quotas(&self) -> &Arc<InstanceQuotas> {
+        &self.quotas
     }
 
     /// The engine's settings.

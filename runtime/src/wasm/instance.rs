@@ -16,6 +16,7 @@ use super::bindings::{
     Batch, Consumer, ConsumerPre, ErrorClass, HandlerError, Outbox, Producer, ProducerPre,
 };
 use super::host::{DeploymentGrants, HostState, MAX_HOSTCALL_BYTES, MAX_RESOURCE_HANDLES};
+use super::quota::{Slot, Slots};
 
 pub use crate::deployment::status::TrapKind;
 
@@ -55,6 +56,8 @@ struct DeadlineExceeded(u128);
 pub struct Template<P> {
     pre: P,
     grants: Arc<DeploymentGrants>,
+    /// The quotas every instance of the deployment counts against.
+    slots: Arc<Slots>,
 }
 
 /// A linked consumer component.
@@ -67,25 +70,73 @@ impl<P> Template<P> {
     pub fn grants(&self) -> &Arc<DeploymentGrants> {
         &self.grants
     }
+
+    /// The quotas of the deployment's instances.
+    pub fn slots(&self) -> &Arc<Slots> {
+        &self.slots
+    }
+}
+
+/// A store for one more instance and the slot it holds: waits while a quota
+/// is used up, and while the pooling allocator is out of some resource
+/// (memories, tables, core instances) that the quotas do not count.
+async fn instantiate<B, F>(
+    engine: &wasmtime::Engine,
+    grants: &Arc<DeploymentGrants>,
+    slots: &Slots,
+    instantiate: impl Fn(Store<HostState>) -> F,
+) -> Result<(Store<HostState>, B, Slot)>
+where
+    F: Future<Output = (Store<HostState>, wasmtime::Result<B>)>,
+{
+    let mut backoff = std::time::Duration::from_millis(10);
+    loop {
+        let slot = slots.acquire().await;
+        let store = new_store(engine, grants)?;
+        let (store, result) = instantiate(store).await;
+        match result {
+            Ok(bindings) => return Ok((store, bindings, slot)),
+            Err(e)
+                if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                    .is_some() =>
+            {
+                drop(slot);
+                slots.pool_exhausted(&e.to_string());
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
+            }
+            Err(e) => {
+                return Err(anyhow::Error::from(e).context("failed to instantiate the module"));
+            }
+        }
+    }
 }
 
 impl ConsumerTemplate {
     /// Link `pre` once per deployment; instantiation then only allocates.
-    pub fn new(pre: InstancePre<HostState>, grants: Arc<DeploymentGrants>) -> Result<Self> {
+    pub fn new(
+        pre: InstancePre<HostState>,
+        grants: Arc<DeploymentGrants>,
+        slots: Arc<Slots>,
+    ) -> Result<Self> {
         let pre = ConsumerPre::new(pre)
             .map_err(anyhow::Error::from)
             .context("component does not match the consumer world")?;
-        Ok(Self { pre, grants })
+        Ok(Self { pre, grants, slots })
     }
 }
 
 impl ProducerTemplate {
     /// Link `pre` once per deployment; instantiation then only allocates.
-    pub fn new(pre: InstancePre<HostState>, grants: Arc<DeploymentGrants>) -> Result<Self> {
+    pub fn new(
+        pre: InstancePre<HostState>,
+        grants: Arc<DeploymentGrants>,
+        slots: Arc<Slots>,
+    ) -> Result<Self> {
         let pre = ProducerPre::new(pre)
             .map_err(anyhow::Error::from)
             .context("component does not match the producer world")?;
-        Ok(Self { pre, grants })
+        Ok(Self { pre, grants, slots })
     }
 }
 
@@ -219,19 +270,31 @@ fn finish_call<T>(
 pub struct ConsumerInstance {
     store: Store<HostState>,
     bindings: Consumer,
+    /// Given back to the quotas when the instance is dropped.
+    _slot: Slot,
 }
 
 impl ConsumerInstance {
     /// Instantiate from the deployment's template.
+    /// Waits while a quota of live instances is used up.
     pub async fn new(template: &ConsumerTemplate) -> Result<Self> {
-        let mut store = new_store(template.pre.engine(), &template.grants)?;
-        // Initialisers run guest code too: the same deadline bounds them.
-        let instantiate = template.pre.instantiate_async(&mut store);
-        let bindings = within_deadline(template.grants.deadline, instantiate)
-            .await
-            .map_err(anyhow::Error::from)
-            .context("failed to instantiate the module")?;
-        Ok(Self { store, bindings })
+        let (store, bindings, slot) = instantiate(
+            template.pre.engine(),
+            &template.grants,
+            &template.slots,
+            |mut store| async move {
+                // Initialisers run guest code too: the same deadline bounds them.
+                let instantiate = template.pre.instantiate_async(&mut store);
+                let result = within_deadline(template.grants.deadline, instantiate).await;
+                (store, result)
+            },
+        )
+        .await?;
+        Ok(Self {
+            store,
+            bindings,
+            _slot: slot,
+        })
     }
 
     /// Call the handler with one batch.
@@ -254,19 +317,31 @@ impl ConsumerInstance {
 pub struct ProducerInstance {
     store: Store<HostState>,
     bindings: Producer,
+    /// Given back to the quotas when the instance is dropped.
+    _slot: Slot,
 }
 
 impl ProducerInstance {
     /// Instantiate from the deployment's template.
+    /// Waits while a quota of live instances is used up.
     pub async fn new(template: &ProducerTemplate) -> Result<Self> {
-        let mut store = new_store(template.pre.engine(), &template.grants)?;
-        // Initialisers run guest code too: the same deadline bounds them.
-        let instantiate = template.pre.instantiate_async(&mut store);
-        let bindings = within_deadline(template.grants.deadline, instantiate)
-            .await
-            .map_err(anyhow::Error::from)
-            .context("failed to instantiate the module")?;
-        Ok(Self { store, bindings })
+        let (store, bindings, slot) = instantiate(
+            template.pre.engine(),
+            &template.grants,
+            &template.slots,
+            |mut store| async move {
+                // Initialisers run guest code too: the same deadline bounds them.
+                let instantiate = template.pre.instantiate_async(&mut store);
+                let result = within_deadline(template.grants.deadline, instantiate).await;
+                (store, result)
+            },
+        )
+        .await?;
+        Ok(Self {
+            store,
+            bindings,
+            _slot: slot,
+        })
     }
 
     /// Call the module with one HTTP request.

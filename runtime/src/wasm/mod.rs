@@ -12,6 +12,7 @@ mod engine;
 mod host;
 mod instance;
 mod module;
+mod quota;
 
 pub use engine::{WasmEngine, WasmEngineConfig};
 pub use host::{
@@ -23,3 +24,4 @@ pub use instance::{
     TrapKind,
 };
 pub use module::{LoadedModule, ModuleError, World, prepare_cache_dir, remove_cached};
+pub use quota::{InstanceQuotas, Slots};

@@ -88,6 +88,9 @@ async fn run(args: Args) -> Result<()> {
     );
     grants.outputs = args.topic.iter().cloned().collect::<HashSet<_>>();
     grants.config = config;
+    let slots = engine
+        .quotas()
+        .slots("guest-call", None, &grants.telemetry.metrics);
     let grants = Arc::new(grants);
     let pre = consumer_linker(engine.engine())?.instantiate_pre(&module.component)?;
     println!(
@@ -96,7 +99,7 @@ async fn run(args: Args) -> Result<()> {
     );
     match module.world {
         World::Consumer => {
-            let template = ConsumerTemplate::new(pre, grants.clone())?;
+            let template = ConsumerTemplate::new(pre, grants.clone(), slots.clone())?;
             let mut instance = ConsumerInstance::new(&template).await?;
             let lines: Vec<String> = std::io::stdin().lock().lines().collect::<Result<_, _>>()?;
             let mut offset = 0;
@@ -110,7 +113,7 @@ async fn run(args: Args) -> Result<()> {
             }
         }
         World::Producer => {
-            let template = ProducerTemplate::new(pre, grants.clone())?;
+            let template = ProducerTemplate::new(pre, grants.clone(), slots.clone())?;
             let mut instance = ProducerInstance::new(&template).await?;
             if let Some(body) = &args.request {
                 let request = Request {

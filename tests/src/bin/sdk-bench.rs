@@ -137,7 +137,8 @@ fn run() -> Result<()> {
         grants.outputs =
             HashSet::from(["user-activity-stats".into(), "user-activity-alerts".into()]);
         grants.config = BTreeMap::new();
-        let template = ConsumerTemplate::new(pre, Arc::new(grants))?;
+        let slots = engine.quotas().slots(lang, None, &grants.telemetry.metrics);
+        let template = ConsumerTemplate::new(pre, Arc::new(grants), slots)?;
         let (instantiate, first_call, rate) = block_on(async {
             let mut times = Vec::with_capacity(args.instances);
             for _ in 0..args.instances.max(1) {

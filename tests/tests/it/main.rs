@@ -25,6 +25,7 @@ mod crash;
 mod dead_letters;
 mod guest_log;
 mod handler_error;
+mod hostile;
 mod http_limits;
 mod limits;
 mod monitoring;

@@ -349,20 +349,24 @@ impl Lane {
                     return Ok(());
                 }
                 continue;
-            } else if let Some(front) = self.unacked.front() {
-                let acks = front.acks.clone();
+            } else {
+                let acks = self.unacked.front().map(|f| f.acks.clone());
+                let slots = self.program.template.slots().clone();
                 tokio::select! {
                     biased;
-                    _ = acks.wait() => {
+                    _ = async { acks.as_ref().expect("guarded").wait().await }, if acks.is_some() => {
                         if self.settle_front().await? == Handled::Abandoned {
                             return Ok(());
                         }
                         continue;
                     }
                     b = rx.recv() => b,
+                    // Idle while someone waits for an instance: give ours back.
+                    () = slots.until_wanted(), if self.instance.is_some() => {
+                        self.instance = None;
+                        continue;
+                    }
                 }
-            } else {
-                rx.recv().await
             };
             let Some(batch) = next else { break };
             if self.closing() {
@@ -374,6 +378,10 @@ impl Lane {
                 panic!("injected by a test");
             }
             let handled = self.handle(batch).await;
+            if self.program.template.slots().wanted() {
+                // Someone waits for an instance: rotate at the batch boundary.
+                self.instance = None;
+            }
             if matches!(handled, Ok(Handled::Abandoned)) {
                 // Nothing after an abandoned batch may be stored either.
                 break;

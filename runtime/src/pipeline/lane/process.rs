@@ -50,7 +50,9 @@ impl Lane {
                         part = failure::slice(batch, range.clone());
                         &part
                     };
-                    let called = self.call(target).await?;
+                    let Some(called) = self.call(target).await? else {
+                        return Ok(None);
+                    };
                     let metrics = &self.ctx.shared.telemetry.metrics;
                     let outcome = match called {
                         CallOutcome::Ok((), outboxes) => {
@@ -94,15 +96,19 @@ impl Lane {
         Ok(Some(out))
     }
 
-    /// One call, creating the instance first if there is none. While it
-    /// runs, earlier batches whose outputs Kafka acknowledges are stored,
-    /// so a long call holds back nothing that was handled before it.
-    async fn call(&mut self, batch: &Batch) -> Result<CallOutcome, LaneError> {
+    /// One call, creating the instance first if there is none (waiting for
+    /// a slot if the quotas are used up: `None` if the lane starts closing
+    /// meanwhile). While it runs, earlier batches whose outputs Kafka
+    /// acknowledges are stored, so a long call holds back nothing that was
+    /// handled before it.
+    async fn call(&mut self, batch: &Batch) -> Result<Option<CallOutcome>, LaneError> {
         if self.instance.is_none() {
-            let fresh = ConsumerInstance::new(&self.program.template)
-                .await
-                .map_err(LaneError::Instantiate)?;
-            self.instance = Some(fresh);
+            let mut closing = self.closing.clone();
+            let fresh = tokio::select! {
+                fresh = ConsumerInstance::new(&self.program.template) => fresh,
+                _ = closing.wait_for(|c| *c) => return Ok(None),
+            };
+            self.instance = Some(fresh.map_err(LaneError::Instantiate)?);
         }
         let Lane {
             instance,
@@ -132,7 +138,7 @@ impl Lane {
             .metrics
             .call_seconds
             .observe(started.elapsed().as_secs_f64());
-        Ok(outcome)
+        Ok(Some(outcome))
     }
 
     /// The dead-letter record for record `index`, or the reason the
