@@ -175,6 +175,11 @@ pub struct RuntimeConfig {
     /// Most live instances on this runner (the size of the instance pool);
     /// more wait for one to be given back.
     pub max_instances: u32,
+    /// Wasm calls still running at an epoch tick ("long calls") that may
+    /// run at once; the others wait their turn, one deployment after
+    /// another. Unset: one fewer than the cores (at least 1), so a worker
+    /// is always left for short calls.
+    pub long_calls: Option<u32>,
     /// Compile modules with fuel metering, so deployments created over the
     /// API may set `limits.fuel`. Metering costs every deployment some
     /// speed (see docs/benchmarks.md), so it is off unless asked for or a
@@ -192,6 +197,7 @@ impl Default for RuntimeConfig {
             offsets_cache_ms: 1_000,
             wasm_stack_kib: 512,
             max_instances: 1000,
+            long_calls: None,
             fuel_metering: false,
         }
     }
@@ -341,6 +347,9 @@ impl RuntimeConfig {
         }
         if !(1..=100_000).contains(&self.max_instances) {
             return Err("runtime.max_instances must be between 1 and 100000".into());
+        }
+        if self.long_calls == Some(0) {
+            return Err("runtime.long_calls must be at least 1 (or unset for cores - 1)".into());
         }
         if !(64..=16 * 1024).contains(&self.wasm_stack_kib) {
             return Err("runtime.wasm_stack_kib must be between 64 and 16384".into());

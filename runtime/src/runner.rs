@@ -98,6 +98,9 @@ pub fn engine_for(config: &Config) -> Result<WasmEngine> {
         WasmEngineConfig::new(Duration::from_millis(config.runtime.epoch_tick_ms), cache);
     engine.max_wasm_stack = (config.runtime.wasm_stack_kib as usize) << 10;
     engine.max_instances = config.runtime.max_instances;
+    if let Some(n) = config.runtime.long_calls {
+        engine.long_calls = n as usize;
+    }
     engine.tenant_max_instances = config
         .control
         .iter()

@@ -27,6 +27,8 @@ pub struct WasmEngineConfig {
     pub max_memory_bytes: usize,
     /// Instances the pool can hold at once (one per active partition lane).
     pub max_instances: u32,
+    /// Long calls (past their first epoch tick) running at once.
+    pub long_calls: usize,
     /// Most live instances of each tenant that has a cap.
     pub tenant_max_instances: std::collections::HashMap<String, usize>,
     /// Wasm call stack per instance.
@@ -48,11 +50,21 @@ impl WasmEngineConfig {
             max_memory_bytes: 4 << 30,
             max_instances: 1000,
             tenant_max_instances: std::collections::HashMap::new(),
+            long_calls: default_long_calls(),
             max_wasm_stack: 512 * 1024,
             epoch_interruption: true,
             fuel: false,
         }
     }
+}
+
+/// One fewer than the cores, at least one: a worker is always left for
+/// short calls.
+pub(super) fn default_long_calls() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .saturating_sub(1)
+        .max(1)
 }
 
 /// The shared engine plus the thread that drives its epoch.
@@ -118,6 +130,8 @@ impl WasmEngine {
         let quotas = Arc::new(InstanceQuotas::new(
             config.max_instances as usize,
             config.tenant_max_instances.clone(),
+            config.long_calls,
+            config.tick,
         ));
         Ok(Self {
             engine,

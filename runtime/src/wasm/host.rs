@@ -24,6 +24,7 @@ use super::bindings::ingesta::runtime::{config, emit, log};
 use ingesta_abi::{HEADER_ENTRY_SIZE, HeaderEntry, OUTGOING_ENTRY_SIZE, OutgoingEntry, Span};
 
 use super::bindings::{Consumer, Outbox};
+use super::share::HeldSlot;
 use crate::deployment::LimitsConfig;
 use crate::telemetry::guest_log::{GuestLevel, MAX_LINE, Stream};
 use crate::telemetry::{DeploymentMetrics, DeploymentTelemetry};
@@ -103,6 +104,8 @@ pub struct HostState {
     refused: Option<String>,
     /// When the current call started, for the deadline.
     call_started: Instant,
+    /// The long-call slot of the current call, if it ran past a tick.
+    long_slot: HeldSlot,
     /// Records and payload bytes emitted in the current call, against the
     /// per-call caps (they bound what the host buffers for a guest).
     emitted_records: u64,
@@ -144,6 +147,7 @@ impl HostState {
             outboxes: Vec::new(),
             refused: None,
             call_started: Instant::now(),
+            long_slot: HeldSlot::default(),
             emitted_records: 0,
             emitted_bytes: 0,
         }
@@ -167,6 +171,11 @@ impl HostState {
         self.emitted_bytes = 0;
     }
 
+    /// Where the current call keeps its long-call slot.
+    pub(super) fn long_slot(&self) -> &HeldSlot {
+        &self.long_slot
+    }
+
     /// Whether the current call has used up its wall-clock budget.
     pub(super) fn deadline_passed(&self) -> bool {
         self.call_started.elapsed() >= self.grants.deadline
@@ -174,6 +183,8 @@ impl HostState {
 
     /// The outboxes of the call that just returned, and any refused emit.
     pub(super) fn finish_call(&mut self) -> (Vec<Outbox>, Option<String>) {
+        // The call is over: its turn at long calls goes to the next.
+        self.long_slot.lock().unwrap().take();
         (std::mem::take(&mut self.outboxes), self.refused.take())
     }
 

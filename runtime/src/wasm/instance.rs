@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
+use wasmtime::Store;
 use wasmtime::component::InstancePre;
-use wasmtime::{Store, UpdateDeadline};
 
 use super::bindings::producer::{Request, Response, Tick};
 use super::bindings::{
@@ -92,7 +92,7 @@ where
     let mut backoff = std::time::Duration::from_millis(10);
     loop {
         let slot = slots.acquire().await;
-        let store = new_store(engine, grants)?;
+        let store = new_store(engine, grants, slots)?;
         let (store, result) = instantiate(store).await;
         match result {
             Ok(bindings) => return Ok((store, bindings, slot)),
@@ -145,19 +145,22 @@ impl ProducerTemplate {
 fn new_store(
     engine: &wasmtime::Engine,
     grants: &Arc<DeploymentGrants>,
+    slots: &Slots,
 ) -> Result<Store<HostState>> {
     let mut store = Store::new(engine, HostState::new(grants.clone()));
     store.limiter(|s| s.limits_mut());
     store.set_hostcall_fuel(MAX_HOSTCALL_BYTES);
     store.set_max_component_handles(MAX_RESOURCE_HANDLES);
-    store.epoch_deadline_callback(|ctx| {
+    let (cpu, held) = (slots.cpu().clone(), store.data().long_slot().clone());
+    store.epoch_deadline_callback(move |ctx| {
         let host = ctx.data();
         if host.deadline_passed() {
             return Err(DeadlineExceeded(host.grants().deadline.as_millis()).into());
         }
-        // Yield at every tick so one long call cannot monopolise an
-        // executor thread that other partitions and tenants share.
-        Ok(UpdateDeadline::Yield(1))
+        // A call still running at a tick yields its executor thread and
+        // runs on only in its turn (see `share`), so one long call cannot
+        // monopolise threads that other partitions and tenants share.
+        Ok(cpu.at_tick(&held))
     });
     // Instantiation runs guest code too (initialisers); under fuel
     // metering it gets the same budget as a call.
@@ -171,7 +174,8 @@ fn new_store(
 
 /// Resets the store's per-call state and budgets before a call; `Err` is
 /// the outcome to report instead of calling.
-fn begin_call<T>(store: &mut Store<HostState>) -> Result<(), CallOutcome<T>> {
+fn begin_call<T>(store: &mut Store<HostState>, slots: &Slots) -> Result<(), CallOutcome<T>> {
+    slots.cpu().call_started();
     store.data_mut().begin_call();
     store.set_epoch_deadline(1);
     // `get_fuel` fails exactly when the engine does not meter fuel.
@@ -272,6 +276,8 @@ pub struct ConsumerInstance {
     bindings: Consumer,
     /// Given back to the quotas when the instance is dropped.
     _slot: Slot,
+    /// The deployment's share, told of every call.
+    slots: Arc<Slots>,
 }
 
 impl ConsumerInstance {
@@ -294,12 +300,13 @@ impl ConsumerInstance {
             store,
             bindings,
             _slot: slot,
+            slots: template.slots.clone(),
         })
     }
 
     /// Call the handler with one batch.
     pub async fn handle(&mut self, batch: &Batch) -> CallOutcome {
-        if let Err(outcome) = begin_call(&mut self.store) {
+        if let Err(outcome) = begin_call(&mut self.store, &self.slots) {
             return outcome;
         }
         let deadline = self.store.data().grants().deadline;
@@ -319,6 +326,8 @@ pub struct ProducerInstance {
     bindings: Producer,
     /// Given back to the quotas when the instance is dropped.
     _slot: Slot,
+    /// The deployment's share, told of every call.
+    slots: Arc<Slots>,
 }
 
 impl ProducerInstance {
@@ -341,12 +350,13 @@ impl ProducerInstance {
             store,
             bindings,
             _slot: slot,
+            slots: template.slots.clone(),
         })
     }
 
     /// Call the module with one HTTP request.
     pub async fn request(&mut self, request: &Request) -> CallOutcome<Response> {
-        if let Err(outcome) = begin_call(&mut self.store) {
+        if let Err(outcome) = begin_call(&mut self.store, &self.slots) {
             return outcome;
         }
         let deadline = self.store.data().grants().deadline;
@@ -361,7 +371,7 @@ impl ProducerInstance {
 
     /// Call the module with one tick.
     pub async fn tick(&mut self, tick: Tick) -> CallOutcome {
-        if let Err(outcome) = begin_call(&mut self.store) {
+        if let Err(outcome) = begin_call(&mut self.store, &self.slots) {
             return outcome;
         }
         let deadline = self.store.data().grants().deadline;

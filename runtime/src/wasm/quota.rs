@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use prometheus::{IntCounter, IntCounterVec};
 
+use super::share::{CpuShare, DeploymentShare};
 use crate::telemetry::DeploymentMetrics;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
@@ -87,7 +88,7 @@ impl Quota {
 
 /// Decrements a counter when dropped (a waiter that is cancelled stops
 /// counting as waiting).
-struct Decrement<'a>(&'a AtomicUsize);
+pub(super) struct Decrement<'a>(pub(super) &'a AtomicUsize);
 
 impl Drop for Decrement<'_> {
     fn drop(&mut self) {
@@ -116,16 +117,25 @@ impl From<&DeploymentMetrics> for WaitMetrics {
 /// The runner's quotas: its pool, and one per tenant with a cap.
 pub struct InstanceQuotas {
     runner: Arc<Quota>,
+    /// Turns at long calls, handed to each deployment with its slots.
+    cpu: CpuShare,
     tenant_limits: HashMap<String, usize>,
     tenants: Mutex<HashMap<String, Arc<Quota>>>,
 }
 
 impl InstanceQuotas {
     /// `runner` instances in all; each tenant named in `tenant_limits` at
-    /// most its value.
-    pub fn new(runner: usize, tenant_limits: HashMap<String, usize>) -> Self {
+    /// most its value; `long_calls` long calls at once, the epoch advancing
+    /// every `tick` (see [`super::share`]).
+    pub fn new(
+        runner: usize,
+        tenant_limits: HashMap<String, usize>,
+        long_calls: usize,
+        tick: Duration,
+    ) -> Self {
         Self {
             runner: Quota::new("runner", "this runner".into(), runner),
+            cpu: CpuShare::new(long_calls, tick),
             tenant_limits,
             tenants: Mutex::new(HashMap::new()),
         }
@@ -160,15 +170,18 @@ impl InstanceQuotas {
             deployment: name.into(),
             quotas,
             waits: metrics.into(),
+            cpu: self.cpu.deployment(),
         })
     }
 }
 
-/// The quotas one deployment's instances count against, narrowest first.
+/// A deployment's share of the runner: the quotas its instances count
+/// against, narrowest first, and its turns at long calls.
 pub struct Slots {
     deployment: Arc<str>,
     quotas: Vec<Arc<Quota>>,
     waits: WaitMetrics,
+    cpu: Arc<DeploymentShare>,
 }
 
 /// The permits one live instance holds; dropping it gives them back.
@@ -177,6 +190,11 @@ pub struct Slot {
 }
 
 impl Slots {
+    /// The deployment's turns at long calls.
+    pub(super) fn cpu(&self) -> &Arc<DeploymentShare> {
+        &self.cpu
+    }
+
     /// A slot for one more instance, waiting as long as it takes (the
     /// caller bounds the wait if it must: dropping the future is safe).
     pub async fn acquire(&self) -> Slot {
@@ -229,7 +247,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_tenant_quota_is_shared_by_its_deployments_and_waits_are_counted() {
-        let quotas = InstanceQuotas::new(10, HashMap::from([("a".to_owned(), 2)]));
+        let quotas =
+            InstanceQuotas::new(10, HashMap::from([("a".to_owned(), 2)]), 1, FIRST_BACKOFF);
         let one = quotas.slots("a/one", None, &waits());
         let two_waits = waits();
         let two = quotas.slots("a/two", None, &two_waits);
@@ -264,7 +283,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cancelled_wait_stops_counting() {
-        let quotas = InstanceQuotas::new(1, HashMap::new());
+        let quotas = InstanceQuotas::new(1, HashMap::new(), 1, FIRST_BACKOFF);
         let slots = quotas.slots("d", None, &waits());
         let _held = slots.acquire().await;
         let wait = tokio::time::timeout(Duration::from_millis(50), slots.acquire()).await;

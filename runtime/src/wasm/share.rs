@@ -1,0 +1,250 @@
+//! A fair share of wasm execution time between deployments.
+//!
+//! Most calls finish within one epoch tick and never meet this module. A
+//! call still running at an epoch tick is a *long call*: from then on it
+//! runs only while it holds a long-call slot — one of its deployment's (a
+//! deployment runs one long call at a time) and one of the runner's
+//! (`runtime.long_calls`, by default one fewer than the cores, so a worker
+//! is always left for short calls). Slots are handed out first come,
+//! first served, and a holder gives its slot back at every tick while
+//! someone waits, so long calls of different deployments take turns tick
+//! by tick. While other deployments are making calls, a long call also
+//! runs only every other tick, sleeping in between: what its neighbours
+//! mostly need is not wasm time but the cores it would burn (their Kafka
+//! clients, their poll threads), and a call that is still running after
+//! one tick is background work by definition. Waiting and sleeping count
+//! against the call's wall-clock deadline: a tenant whose every call spins
+//! until its deadline gets its turns and no more, and its neighbours'
+//! short calls are never queued behind it.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::quota::Decrement;
+use wasmtime::UpdateDeadline;
+
+/// A semaphore that knows whether anyone waits on it.
+struct Turns {
+    permits: Arc<Semaphore>,
+    waiting: AtomicUsize,
+}
+
+impl Turns {
+    fn new(permits: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(permits)),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
+    async fn take(&self) -> OwnedSemaphorePermit {
+        if let Ok(p) = self.permits.clone().try_acquire_owned() {
+            return p;
+        }
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        let _waiting = Decrement(&self.waiting);
+        let permit = self.permits.clone().acquire_owned().await;
+        permit.expect("the semaphore is never closed")
+    }
+
+    fn contended(&self) -> bool {
+        self.waiting.load(Ordering::Acquire) > 0
+    }
+}
+
+/// The runner's long-call slots.
+pub(super) struct CpuShare {
+    runner: Arc<Turns>,
+    /// Calls started on the runner, all deployments together.
+    calls: Arc<AtomicU64>,
+    /// The epoch tick: how long a long call sleeps between its turns.
+    tick: Duration,
+}
+
+impl CpuShare {
+    /// `slots` long calls may run at once across the runner, which ticks
+    /// every `tick`.
+    pub(super) fn new(slots: usize, tick: Duration) -> Self {
+        Self {
+            runner: Arc::new(Turns::new(slots.max(1))),
+            calls: Arc::new(AtomicU64::new(0)),
+            tick,
+        }
+    }
+
+    /// The turns of one more deployment.
+    pub(super) fn deployment(&self) -> Arc<DeploymentShare> {
+        Arc::new(DeploymentShare {
+            own: Turns::new(1),
+            runner: self.runner.clone(),
+            calls: self.calls.clone(),
+            own_calls: AtomicU64::new(0),
+            tick: self.tick,
+        })
+    }
+}
+
+/// One deployment's turns at long calls.
+pub(super) struct DeploymentShare {
+    own: Turns,
+    runner: Arc<Turns>,
+    /// The runner's count of calls started.
+    calls: Arc<AtomicU64>,
+    /// This deployment's count of calls started.
+    own_calls: AtomicU64,
+    tick: Duration,
+}
+
+/// The slot a long call holds: its deployment's and the runner's.
+pub(super) struct LongSlot {
+    _own: OwnedSemaphorePermit,
+    _runner: OwnedSemaphorePermit,
+    /// Other deployments' calls started, as of the call's last tick.
+    others_seen: u64,
+}
+
+/// Where a store keeps the slot of its current call; emptied when the call
+/// ends (and when the store is dropped).
+pub(super) type HeldSlot = Arc<Mutex<Option<LongSlot>>>;
+
+impl DeploymentShare {
+    fn contended(&self) -> bool {
+        self.own.contended() || self.runner.contended()
+    }
+
+    /// Count a call of this deployment starting (any call, short or long).
+    pub(super) fn call_started(&self) {
+        self.own_calls.fetch_add(1, Ordering::Relaxed);
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Calls other deployments started, so far.
+    fn others(&self) -> u64 {
+        let own = self.own_calls.load(Ordering::Relaxed);
+        self.calls.load(Ordering::Relaxed).wrapping_sub(own)
+    }
+
+    fn try_take(&self) -> Option<LongSlot> {
+        let own = self.own.permits.clone().try_acquire_owned().ok()?;
+        let runner = self.runner.permits.clone().try_acquire_owned().ok()?;
+        Some(LongSlot {
+            _own: own,
+            _runner: runner,
+            others_seen: self.others(),
+        })
+    }
+
+    async fn take(&self) -> LongSlot {
+        let own = self.own.take().await;
+        let runner = self.runner.take().await;
+        LongSlot {
+            _own: own,
+            _runner: runner,
+            others_seen: self.others(),
+        }
+    }
+
+    /// What a call does at an epoch tick (its deadline not yet passed):
+    /// go on holding its slot, or wait (yielding the worker) for one.
+    pub(super) fn at_tick(self: &Arc<Self>, held: &HeldSlot) -> UpdateDeadline {
+        {
+            let mut slot = held.lock().unwrap();
+            if let Some(holding) = slot.as_mut() {
+                if !self.contended() {
+                    let others = self.others();
+                    let neighbours_busy = others != holding.others_seen;
+                    holding.others_seen = others;
+                    if neighbours_busy {
+                        // Sit the next tick out, keeping the slot.
+                        let tick = self.tick;
+                        return UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(tick)));
+                    }
+                    // Still yield: the executor's other tasks get a look in.
+                    return UpdateDeadline::Yield(1);
+                }
+                // Others wait: give the slot back and queue behind them.
+                *slot = None;
+            } else if let Some(taken) = self.try_take() {
+                *slot = Some(taken);
+                return UpdateDeadline::Yield(1);
+            }
+        }
+        let (share, held) = (self.clone(), held.clone());
+        UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(async move {
+                let taken = share.take().await;
+                *held.lock().unwrap() = Some(taken);
+            }),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn long_calls_take_turns_across_deployments() {
+        let share = CpuShare::new(1, Duration::from_millis(10));
+        let (a, b) = (share.deployment(), share.deployment());
+        let (held_a, held_b): (HeldSlot, HeldSlot) = Default::default();
+        // A's call becomes long and gets the runner's only slot.
+        assert!(matches!(a.at_tick(&held_a), UpdateDeadline::Yield(1)));
+        assert!(held_a.lock().unwrap().is_some());
+        // B's must wait for it.
+        let UpdateDeadline::YieldCustom(1, wait_b) = b.at_tick(&held_b) else {
+            panic!("B should wait for the slot");
+        };
+        let wait_b = tokio::spawn(wait_b);
+        tokio::task::yield_now().await;
+        // At A's next tick someone waits: A hands over and queues.
+        let UpdateDeadline::YieldCustom(1, wait_a) = a.at_tick(&held_a) else {
+            panic!("A should give its slot back while B waits");
+        };
+        wait_b.await.unwrap();
+        assert!(held_b.lock().unwrap().is_some() && held_a.lock().unwrap().is_none());
+        // The call ends: its slot goes back, and A's turn comes.
+        *held_b.lock().unwrap() = None;
+        tokio::time::timeout(std::time::Duration::from_secs(5), wait_a)
+            .await
+            .expect("A gets the slot once B's call ended");
+        assert!(held_a.lock().unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_long_call_sits_out_every_other_tick_while_neighbours_make_calls() {
+        let share = CpuShare::new(1, Duration::from_millis(10));
+        let (a, b) = (share.deployment(), share.deployment());
+        let held: HeldSlot = HeldSlot::default();
+        a.call_started();
+        assert!(matches!(a.at_tick(&held), UpdateDeadline::Yield(1)));
+        // Alone (its own calls do not count): it runs on.
+        a.call_started();
+        assert!(matches!(a.at_tick(&held), UpdateDeadline::Yield(1)));
+        // A neighbour made a call since the last tick: it sleeps one tick,
+        // keeping its slot.
+        b.call_started();
+        assert!(matches!(
+            a.at_tick(&held),
+            UpdateDeadline::YieldCustom(1, _)
+        ));
+        assert!(held.lock().unwrap().is_some());
+        assert!(matches!(a.at_tick(&held), UpdateDeadline::Yield(1)));
+    }
+
+    #[tokio::test]
+    async fn one_deployment_runs_one_long_call_at_a_time() {
+        let share = CpuShare::new(4, Duration::from_millis(10));
+        let a = share.deployment();
+        let (first, second): (HeldSlot, HeldSlot) = Default::default();
+        assert!(matches!(a.at_tick(&first), UpdateDeadline::Yield(1)));
+        assert!(matches!(
+            a.at_tick(&second),
+            UpdateDeadline::YieldCustom(..)
+        ));
+    }
+}
