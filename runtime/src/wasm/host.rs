@@ -24,7 +24,7 @@ use super::bindings::ingesta::runtime::{config, emit, log};
 use ingesta_abi::{HEADER_ENTRY_SIZE, HeaderEntry, OUTGOING_ENTRY_SIZE, OutgoingEntry, Span};
 
 use super::bindings::{Consumer, Outbox};
-use super::share::HeldSlot;
+use super::share::{CallTurn, HeldSlot};
 use crate::deployment::LimitsConfig;
 use crate::telemetry::guest_log::{GuestLevel, MAX_LINE, Stream};
 use crate::telemetry::{DeploymentMetrics, DeploymentTelemetry};
@@ -147,7 +147,7 @@ impl HostState {
             outboxes: Vec::new(),
             refused: None,
             call_started: Instant::now(),
-            long_slot: HeldSlot::default(),
+            long_slot: Arc::new(std::sync::Mutex::new(CallTurn::instantiating())),
             emitted_records: 0,
             emitted_bytes: 0,
         }
@@ -167,6 +167,7 @@ impl HostState {
         self.outboxes.clear();
         self.refused = None;
         self.call_started = Instant::now();
+        *self.long_slot.lock().unwrap() = CallTurn::default();
         self.emitted_records = 0;
         self.emitted_bytes = 0;
     }
@@ -184,7 +185,7 @@ impl HostState {
     /// The outboxes of the call that just returned, and any refused emit.
     pub(super) fn finish_call(&mut self) -> (Vec<Outbox>, Option<String>) {
         // The call is over: its turn at long calls goes to the next.
-        self.long_slot.lock().unwrap().take();
+        *self.long_slot.lock().unwrap() = CallTurn::default();
         (std::mem::take(&mut self.outboxes), self.refused.take())
     }
 

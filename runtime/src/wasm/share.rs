@@ -1,7 +1,8 @@
 //! A fair share of wasm execution time between deployments.
 //!
 //! Most calls finish within one epoch tick and never meet this module. A
-//! call still running at an epoch tick is a *long call*: from then on it
+//! call that has run through a whole tick (its second tick arrives while it
+//! still runs) is a *long call*: from then on it
 //! runs only while it holds a long-call slot — one of its deployment's (a
 //! deployment runs one long call at a time) and one of the runner's
 //! (`runtime.long_calls`, by default one fewer than the cores, so a worker
@@ -106,9 +107,32 @@ pub(super) struct LongSlot {
     others_seen: u64,
 }
 
-/// Where a store keeps the slot of its current call; emptied when the call
-/// ends (and when the store is dropped).
-pub(super) type HeldSlot = Arc<Mutex<Option<LongSlot>>>;
+/// Where a call stands: ticks seen and the slot it holds.
+#[derive(Default)]
+pub(super) struct CallTurn {
+    /// Epoch ticks seen by the current call.
+    ticks: u32,
+    slot: Option<LongSlot>,
+    /// Instantiation, which takes no turns: initialisers run once per
+    /// instance under the deadline, and one that spins until it fails the
+    /// deployment, so it cannot be used to hold a worker for long; making
+    /// it wait for turns would fail deployments whose neighbours are busy.
+    instantiating: bool,
+}
+
+impl CallTurn {
+    /// The turn of a store being instantiated.
+    pub(super) fn instantiating() -> Self {
+        Self {
+            instantiating: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// Where a store keeps the turn of its current call; reset when a call
+/// begins and ends (and dropped with the store).
+pub(super) type HeldSlot = Arc<Mutex<CallTurn>>;
 
 impl DeploymentShare {
     fn contended(&self) -> bool {
@@ -151,8 +175,14 @@ impl DeploymentShare {
     /// go on holding its slot, or wait (yielding the worker) for one.
     pub(super) fn at_tick(self: &Arc<Self>, held: &HeldSlot) -> UpdateDeadline {
         {
-            let mut slot = held.lock().unwrap();
-            if let Some(holding) = slot.as_mut() {
+            let mut turn = held.lock().unwrap();
+            turn.ticks += 1;
+            if turn.ticks == 1 || turn.instantiating {
+                // The call may have begun just before this tick: it is
+                // long only once it has run through a whole one.
+                return UpdateDeadline::Yield(1);
+            }
+            if let Some(holding) = turn.slot.as_mut() {
                 if !self.contended() {
                     let others = self.others();
                     let neighbours_busy = others != holding.others_seen;
@@ -166,9 +196,9 @@ impl DeploymentShare {
                     return UpdateDeadline::Yield(1);
                 }
                 // Others wait: give the slot back and queue behind them.
-                *slot = None;
+                turn.slot = None;
             } else if let Some(taken) = self.try_take() {
-                *slot = Some(taken);
+                turn.slot = Some(taken);
                 return UpdateDeadline::Yield(1);
             }
         }
@@ -177,7 +207,7 @@ impl DeploymentShare {
             1,
             Box::pin(async move {
                 let taken = share.take().await;
-                *held.lock().unwrap() = Some(taken);
+                held.lock().unwrap().slot = Some(taken);
             }),
         )
     }
@@ -187,14 +217,26 @@ impl DeploymentShare {
 mod tests {
     use super::*;
 
+    fn holds(held: &HeldSlot) -> bool {
+        held.lock().unwrap().slot.is_some()
+    }
+
+    /// The call's first tick: a grace, never a wait.
+    fn begun(share: &Arc<DeploymentShare>, held: &HeldSlot) {
+        assert!(matches!(share.at_tick(held), UpdateDeadline::Yield(1)));
+        assert!(!holds(held));
+    }
+
     #[tokio::test]
     async fn long_calls_take_turns_across_deployments() {
         let share = CpuShare::new(1, Duration::from_millis(10));
         let (a, b) = (share.deployment(), share.deployment());
         let (held_a, held_b): (HeldSlot, HeldSlot) = Default::default();
+        begun(&a, &held_a);
+        begun(&b, &held_b);
         // A's call becomes long and gets the runner's only slot.
         assert!(matches!(a.at_tick(&held_a), UpdateDeadline::Yield(1)));
-        assert!(held_a.lock().unwrap().is_some());
+        assert!(holds(&held_a));
         // B's must wait for it.
         let UpdateDeadline::YieldCustom(1, wait_b) = b.at_tick(&held_b) else {
             panic!("B should wait for the slot");
@@ -206,21 +248,22 @@ mod tests {
             panic!("A should give its slot back while B waits");
         };
         wait_b.await.unwrap();
-        assert!(held_b.lock().unwrap().is_some() && held_a.lock().unwrap().is_none());
+        assert!(holds(&held_b) && !holds(&held_a));
         // The call ends: its slot goes back, and A's turn comes.
-        *held_b.lock().unwrap() = None;
-        tokio::time::timeout(std::time::Duration::from_secs(5), wait_a)
+        *held_b.lock().unwrap() = CallTurn::default();
+        tokio::time::timeout(Duration::from_secs(5), wait_a)
             .await
             .expect("A gets the slot once B's call ended");
-        assert!(held_a.lock().unwrap().is_some());
+        assert!(holds(&held_a));
     }
 
     #[tokio::test]
     async fn a_long_call_sits_out_every_other_tick_while_neighbours_make_calls() {
         let share = CpuShare::new(1, Duration::from_millis(10));
         let (a, b) = (share.deployment(), share.deployment());
-        let held: HeldSlot = HeldSlot::default();
+        let held = HeldSlot::default();
         a.call_started();
+        begun(&a, &held);
         assert!(matches!(a.at_tick(&held), UpdateDeadline::Yield(1)));
         // Alone (its own calls do not count): it runs on.
         a.call_started();
@@ -232,7 +275,7 @@ mod tests {
             a.at_tick(&held),
             UpdateDeadline::YieldCustom(1, _)
         ));
-        assert!(held.lock().unwrap().is_some());
+        assert!(holds(&held));
         assert!(matches!(a.at_tick(&held), UpdateDeadline::Yield(1)));
     }
 
@@ -241,6 +284,8 @@ mod tests {
         let share = CpuShare::new(4, Duration::from_millis(10));
         let a = share.deployment();
         let (first, second): (HeldSlot, HeldSlot) = Default::default();
+        begun(&a, &first);
+        begun(&a, &second);
         assert!(matches!(a.at_tick(&first), UpdateDeadline::Yield(1)));
         assert!(matches!(
             a.at_tick(&second),
