@@ -2,8 +2,9 @@
 //!
 //! Tokens are never stored: the config holds their SHA-256, and a request's
 //! token is hashed and compared in constant time. A tenant may only name
-//! topics and consumer groups that start with one of its granted prefixes;
-//! the operator token sees and may do everything.
+//! topics and consumer groups its grants match — literal names or
+//! prefixes, like Kafka's ACL resource patterns; the operator token sees
+//! and may do everything.
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -25,6 +26,54 @@ pub enum Refusal {
 #[error("{0}")]
 pub struct BadTokens(String);
 
+/// One grant of a topic or group name, as Kafka's ACLs write resource
+/// patterns: `{ literal = "shop.orders" }` matches that name only,
+/// `{ prefix = "shop." }` every name starting with it. A bare string is a
+/// prefix (what grants always were, so existing configs keep working).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Grant {
+    /// A bare string: a prefix.
+    Bare(String),
+    /// `{ literal = "..." }` or `{ prefix = "..." }`.
+    Pattern(Pattern),
+}
+
+/// The explicit forms of a [`Grant`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum Pattern {
+    /// Exactly this name.
+    Literal(String),
+    /// Every name starting with this.
+    Prefix(String),
+}
+
+impl Grant {
+    /// Whether `name` is granted.
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            Grant::Bare(p) | Grant::Pattern(Pattern::Prefix(p)) => name.starts_with(p.as_str()),
+            Grant::Pattern(Pattern::Literal(l)) => name == l,
+        }
+    }
+}
+
+impl From<&str> for Grant {
+    fn from(prefix: &str) -> Self {
+        Grant::Bare(prefix.to_owned())
+    }
+}
+
+impl std::fmt::Display for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Grant::Bare(p) | Grant::Pattern(Pattern::Prefix(p)) => write!(f, "prefix {p:?}"),
+            Grant::Pattern(Pattern::Literal(l)) => write!(f, "literal {l:?}"),
+        }
+    }
+}
+
 /// A tenant as declared in the runner config (`[[control.tenant]]`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,16 +82,16 @@ pub struct TenantConfig {
     pub name: String,
     /// Hex SHA-256 of the tenant's bearer token (`ingesta hash-token`).
     pub token_sha256: String,
-    /// Prefixes of topics the tenant's deployments may consume.
+    /// Topics the tenant's deployments may consume.
     #[serde(default)]
-    pub read_topics: Vec<String>,
-    /// Prefixes of topics the tenant's deployments may produce to
-    /// (outputs and dead-letter topics).
+    pub read_topics: Vec<Grant>,
+    /// Topics the tenant's deployments may produce to (outputs and
+    /// dead-letter topics).
     #[serde(default)]
-    pub write_topics: Vec<String>,
-    /// Prefixes of consumer groups the tenant's deployments may use.
+    pub write_topics: Vec<Grant>,
+    /// Consumer groups the tenant's deployments may use.
     #[serde(default)]
-    pub groups: Vec<String>,
+    pub groups: Vec<Grant>,
     /// Most deployments the tenant may have; unset means no cap.
     pub max_deployments: Option<usize>,
     /// Most live instances of all the tenant's deployments on one runner;
@@ -198,18 +247,20 @@ impl Caller {
         &self,
         name: &str,
         what: &str,
-        prefixes: impl Fn(&TenantConfig) -> &Vec<String>,
+        grants: impl Fn(&TenantConfig) -> &Vec<Grant>,
     ) -> Result<(), Refusal> {
         let Caller::Tenant(t) = self else {
             return Ok(());
         };
-        let granted = prefixes(t);
-        if granted.iter().any(|p| name.starts_with(p.as_str())) {
+        let granted = grants(t);
+        if granted.iter().any(|g| g.matches(name)) {
             return Ok(());
         }
+        let list: Vec<String> = granted.iter().map(ToString::to_string).collect();
         Err(Refusal::Denied(format!(
-            "tenant {:?} may not {what} {name:?}: it is outside the granted prefixes {granted:?}",
-            t.name
+            "tenant {:?} may not {what} {name:?}: it matches none of its grants [{}]",
+            t.name,
+            list.join(", ")
         )))
     }
 }
@@ -233,6 +284,11 @@ pub enum ScrapeScope {
 }
 
 impl Auth {
+    /// The tenant called `name`, if this runner's config has it.
+    pub fn tenant(&self, name: &str) -> Option<&TenantConfig> {
+        self.tenants.iter().map(|(_, t)| t).find(|t| t.name == name)
+    }
+
     /// Builds the table; fails on a hash that is not 64 hex digits or a
     /// token hash used twice.
     pub fn new(operator_sha256: Option<&str>, tenants: &[TenantConfig]) -> Result<Self, BadTokens> {
@@ -391,6 +447,33 @@ mod tests {
         assert!(err.to_string().contains("\"shop.activity\""), "{err}");
         assert!(caller.check_group("billing").is_err());
         assert!(Caller::Operator.check_group("anything").is_ok());
+    }
+
+    #[test]
+    fn grants_are_literal_or_prefixed_and_bare_strings_stay_prefixes() {
+        let config: TenantConfig = toml::from_str(
+            r#"
+            name = "shop"
+            token_sha256 = "00"
+            read_topics = ["shop.", { literal = "orders" }, { prefix = "clicks-" }]
+            "#,
+        )
+        .unwrap();
+        let caller = Caller::Tenant(config);
+        for ok in ["shop.activity", "orders", "clicks-eu"] {
+            assert!(caller.check_read_topic(ok).is_ok(), "{ok}");
+        }
+        for refused in ["shopping.x", "orders-eu", "order", "clicks"] {
+            let err = caller.check_read_topic(refused).unwrap_err().to_string();
+            assert!(
+                err.contains("literal \"orders\"") && err.contains("prefix \"shop.\""),
+                "{refused}: {err}"
+            );
+        }
+        let typo = toml::from_str::<TenantConfig>(
+            "name = \"s\"\ntoken_sha256 = \"00\"\nread_topics = [{ literal = \"a\", prefix = \"b\" }]",
+        );
+        assert!(typo.is_err(), "a grant is one pattern");
     }
 
     #[test]
