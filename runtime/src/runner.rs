@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use wasmtime::component::Linker;
 
 use crate::config::Config;
-use crate::control::applier::apply_state;
+use crate::control::applier::{Trust, apply_state};
 use crate::control::http::{self, HttpState};
 use crate::control::service::Service;
 use crate::control::state::{StateLog, StateTopic};
@@ -217,6 +217,10 @@ impl Runner {
             state.clone(),
             self.modules.clone(),
             self.supervisor.clone(),
+            Trust {
+                auth: control.auth().map_err(anyhow::Error::msg)?,
+                fuel_metering: self.engine.config().fuel,
+            },
         ));
         let offsets = Offsets::new(
             &config.kafka,

@@ -6,11 +6,57 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::state::{StateLog, StateRecord, StateTopic};
+use crate::auth::Auth;
 use crate::deployment::DeploymentRecord;
 use crate::modules::ModuleRegistry;
 use crate::supervisor::Supervisor;
 
-/// Apply the state topics' records in order, forever.
+/// What every deployment record is checked against as it is applied: the
+/// tenants, grants and maxima of this runner's config as it is now.
+pub struct Trust {
+    /// The tenants and their grants.
+    pub auth: Auth,
+    /// Whether this runner meters fuel (a record asking for fuel cannot
+    /// run otherwise).
+    pub fuel_metering: bool,
+}
+
+impl Trust {
+    /// Apply `record` to deployment `key` if it may run here; otherwise
+    /// stop the deployment, with the reason as its failure.
+    async fn apply(
+        &self,
+        state: &StateLog,
+        supervisor: &Supervisor,
+        key: &str,
+        record: Option<DeploymentRecord>,
+        live: bool,
+    ) {
+        let Some(record) = record else {
+            return supervisor.apply(key, None, live).await;
+        };
+        let topics = [
+            state.topic(StateTopic::Deployments),
+            state.topic(StateTopic::Modules),
+        ];
+        match crate::control::service::check_record(
+            &self.auth,
+            key,
+            &record,
+            &topics,
+            self.fuel_metering,
+        ) {
+            Ok(()) => supervisor.apply(key, Some(record), live).await,
+            Err(e) => {
+                let reason = format!("its state record may not run on this runner: {e}");
+                supervisor.refuse(key, record, reason).await;
+            }
+        }
+    }
+}
+
+/// Apply the state topics' records in order, forever, each deployment
+/// record checked by `trust` first.
 ///
 /// What was in the deployments topic at start is history until compaction
 /// removes it: only each deployment's latest record is applied, once every
@@ -22,6 +68,7 @@ pub async fn apply_state(
     state: Arc<StateLog>,
     modules: Arc<ModuleRegistry>,
     supervisor: Arc<Supervisor>,
+    trust: Trust,
 ) {
     let [deployments_end, modules_end] = ends;
     let mut recovered: BTreeMap<String, Option<DeploymentRecord>> = BTreeMap::new();
@@ -45,7 +92,7 @@ pub async fn apply_state(
     }
     for (key, record) in recovered {
         if record.is_some() {
-            supervisor.apply(&key, record, false).await;
+            trust.apply(&state, &supervisor, &key, record, false).await;
         }
     }
     state.mark_applied(StateTopic::Deployments, deployments_end);
@@ -59,7 +106,7 @@ pub async fn apply_state(
             }
             StateTopic::Deployments => {
                 if let Some(record) = parse_record(&r) {
-                    supervisor.apply(&r.key, record, true).await;
+                    trust.apply(&state, &supervisor, &r.key, record, true).await;
                 }
             }
         }

@@ -75,6 +75,10 @@ pub struct View {
 impl View {
     /// Its state as status reports it, and the reason that goes with it.
     pub fn state(&self) -> (State, Option<String>) {
+        // A refused record (see `Supervisor::refuse`) is failed, paused or not.
+        if let (None, Some(p)) = (&self.running, &self.problem) {
+            return (State::Failed, Some(p.clone()));
+        }
         if self.record.as_ref().is_some_and(|r| r.paused) {
             return (State::Paused, None);
         }
@@ -242,6 +246,34 @@ impl Supervisor {
                 def,
                 running,
                 problem,
+                replayed,
+                telemetry,
+            },
+        );
+    }
+
+    /// Stop deployment `key` (if it runs) because `record` may not run on
+    /// this runner, and keep it listed as failed with `reason`.
+    pub async fn refuse(&self, key: &str, record: DeploymentRecord, reason: String) {
+        let (running, replayed, telemetry) = {
+            let slots = self.slots.lock().unwrap();
+            match slots.get(key) {
+                Some(s) => (s.running.clone(), s.replayed, s.telemetry.clone()),
+                None => (None, 0, DeploymentTelemetry::new(key)),
+            }
+        };
+        if let Some(d) = running {
+            stop(&d).await;
+        }
+        tracing::warn!(deployment = key, %reason, "deployment refused; not running it");
+        let def = Arc::new(Definition::of_record(&record));
+        self.slots.lock().unwrap().insert(
+            key.to_owned(),
+            Slot {
+                record: Some(Arc::new(record)),
+                def,
+                running: None,
+                problem: Some(reason),
                 replayed,
                 telemetry,
             },

@@ -7,15 +7,19 @@
 //! printed (`co-tenant: ...`) for docs/benchmarks.md; it is not asserted
 //! beyond the floor of finishing within the timeout.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use ingesta_tests::control::{self, Api, State, TENANT_A, TENANT_B};
 use ingesta_tests::kafka;
 use ingesta_tests::metrics;
 use ingesta_tests::runner::{self, RunnerProcess};
 use rdkafka::Message;
+use rdkafka::message::Headers;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -23,23 +27,34 @@ const TIMEOUT: Duration = Duration::from_secs(90);
 /// Records of the healthy co-tenant per case.
 const HEALTHY_RECORDS: usize = 2_000;
 
-/// A runner with `runtime` lines added to `[runtime]` and `tenant_a` lines
-/// added to tenant A's table.
-fn runner_with(runtime: &str, tenant_a: &str) -> Result<(RunnerProcess, Api)> {
+/// A runner of its own.
+struct Runner {
+    process: RunnerProcess,
+    api: Api,
+    /// Its state topics' prefix.
+    state_prefix: String,
+}
+
+/// A runner with `runtime` lines added to `[runtime]`, `control` lines to
+/// `[control]` and `tenant_a` lines to tenant A's table.
+fn runner_with(runtime: &str, control_lines: &str, tenant_a: &str) -> Result<Runner> {
     let port = control::free_port()?;
+    let state_prefix = control::state_prefix();
     let tenant_line = format!("name = {}\n", runner::toml_str(TENANT_A.name));
     let config = format!(
         "[runtime]\n{runtime}\n{}",
-        control::config_toml(port, &control::state_prefix(), 8).replacen(
-            &tenant_line,
-            &format!("{tenant_line}{tenant_a}\n"),
-            1
-        )
+        control::config_toml(port, &state_prefix, 8)
+            .replacen(&tenant_line, &format!("{tenant_line}{tenant_a}\n"), 1)
+            .replacen("[control]\n", &format!("[control]\n{control_lines}\n"), 1)
     );
-    let mut ingesta = RunnerProcess::spawn(&config)?;
+    let mut process = RunnerProcess::spawn(&config)?;
     let api = Api::new(port)?;
-    ingesta.wait_ready(&api, TIMEOUT)?;
-    Ok((ingesta, api))
+    process.wait_ready(&api, TIMEOUT)?;
+    Ok(Runner {
+        process,
+        api,
+        state_prefix,
+    })
 }
 
 /// Tenant B's healthy deployment: the fixture forwarding every record of a
@@ -47,6 +62,10 @@ fn runner_with(runtime: &str, tenant_a: &str) -> Result<(RunnerProcess, Api)> {
 struct Healthy {
     input: String,
     output: String,
+    /// Rounds produced so far.
+    rounds: usize,
+    /// Its rate alone on the runner (records/s), once measured.
+    alone: Option<f64>,
 }
 
 impl Healthy {
@@ -61,50 +80,329 @@ impl Healthy {
                 "outputs": [output], "config": { "output_topic": output },
             }),
         )?;
-        Ok(Self { input, output })
+        Ok(Self {
+            input,
+            output,
+            rounds: 0,
+            alone: None,
+        })
     }
 
-    /// Produce the co-tenant's records now.
-    fn produce(&self) -> Result<Instant> {
+    /// One round: [`HEALTHY_RECORDS`] records produced now, every one
+    /// forwarded exactly once, the deployment still running. Prints the
+    /// round's rate beside `case` (and its ratio to the rate alone).
+    fn round(&mut self, api: &Api, case: &str) -> Result<f64> {
+        self.rounds += 1;
+        let r = self.rounds;
         let records: Vec<(String, String)> = (0..HEALTHY_RECORDS)
-            .map(|i| (format!("k{i}"), format!("healthy-{i}")))
+            .map(|i| (format!("k{i}"), format!("healthy-{r}-{i}")))
             .collect();
         let started = Instant::now();
         kafka::produce(
             &self.input,
             records.iter().map(|(k, v)| (k.as_str(), v.as_str(), None)),
         )?;
-        Ok(started)
-    }
-
-    /// Every record forwarded exactly once, and still running; prints the
-    /// co-tenant's rate beside `case`.
-    fn check(&self, api: &Api, case: &str, started: Instant) -> Result<()> {
-        let out = kafka::read_all(&self.output, HEALTHY_RECORDS, TIMEOUT)?;
-        let elapsed = started.elapsed();
-        let values: BTreeSet<String> = out
+        let expected = HEALTHY_RECORDS * r;
+        let out = kafka::read_all(&self.output, expected, TIMEOUT)?;
+        let rate = HEALTHY_RECORDS as f64 / started.elapsed().as_secs_f64();
+        let values: BTreeSet<Vec<u8>> = out
             .iter()
-            .filter_map(|m| m.payload().map(|p| String::from_utf8_lossy(p).into_owned()))
+            .filter_map(|m| m.payload().map(<[u8]>::to_vec))
             .collect();
         ensure!(
-            out.len() == HEALTHY_RECORDS && values.len() == HEALTHY_RECORDS,
-            "{case}: the co-tenant forwarded {} records ({} distinct) of {HEALTHY_RECORDS}",
+            out.len() == expected && values.len() == expected,
+            "{case}: the co-tenant forwarded {} records ({} distinct); {expected} expected",
             out.len(),
             values.len()
         );
         let status = api.status(TENANT_B.token, "healthy")?;
         ensure!(
             status.state == State::Running,
-            "{case}: the co-tenant is {:?}",
-            status.state
+            "{case}: the co-tenant is {:?}: {:?}",
+            status.state,
+            status.reason
         );
+        let ratio = self.alone.map_or(1.0, |alone| rate / alone);
         println!(
-            "co-tenant: case={case} records={HEALTHY_RECORDS} seconds={:.2} rate={:.0}/s",
-            elapsed.as_secs_f64(),
-            HEALTHY_RECORDS as f64 / elapsed.as_secs_f64()
+            "co-tenant: case={case} records={HEALTHY_RECORDS} rate={rate:.0}/s ratio={ratio:.2}"
         );
-        Ok(())
+        Ok(rate)
     }
+}
+
+/// Runs `hostile` on a thread of its own while `healthy` runs here, then
+/// tells it to stop (`stop` turns true) and returns both results.
+fn beside<T: Send>(
+    hostile: impl FnOnce(&AtomicBool) -> Result<T> + Send,
+    healthy: impl FnOnce() -> Result<f64>,
+) -> Result<T> {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let hostile = s.spawn(|| hostile(&stop));
+        let healthy = healthy();
+        stop.store(true, Ordering::Relaxed);
+        let hostile = hostile.join().expect("hostile thread");
+        healthy?;
+        hostile
+    })
+}
+
+/// The dead letters of the hostile deployment so far, once there are
+/// `expected`: (class, message) by value.
+fn dead_letters(topic: &str, expected: usize) -> Result<BTreeMap<String, (String, String)>> {
+    let letters = kafka::read_all(topic, expected, TIMEOUT)?;
+    let header = |m: &rdkafka::message::OwnedMessage, name: &str| {
+        m.headers()
+            .and_then(|h| h.iter().find(|h| h.key == name))
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    };
+    let by_value: BTreeMap<String, (String, String)> = letters
+        .iter()
+        .map(|m| {
+            let value = String::from_utf8_lossy(m.payload().unwrap_or_default());
+            let value: String = value.chars().take(40).collect();
+            (
+                value,
+                (
+                    header(m, "ingesta.error.class"),
+                    header(m, "ingesta.error.message"),
+                ),
+            )
+        })
+        .collect();
+    ensure!(
+        letters.len() == expected && by_value.len() == expected,
+        "{} dead letters ({} distinct), {expected} expected: {by_value:?}",
+        letters.len(),
+        by_value.len()
+    );
+    Ok(by_value)
+}
+
+/// Every hole but the instance storm, one case after another on one
+/// runner, each beside tenant B's healthy deployment: a call that spins
+/// and one that blocks in a WASI sleep (deadline), aliased outboxes
+/// (output bytes as produced), a memory bomb (memory cap), an oversized
+/// failure (dead letters fit), an upload storm, a scrape storm, slow HTTP
+/// clients, and a forged state record.
+#[test]
+fn the_hostile_battery() -> Result<()> {
+    let runner = runner_with("", "header_read_timeout_ms = 1000", "")?;
+    let api = &runner.api;
+    let mut healthy = Healthy::deploy(api)?;
+    healthy.alone = Some(healthy.round(api, "alone")?);
+
+    let [input, output, dlq] =
+        kafka::fresh_topics(["a-hostile-in", "a-hostile-out", "a-hostile-dlq"], 4)?;
+    let hostile = control::deploy_module(
+        api,
+        TENANT_A.token,
+        &runner::fixture_wasm("hostile")?,
+        json!({
+            "name": "hostile", "inputs": [input], "group": kafka::unique("a-hostile"),
+            "outputs": [output], "config": { "output_topic": output },
+            "limits": { "deadline_ms": 300, "memory_mib": 16, "max_output_bytes": 1_048_576 },
+            "failure": { "dead_letter_topic": dlq, "max_attempts": 1 },
+            "batch": { "max_records": 4 },
+        }),
+    )?;
+    let mut dead = 0;
+    // Kafka-borne cases: hostile records produced, the co-tenant's round
+    // beside them, then every hostile record dead-lettered with its reason.
+    let cases: [(&str, Vec<String>, &str, &str); 4] = [
+        (
+            "spin and block",
+            (0..6)
+                .flat_map(|i| [format!("loop#{i}"), format!("sleep:600000#{i}")])
+                .collect(),
+            "trap:deadline",
+            "deadline of 300 ms",
+        ),
+        (
+            "aliased outboxes",
+            (0..2).map(|i| format!("alias:60000#{i}")).collect(),
+            "permanent",
+            "limits.max_output_bytes",
+        ),
+        (
+            "memory bomb",
+            (0..2).map(|i| format!("bomb#{i}")).collect(),
+            "trap:out-of-memory",
+            "memory limit",
+        ),
+        (
+            "oversized dead letter",
+            vec![format!("bigerror:921600#{}", "p".repeat(900_000))],
+            "permanent",
+            "bytes cut",
+        ),
+    ];
+    for (case, records, class, needle) in cases {
+        kafka::produce(
+            &input,
+            records
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (format!("h{i}"), v.as_str(), None)),
+        )?;
+        healthy.round(api, case)?;
+        dead += records.len();
+        let letters = dead_letters(&dlq, dead)?;
+        for r in &records {
+            let key: String = r.chars().take(40).collect();
+            let (got_class, message) = letters
+                .get(&key)
+                .with_context(|| format!("{case}: {key} was not dead-lettered"))?;
+            ensure!(
+                got_class == class && message.contains(needle),
+                "{case}: {key} dead-lettered as {got_class} ({message}); expected {class} saying {needle:?}"
+            );
+        }
+    }
+    ensure!(
+        kafka::read_to_end(&output, Duration::from_secs(2))?.is_empty(),
+        "the hostile deployment published outputs of records it failed"
+    );
+    let status = api.status(TENANT_A.token, "hostile")?;
+    ensure!(
+        status.state == State::Running,
+        "the hostile deployment stops: {status:?}"
+    );
+
+    // An upload storm: six new modules at once (compiles are one at a time).
+    let wasm = std::fs::read(runner::fixture_wasm("hostile")?)?;
+    let versions: Vec<Vec<u8>> = (0..6)
+        .scan(wasm, |w, _| {
+            *w = control::second_version(w.clone());
+            Some(w.clone())
+        })
+        .collect();
+    let uploads = beside(
+        |_| {
+            std::thread::scope(|s| {
+                let calls: Vec<_> = versions
+                    .iter()
+                    .map(|v| {
+                        s.spawn(|| {
+                            api.call(
+                                Method::POST,
+                                "/v1/modules",
+                                Some(TENANT_A.token),
+                                Some(v.clone()),
+                            )
+                        })
+                    })
+                    .collect();
+                calls
+                    .into_iter()
+                    .map(|c| c.join().expect("upload thread"))
+                    .collect::<Result<Vec<_>>>()
+            })
+        },
+        || healthy.round(api, "upload storm"),
+    )?;
+    for (status, body) in &uploads {
+        ensure!(
+            status.is_success() || *status == StatusCode::TOO_MANY_REQUESTS,
+            "an upload was answered {status}: {body}"
+        );
+    }
+
+    // A scrape storm: eight clients scraping /metrics back to back.
+    let scrapes = beside(
+        |stop| {
+            std::thread::scope(|s| {
+                let clients: Vec<_> = (0..8)
+                    .map(|_| {
+                        s.spawn(|| -> Result<usize> {
+                            let mut n = 0;
+                            while !stop.load(Ordering::Relaxed) {
+                                metrics::scrape(api)?;
+                                n += 1;
+                            }
+                            Ok(n)
+                        })
+                    })
+                    .collect();
+                clients
+                    .into_iter()
+                    .map(|c| c.join().expect("scrape thread"))
+                    .sum::<Result<usize>>()
+            })
+        },
+        || healthy.round(api, "scrape storm"),
+    )?;
+    ensure!(scrapes > 0, "no scrape was answered");
+
+    // Slow clients: sixteen connections that never finish their headers
+    // are cut off after header_read_timeout_ms while the API serves.
+    let cut = beside(
+        |_| -> Result<usize> {
+            let mut stalled: Vec<TcpStream> = (0..16)
+                .map(|_| -> Result<TcpStream> {
+                    let mut c = TcpStream::connect(api.base().trim_start_matches("http://"))?;
+                    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")?;
+                    c.set_read_timeout(Some(Duration::from_secs(10)))?;
+                    Ok(c)
+                })
+                .collect::<Result<_>>()?;
+            let mut closed = 0;
+            for c in &mut stalled {
+                let mut buf = [0u8; 256];
+                // EOF or a reset: the server hung up on it.
+                if matches!(c.read(&mut buf), Ok(0) | Err(_))
+                    || matches!(c.read(&mut buf), Ok(0) | Err(_))
+                {
+                    closed += 1;
+                }
+            }
+            Ok(closed)
+        },
+        || healthy.round(api, "slow clients"),
+    )?;
+    ensure!(
+        cut == 16,
+        "only {cut} of 16 stalled connections were cut off"
+    );
+
+    // A forged state record: tenant A's deployment writing to tenant B's
+    // output, written straight to the state topic. It is not run.
+    let forged_spec: ingesta_runtime::deployment::Spec = serde_json::from_value(json!({
+        "module": hostile.module, "inputs": [input], "group": kafka::unique("a-forged"),
+        "outputs": [healthy.output], "config": { "output_topic": healthy.output },
+    }))?;
+    let record = ingesta_runtime::deployment::DeploymentRecord::create(
+        TENANT_A.name,
+        "forged".into(),
+        forged_spec,
+        false,
+        "someone with write access to the state topic",
+    );
+    let forged = serde_json::to_string(&record)?;
+    kafka::produce(
+        &format!("{}deployments", runner.state_prefix),
+        [(format!("{}/forged", TENANT_A.name), forged.as_str(), None)],
+    )?;
+    let refused = control::wait_status(api, TENANT_A.token, "forged", "refused", TIMEOUT, |s| {
+        s.state == State::Failed
+    })?;
+    let reason = refused.reason.unwrap_or_default();
+    ensure!(
+        reason.contains("may not run on this runner") && reason.contains(&healthy.output),
+        "the forged record's reason: {reason}"
+    );
+    kafka::produce(&input, [("f", "forward-me", None)])?;
+    healthy.round(api, "forged state record")?;
+
+    let mut process = runner.process;
+    ensure!(
+        process.try_status()?.is_none(),
+        "the runner exited:\n{}",
+        process.log()
+    );
+    Ok(())
 }
 
 /// An instantiation storm: tenant A (quota of 3 live instances) floods its
@@ -115,8 +413,9 @@ impl Healthy {
 /// deployment is untouched by A's quota.
 #[test]
 fn an_instance_storm_waits_within_its_tenants_quota() -> Result<()> {
-    let (_ingesta, api) = runner_with("max_instances = 16", "max_instances = 3")?;
-    let healthy = Healthy::deploy(&api)?;
+    let runner = runner_with("max_instances = 16", "", "max_instances = 3")?;
+    let api = runner.api;
+    let mut healthy = Healthy::deploy(&api)?;
     let [storm_out, in4, out4] = kafka::fresh_topics(["a-storm", "a-rot-in", "a-rot-out"], 4)?;
     control::deploy_module(
         &api,
@@ -147,31 +446,33 @@ fn an_instance_storm_waits_within_its_tenants_quota() -> Result<()> {
         &in4,
         rotation.iter().map(|(k, v)| (k.as_str(), v.as_str(), None)),
     )?;
-    let started = healthy.produce()?;
-
-    // 24 clients, each sending slow requests for ~4 s.
-    let answers = std::thread::scope(|s| {
-        let clients: Vec<_> = (0..24)
-            .map(|_| {
-                s.spawn(|| -> Result<Vec<(StatusCode, bool)>> {
-                    let until = Instant::now() + Duration::from_secs(4);
-                    let mut seen = Vec::new();
-                    while Instant::now() < until {
-                        let r = api
-                            .request(Method::POST, "/v1/ingest/storm", Some(TENANT_A.token))
-                            .body("slow:300")
-                            .send()?;
-                        seen.push((r.status(), r.headers().contains_key("retry-after")));
-                    }
-                    Ok(seen)
+    // 24 clients, each sending slow requests for ~4 s, beside a round of
+    // the co-tenant.
+    let storm = |_: &AtomicBool| {
+        std::thread::scope(|s| {
+            let clients: Vec<_> = (0..24)
+                .map(|_| {
+                    s.spawn(|| -> Result<Vec<(StatusCode, bool)>> {
+                        let until = Instant::now() + Duration::from_secs(4);
+                        let mut seen = Vec::new();
+                        while Instant::now() < until {
+                            let r = api
+                                .request(Method::POST, "/v1/ingest/storm", Some(TENANT_A.token))
+                                .body("slow:300")
+                                .send()?;
+                            seen.push((r.status(), r.headers().contains_key("retry-after")));
+                        }
+                        Ok(seen)
+                    })
                 })
-            })
-            .collect();
-        clients
-            .into_iter()
-            .map(|c| c.join().expect("client thread"))
-            .collect::<Result<Vec<_>>>()
-    })?;
+                .collect();
+            clients
+                .into_iter()
+                .map(|c| c.join().expect("client thread"))
+                .collect::<Result<Vec<_>>>()
+        })
+    };
+    let answers = beside(storm, || healthy.round(&api, "instance storm"))?;
     let answers: Vec<_> = answers.into_iter().flatten().collect();
     let accepted = answers
         .iter()
@@ -186,7 +487,6 @@ fn an_instance_storm_waits_within_its_tenants_quota() -> Result<()> {
     }
     ensure!(accepted > 0, "no storm request was served: {answers:?}");
 
-    healthy.check(&api, "instance storm", started)?;
     let out = kafka::read_all(&out4, rotation.len(), TIMEOUT)?;
     ensure!(
         out.len() == rotation.len(),

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use deployments::Target;
+pub(crate) use rules::check_record;
 
 use super::Error;
 use super::state::StateLog;

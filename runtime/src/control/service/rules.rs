@@ -8,8 +8,8 @@ use std::collections::{HashMap, HashSet};
 
 use super::Error;
 use crate::api::ModuleInfo;
-use crate::auth::Caller;
-use crate::deployment::{Digest, ModuleRef, Spec};
+use crate::auth::{Auth, Caller};
+use crate::deployment::{DeploymentRecord, Digest, ModuleRef, Spec};
 use crate::supervisor::world_mismatch;
 
 /// The tenant a create acts for: a tenant creates its own deployments;
@@ -126,6 +126,35 @@ pub(super) fn check_reserved(name: &str, spec: &Spec, state: &[&str]) -> Result<
     Ok(())
 }
 
+/// What a deployment record read from the state topics must satisfy to run
+/// on this runner, checked again as it is applied: anyone who can write to
+/// the topic could have written it, and the tenant's grants may have
+/// narrowed since. Its key is its tenant and name; the tenant is one this
+/// runner's config has; the spec is valid, within the tenant's grants and
+/// maxima as of now, and reaches no reserved topic.
+pub(crate) fn check_record(
+    auth: &Auth,
+    key: &str,
+    record: &DeploymentRecord,
+    state: &[&str],
+    fuel_metering: bool,
+) -> Result<(), Error> {
+    let (tenant, name) = (&record.tenant, &record.name);
+    if key != record.key() {
+        return Err(Error::Invalid(format!(
+            "the record filed under {key:?} is of deployment {name:?} of tenant {tenant:?}"
+        )));
+    }
+    let Some(config) = auth.tenant(tenant) else {
+        return Err(Error::Forbidden(format!(
+            "tenant {tenant:?} is not configured on this runner"
+        )));
+    };
+    let caller = Caller::Tenant(config.clone());
+    check_spec(&caller, name, &record.settings, fuel_metering)?;
+    check_reserved(name, &record.settings, state)
+}
+
 /// A dead letter carries its input record whole, so the dead-letter topic
 /// must accept records as large as every input topic does (`sizes`: each
 /// topic's `max.message.bytes`; a topic missing there is not judged).
@@ -203,6 +232,51 @@ mod tests {
         let e = r.expect_err("should be refused");
         assert_eq!(e.kind(), kind, "{e}");
         assert!(e.to_string().contains(needle), "{e} should name {needle:?}");
+    }
+
+    #[test]
+    fn state_records_are_checked_again_against_the_tenant_as_configured_now() {
+        let Caller::Tenant(config) = shop(None) else {
+            unreachable!()
+        };
+        let auth = Auth::new(None, std::slice::from_ref(&config)).unwrap();
+        let state = ["_ingesta.deployments", "_ingesta.modules"];
+        let record = |tenant: &str, spec: Spec| {
+            DeploymentRecord::create(tenant, "d".into(), spec, false, "forged")
+        };
+        let check = |key: &str, r: &DeploymentRecord| check_record(&auth, key, r, &state, false);
+        assert!(check("shop/d", &record("shop", consumer())).is_ok());
+        refused(
+            check("other/d", &record("shop", consumer())),
+            "invalid",
+            "filed under \"other/d\"",
+        );
+        refused(
+            check("ghost/d", &record("ghost", consumer())),
+            "forbidden",
+            "tenant \"ghost\" is not configured",
+        );
+        let mut outside = consumer();
+        outside.outputs.push("billing.out".into());
+        refused(
+            check("shop/d", &record("shop", outside)),
+            "forbidden",
+            "\"billing.out\"",
+        );
+        let mut too_big = consumer();
+        too_big.limits.memory_mib = 512;
+        refused(
+            check("shop/d", &record("shop", too_big)),
+            "forbidden",
+            "limits.memory_mib 512",
+        );
+        let mut invalid = consumer();
+        invalid.limits.deadline_ms = 0;
+        refused(
+            check("shop/d", &record("shop", invalid)),
+            "invalid",
+            "limits.deadline_ms",
+        );
     }
 
     #[test]
