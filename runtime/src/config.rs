@@ -96,6 +96,10 @@ pub struct ControlConfig {
     /// in ms; a slower one is disconnected.
     #[serde(default = "default_header_read_timeout_ms")]
     pub header_read_timeout_ms: u64,
+    /// How long an upload's or an ingest request's body may take to arrive
+    /// in full; a slower one is answered 408.
+    #[serde(default = "default_body_read_timeout_ms")]
+    pub body_read_timeout_ms: u64,
     /// Tenants and their grants (`[[control.tenant]]`).
     #[serde(default, rename = "tenant")]
     pub tenants: Vec<crate::auth::TenantConfig>,
@@ -118,6 +122,10 @@ fn default_max_connections() -> usize {
 
 fn default_header_read_timeout_ms() -> u64 {
     10_000
+}
+
+fn default_body_read_timeout_ms() -> u64 {
+    30_000
 }
 
 fn default_max_module_mib() -> u64 {
@@ -368,6 +376,9 @@ impl ControlConfig {
         }
         if !(100..=600_000).contains(&self.header_read_timeout_ms) {
             return Err("control.header_read_timeout_ms must be between 100 and 600000".into());
+        }
+        if !(100..=600_000).contains(&self.body_read_timeout_ms) {
+            return Err("control.body_read_timeout_ms must be between 100 and 600000".into());
         }
         if self.max_module_mib == 0 || self.max_module_mib > 1024 {
             return Err("control.max_module_mib must be between 1 and 1024".into());

@@ -241,6 +241,7 @@ impl Runner {
         let http_state = Arc::new(HttpState {
             service: service.clone(),
             closing: closing_rx,
+            body_read_timeout: Duration::from_millis(control.body_read_timeout_ms),
         });
         let listener = tokio::net::TcpListener::bind(control.listen)
             .await

@@ -17,6 +17,7 @@
 //! | `ingest.max_concurrency` requests in flight | 429 + `Retry-After` |
 //! | Kafka slow or away (`ingest.ack_timeout_ms`), deployment paused or stopping | 503 + `Retry-After` |
 //! | the module crashed (panic, deadline, memory) | 500; the instance is replaced |
+//! | the body did not arrive within `control.body_read_timeout_ms` | 408 |
 
 use std::sync::Arc;
 
@@ -129,9 +130,7 @@ async fn handle(
     if declared.is_some_and(|n| n > max as u64) {
         return Err(Error::TooLarge(max));
     }
-    let body = axum::body::to_bytes(raw.body, max)
-        .await
-        .map_err(|_| Error::TooLarge(max))?;
+    let body = state.read_body(raw.body, max).await?;
     let request = Request {
         method: raw.method.as_str().to_owned(),
         path: raw.path,

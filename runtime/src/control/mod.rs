@@ -43,6 +43,11 @@ pub enum Error {
     /// A body larger than the limit, in bytes.
     #[error("request body is larger than the limit of {0} bytes")]
     TooLarge(usize),
+    /// A body not received in full within the limit, in milliseconds.
+    #[error(
+        "request body was not received within {0} ms (control.body_read_timeout_ms); send it at once"
+    )]
+    BodyTimeout(u128),
     /// Temporarily out of capacity: retry after a moment.
     #[error("{0}")]
     Busy(String),
@@ -76,6 +81,7 @@ impl Error {
             Error::Invalid(_) => "invalid",
             Error::Conflict(_) => "conflict",
             Error::TooLarge(_) => "too-large",
+            Error::BodyTimeout(_) => "body-timeout",
             Error::Busy(_) => "busy",
             Error::Unavailable(_) => "unavailable",
             Error::Internal(_) => "internal",

@@ -30,6 +30,28 @@ pub struct HttpState {
     /// Turns true when the API shuts down, so followed logs end (a
     /// graceful shutdown waits for open responses).
     pub closing: tokio::sync::watch::Receiver<bool>,
+    /// How long a large body (an upload, an ingest request) may take to
+    /// arrive in full (`control.body_read_timeout_ms`).
+    pub body_read_timeout: std::time::Duration,
+}
+
+impl HttpState {
+    /// Read `body` in full, refusing more than `limit` bytes or a body that
+    /// takes longer than the body read timeout: a client trickling a body
+    /// would otherwise hold its connection (and, for ingestion, a request
+    /// permit and an instance's worth of memory) for as long as it likes.
+    pub async fn read_body(
+        &self,
+        body: axum::body::Body,
+        limit: usize,
+    ) -> Result<axum::body::Bytes, Error> {
+        match tokio::time::timeout(self.body_read_timeout, axum::body::to_bytes(body, limit)).await
+        {
+            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Err(_)) => Err(Error::TooLarge(limit)),
+            Err(_) => Err(Error::BodyTimeout(self.body_read_timeout.as_millis())),
+        }
+    }
 }
 
 type AppState = State<Arc<HttpState>>;
@@ -97,6 +119,7 @@ impl Error {
             Error::Invalid(_) => StatusCode::BAD_REQUEST,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -107,7 +130,10 @@ impl Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body_unread = matches!(self, Error::Unauthenticated | Error::TooLarge(_));
+        let body_unread = matches!(
+            self,
+            Error::Unauthenticated | Error::TooLarge(_) | Error::BodyTimeout(_)
+        );
         let mut response = (
             status,
             Json(ErrorBody {

@@ -1,7 +1,6 @@
 //! `/v1/modules`: upload, list, inspect and delete components.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
@@ -23,22 +22,18 @@ use crate::control::service::audit;
         (status = 200, description = "already stored for this tenant", body = ModuleInfo),
         (status = 400, description = "not an acceptable component", body = ErrorBody),
         (status = 401, description = "no valid token", body = ErrorBody),
+        (status = 408, description = "the body took longer than control.body_read_timeout_ms", body = ErrorBody),
         (status = 413, description = "larger than the upload limit", body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn upload_module(
     State(state): AppState,
     Extension(caller): Extension<Caller>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<(StatusCode, Json<ModuleInfo>), Error> {
-    let bytes = body.map_err(|e| {
-        let e = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Error::TooLarge(state.service.max_module_bytes)
-        } else {
-            Error::Invalid(format!("cannot read the request body: {e}"))
-        };
-        audit::<()>(&caller, "module.upload", "-", &Err(e.clone()));
-        e
-    })?;
+    let bytes = state
+        .read_body(body, state.service.max_module_bytes)
+        .await
+        .inspect_err(|e| audit::<()>(&caller, "module.upload", "-", &Err(e.clone())))?;
     let (info, created) = state.service.upload(&caller, bytes.to_vec()).await?;
     let status = if created {
         StatusCode::CREATED
