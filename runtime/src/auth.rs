@@ -94,6 +94,10 @@ pub struct TenantConfig {
     pub groups: Vec<Grant>,
     /// Most deployments the tenant may have; unset means no cap.
     pub max_deployments: Option<usize>,
+    /// Most modules the tenant may own; unset means no cap.
+    pub max_modules: Option<usize>,
+    /// Most bytes of modules the tenant may own, all together.
+    pub max_module_bytes: Option<u64>,
     /// Most live instances of all the tenant's deployments on one runner;
     /// more wait for one to be given back (unset: the runner's pool).
     pub max_instances: Option<u32>,

@@ -96,6 +96,10 @@ pub struct ControlConfig {
     /// in ms; a slower one is disconnected.
     #[serde(default = "default_header_read_timeout_ms")]
     pub header_read_timeout_ms: u64,
+    /// How long an upload waits for the compiler (one compile at a time)
+    /// before it is answered 429.
+    #[serde(default = "default_compile_queue_wait_ms")]
+    pub compile_queue_wait_ms: u64,
     /// How long an upload's or an ingest request's body may take to arrive
     /// in full; a slower one is answered 408.
     #[serde(default = "default_body_read_timeout_ms")]
@@ -122,6 +126,10 @@ fn default_max_connections() -> usize {
 
 fn default_header_read_timeout_ms() -> u64 {
     10_000
+}
+
+fn default_compile_queue_wait_ms() -> u64 {
+    30_000
 }
 
 fn default_body_read_timeout_ms() -> u64 {
@@ -376,6 +384,9 @@ impl ControlConfig {
         }
         if !(100..=600_000).contains(&self.header_read_timeout_ms) {
             return Err("control.header_read_timeout_ms must be between 100 and 600000".into());
+        }
+        if !(100..=600_000).contains(&self.compile_queue_wait_ms) {
+            return Err("control.compile_queue_wait_ms must be between 100 and 600000".into());
         }
         if !(100..=600_000).contains(&self.body_read_timeout_ms) {
             return Err("control.body_read_timeout_ms must be between 100 and 600000".into());

@@ -227,7 +227,7 @@ impl Runner {
             Duration::from_millis(config.runtime.offsets_cache_ms),
         )
         .context("cannot create the runner's offsets client")?;
-        let service = Arc::new(Service::new(
+        let mut service = Service::new(
             control.auth().map_err(anyhow::Error::msg)?,
             self.supervisor.clone(),
             self.modules.clone(),
@@ -236,7 +236,9 @@ impl Runner {
             self.metrics.clone(),
             self.engine.config().fuel,
             (control.max_module_mib as usize) << 20,
-        ));
+        );
+        service.compile_queue_wait = Duration::from_millis(control.compile_queue_wait_ms);
+        let service = Arc::new(service);
         let (closing, closing_rx) = tokio::sync::watch::channel(false);
         let http_state = Arc::new(HttpState {
             service: service.clone(),

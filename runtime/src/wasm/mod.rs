@@ -13,6 +13,7 @@ mod host;
 mod instance;
 mod module;
 mod quota;
+mod shape;
 mod share;
 
 pub use engine::{WasmEngine, WasmEngineConfig};

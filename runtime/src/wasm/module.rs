@@ -70,6 +70,15 @@ pub enum ModuleError {
         /// wasmtime's error chain, or what is wrong.
         error: String,
     },
+    /// The component's shape is past a structural limit (see
+    /// [`super::shape`]); nothing was compiled.
+    #[error("module {source_name} is refused before compiling: {error}")]
+    TooComplex {
+        /// The file or upload.
+        source_name: String,
+        /// The limit it passes, and by how much.
+        error: String,
+    },
     /// The component exports neither `handler` nor `source` of
     /// `ingesta:runtime` (in any version).
     #[error(
@@ -150,6 +159,15 @@ impl LoadedModule {
         }
         let digest = crate::deployment::Digest::of(bytes);
         let path = cache_path(engine, digest.as_str(), cache_dir);
+        // A module compiled (and cached) before passed this already.
+        if !path.is_file() {
+            super::shape::check(bytes, &super::shape::LIMITS).map_err(|error| {
+                ModuleError::TooComplex {
+                    source_name: source_name.clone(),
+                    error,
+                }
+            })?;
+        }
         let (component, fresh) =
             compile_cached(engine, &source_name, bytes, digest.as_str(), &path)?;
         let world = identify_world(engine, &source_name, &component)?;

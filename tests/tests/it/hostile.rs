@@ -189,7 +189,11 @@ fn dead_letters(topic: &str, expected: usize) -> Result<BTreeMap<String, (String
 /// clients, and a forged state record.
 #[test]
 fn the_hostile_battery() -> Result<()> {
-    let runner = runner_with("", "header_read_timeout_ms = 1000", "")?;
+    let runner = runner_with(
+        "",
+        "header_read_timeout_ms = 1000\ncompile_queue_wait_ms = 200",
+        "max_modules = 4",
+    )?;
     let api = &runner.api;
     let mut healthy = Healthy::deploy(api)?;
     healthy.alone = Some(healthy.round(api, "alone")?);
@@ -271,8 +275,25 @@ fn the_hostile_battery() -> Result<()> {
         "the hostile deployment stops: {status:?}"
     );
 
-    // An upload storm: six new modules at once (compiles are one at a time).
-    let wasm = std::fs::read(runner::fixture_wasm("hostile")?)?;
+    // A module past a structural limit is refused before it compiles.
+    let functions: String = "(func) ".repeat(200_001);
+    let sprawling = wat::parse_str(format!("(component (core module {functions}))"))?;
+    let (status, body) = api.call(
+        Method::POST,
+        "/v1/modules",
+        Some(TENANT_A.token),
+        Some(sprawling),
+    )?;
+    ensure!(
+        status == StatusCode::BAD_REQUEST
+            && control::error_of(&body).contains("more than 200000 functions"),
+        "a module of 200,001 functions: {status} {body}"
+    );
+
+    // An upload storm: six new modules (Go, ~5 MB each) at once. Compiles
+    // are one at a time and an upload waits 200 ms for its turn: some are
+    // told to come back.
+    let wasm = std::fs::read(runner::built_wasm("go", "echo")?)?;
     let versions: Vec<Vec<u8>> = (0..6)
         .scan(wasm, |w, _| {
             *w = control::second_version(w.clone());
@@ -309,6 +330,29 @@ fn the_hostile_battery() -> Result<()> {
             "an upload was answered {status}: {body}"
         );
     }
+    let stored = uploads.iter().filter(|(s, _)| s.is_success()).count();
+    ensure!(
+        stored > 0 && stored < uploads.len(),
+        "{stored} of {} concurrent uploads were stored; the compile queue should have turned some away",
+        uploads.len()
+    );
+    // Tenant A may own four modules: the fixture and what the storm
+    // stored count; the next new one past four is refused.
+    let mut answers = Vec::new();
+    for v in &versions {
+        let (status, body) = api.call(
+            Method::POST,
+            "/v1/modules",
+            Some(TENANT_A.token),
+            Some(v.clone()),
+        )?;
+        answers.push((status, body));
+    }
+    ensure!(
+        answers.iter().any(|(s, b)| *s == StatusCode::FORBIDDEN
+            && control::error_of(b).contains("maximum of 4 modules")),
+        "no upload hit tenant A's module quota: {answers:?}"
+    );
 
     // A scrape storm: eight clients scraping /metrics back to back.
     let scrapes = beside(

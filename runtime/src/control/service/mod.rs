@@ -44,6 +44,9 @@ pub struct Service {
     pub fuel_metering: bool,
     /// Largest accepted upload.
     pub max_module_bytes: usize,
+    /// How long an upload waits for the compiler before it is answered
+    /// 429 (`control.compile_queue_wait_ms`).
+    pub compile_queue_wait: std::time::Duration,
     /// Set once the runner has applied the state it found in Kafka.
     ready: AtomicBool,
     /// Uploads compile one at a time (see `modules.rs`).
@@ -121,6 +124,7 @@ impl Service {
             metrics,
             fuel_metering,
             max_module_bytes,
+            compile_queue_wait: std::time::Duration::from_secs(30),
             ready: AtomicBool::new(false),
             compiles: tokio::sync::Semaphore::new(1),
             followers: Followers::default(),

@@ -10,9 +10,6 @@ use crate::deployment::Digest;
 use crate::modules::{CHUNK_BYTES, Meta, chunk_key, meta_key, new_meta};
 use crate::wasm::ModuleError;
 
-/// How long an upload waits for the compiler before it is answered 429.
-const COMPILE_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-
 impl Service {
     /// Check and store `bytes` for `caller`. Returns the module and
     /// whether this call created it (for this caller).
@@ -41,15 +38,26 @@ impl Service {
         }
         // One compile at a time (wasmtime already compiles a module on
         // every core); others queue briefly, then are told to come back.
-        let _permit = tokio::time::timeout(COMPILE_QUEUE_WAIT, self.compiles.acquire())
+        let _permit = tokio::time::timeout(self.compile_queue_wait, self.compiles.acquire())
             .await
             .map_err(|_| {
                 Error::Busy(format!(
-                    "other uploads are being compiled; none could start within {} s, retry in a moment",
-                    COMPILE_QUEUE_WAIT.as_secs()
+                    "other uploads are being compiled; none could start within {} ms, retry in a moment",
+                    self.compile_queue_wait.as_millis()
                 ))
             })?
             .map_err(|e| Error::Internal(e.to_string()))?;
+        // Quotas under the permit, so concurrent uploads of one tenant
+        // are counted one after another; a tenant past them compiles
+        // nothing.
+        let digest = Digest::of(&bytes);
+        let owned: Vec<ModuleInfo> = self
+            .modules
+            .all()
+            .into_iter()
+            .filter(|m| m.owners.contains(caller.name()))
+            .collect();
+        super::rules::check_module_quota(caller, &owned, digest.as_str(), bytes.len())?;
         let modules = self.modules.clone();
         let (loaded, bytes) = tokio::task::spawn_blocking(move || (modules.check(&bytes), bytes))
             .await

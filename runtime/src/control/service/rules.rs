@@ -97,6 +97,41 @@ pub(super) fn check_quota(caller: &Caller, have: usize) -> Result<(), Error> {
     Ok(())
 }
 
+/// A tenant with modules `owned` may upload `size` more bytes under
+/// `digest` only within its `max_modules` and `max_module_bytes` (bytes
+/// it owns already count once; re-uploading one of its own is free).
+pub(super) fn check_module_quota(
+    caller: &Caller,
+    owned: &[ModuleInfo],
+    digest: &str,
+    size: usize,
+) -> Result<(), Error> {
+    let Caller::Tenant(t) = caller else {
+        return Ok(());
+    };
+    if owned.iter().any(|m| m.digest == digest) {
+        return Ok(());
+    }
+    if let Some(max) = t.max_modules
+        && owned.len() >= max
+    {
+        return Err(Error::Forbidden(format!(
+            "tenant {:?} already has its maximum of {max} modules; delete one it no longer deploys (DELETE /v1/modules/<digest>)",
+            t.name
+        )));
+    }
+    let total = owned.iter().map(|m| m.size as u64).sum::<u64>() + size as u64;
+    if let Some(max) = t.max_module_bytes
+        && total > max
+    {
+        return Err(Error::Forbidden(format!(
+            "tenant {:?} may store at most {max} bytes of modules; with this one ({size} bytes) it would hold {total}",
+            t.name
+        )));
+    }
+    Ok(())
+}
+
 /// Every topic the spec names must be among `exist` (ingesta does not
 /// create topics); the first missing one is named with its role.
 pub(super) fn check_topics(name: &str, spec: &Spec, exist: &HashSet<String>) -> Result<(), Error> {
@@ -277,6 +312,41 @@ mod tests {
             "invalid",
             "limits.deadline_ms",
         );
+    }
+
+    #[test]
+    fn module_quotas_count_modules_and_bytes_a_tenant_owns() {
+        let Caller::Tenant(mut t) = shop(None) else {
+            unreachable!()
+        };
+        t.max_modules = Some(2);
+        t.max_module_bytes = Some(1000);
+        let caller = Caller::Tenant(t);
+        let owned = |sizes: &[usize]| -> Vec<ModuleInfo> {
+            sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &size)| ModuleInfo {
+                    digest: format!("sha256:{i}"),
+                    size,
+                    ..module(World::Consumer)
+                })
+                .collect()
+        };
+        assert!(check_module_quota(&caller, &owned(&[400]), "sha256:new", 600).is_ok());
+        refused(
+            check_module_quota(&caller, &owned(&[100, 100]), "sha256:new", 1),
+            "forbidden",
+            "maximum of 2 modules",
+        );
+        refused(
+            check_module_quota(&caller, &owned(&[400]), "sha256:new", 601),
+            "forbidden",
+            "it would hold 1001",
+        );
+        // Its own module again: no new bytes.
+        assert!(check_module_quota(&caller, &owned(&[100, 100]), "sha256:1", 100).is_ok());
+        assert!(check_module_quota(&Caller::Operator, &owned(&[9999; 9]), "x", 9999).is_ok());
     }
 
     #[test]
