@@ -516,17 +516,19 @@ fn limits_problem(l: &LimitsConfig) -> Option<String> {
     if l.fuel == Some(0) {
         return Some("limits.fuel must be at least 1 (or unset for no metering)".into());
     }
-    if l.max_output_records == 0 || l.max_output_bytes == 0 {
-        return Some(
-            "limits.max_output_records and limits.max_output_bytes must be at least 1".into(),
-        );
+    if !(1..=1_000_000).contains(&l.max_output_records) {
+        return Some("limits.max_output_records must be between 1 and 1000000".into());
+    }
+    if !(1..=256 << 20).contains(&l.max_output_bytes) {
+        return Some("limits.max_output_bytes must be between 1 and 268435456 (256 MiB)".into());
     }
     if l.log_lines_per_second > 100_000 || l.log_burst_lines == 0 || l.log_burst_lines > 1_000_000 {
         return Some("limits.log_lines_per_second must be at most 100000 and limits.log_burst_lines between 1 and 1000000".into());
     }
-    if l.max_instances == Some(0) {
+    if l.max_instances.is_some_and(|n| !(1..=10_000).contains(&n)) {
         return Some(
-            "limits.max_instances must be at least 1 (or unset for no cap of its own)".into(),
+            "limits.max_instances must be between 1 and 10000 (or unset for no cap of its own)"
+                .into(),
         );
     }
     None
@@ -655,6 +657,18 @@ mod tests {
             (
                 json!({"module": DIGEST, "inputs": ["a"], "group": "g", "limits": {"memory_mib": 0}}),
                 "limits.memory_mib",
+            ),
+            (
+                json!({"module": DIGEST, "inputs": ["a"], "group": "g", "limits": {"max_output_bytes": 268_435_457u64}}),
+                "limits.max_output_bytes must be between 1 and 268435456",
+            ),
+            (
+                json!({"module": DIGEST, "inputs": ["a"], "group": "g", "limits": {"max_output_records": 1_000_001}}),
+                "limits.max_output_records must be between 1 and 1000000",
+            ),
+            (
+                json!({"module": DIGEST, "inputs": ["a"], "group": "g", "limits": {"max_instances": 0}}),
+                "limits.max_instances must be between 1 and 10000",
             ),
             (
                 json!({"module": DIGEST, "schedule": {"interval_ms": 5}}),

@@ -15,6 +15,9 @@ pub(super) struct Unacked {
     pub(super) acks: Arc<AckGroup>,
     /// Kept to publish again if Kafka did not take them for a passing reason.
     pub(super) outboxes: Vec<Outbox>,
+    /// Key, value and header bytes of `outboxes` as produced: what the
+    /// lane holds in memory for them.
+    pub(super) bytes: u64,
     pub(super) first_offset: i64,
     /// The offset to store once acknowledged (last offset + 1).
     pub(super) next_offset: i64,

@@ -344,7 +344,7 @@ impl Lane {
 
     async fn work(&mut self, rx: &mut mpsc::Receiver<Batch>) -> Result<(), LaneError> {
         loop {
-            let next = if self.unacked.len() >= MAX_UNACKED {
+            let next = if self.unacked_full() {
                 if self.settle_front().await? == Handled::Abandoned {
                     return Ok(());
                 }
@@ -410,6 +410,15 @@ impl Lane {
         Ok(())
     }
 
+    /// Whether the outputs awaiting acks are as many as a lane may hold:
+    /// [`MAX_UNACKED`] batches, or one call's worth of bytes
+    /// (`limits.max_output_bytes`), so a lane holds at most twice that.
+    fn unacked_full(&self) -> bool {
+        let budget = self.program.template.grants().max_output_bytes;
+        self.unacked.len() >= MAX_UNACKED
+            || self.unacked.iter().map(|u| u.bytes).sum::<u64>() >= budget
+    }
+
     /// Switch to a swapped program at a batch boundary: the batch in
     /// progress finished under the old one, the next starts fresh.
     fn refresh_program(&mut self) {
@@ -457,13 +466,13 @@ impl Lane {
         }
         let acks = self.ctx.producer.publish(&outboxes).await;
         let metrics = &self.ctx.shared.telemetry.metrics;
+        let bytes = crate::wasm::produced_bytes(&outboxes);
         metrics.records_out.inc_by(acks.sent() as u64);
-        metrics
-            .bytes_out
-            .inc_by(crate::wasm::produced_bytes(&outboxes));
+        metrics.bytes_out.inc_by(bytes);
         self.unacked.push_back(Unacked {
             acks,
             outboxes,
+            bytes,
             first_offset,
             next_offset,
             republished: false,
