@@ -77,36 +77,73 @@ impl<P> Template<P> {
     }
 }
 
-/// A store for one more instance and the slot it holds: waits while a quota
-/// is used up, and while the pooling allocator is out of some resource
-/// (memories, tables, core instances) that the quotas do not count.
-async fn instantiate<B, F>(
-    engine: &wasmtime::Engine,
-    grants: &Arc<DeploymentGrants>,
-    slots: &Slots,
-    instantiate: impl Fn(Store<HostState>) -> F,
-) -> Result<(Store<HostState>, B, Slot)>
-where
-    F: Future<Output = (Store<HostState>, wasmtime::Result<B>)>,
-{
-    let mut backoff = std::time::Duration::from_millis(10);
-    loop {
-        let slot = slots.acquire().await;
-        let store = new_store(engine, grants, slots)?;
-        let (store, result) = instantiate(store).await;
-        match result {
-            Ok(bindings) => return Ok((store, bindings, slot)),
-            Err(e)
-                if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
-                    .is_some() =>
-            {
-                drop(slot);
-                slots.pool_exhausted(&e.to_string());
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
-            }
-            Err(e) => {
-                return Err(anyhow::Error::from(e).context("failed to instantiate the module"));
+/// A linked component of either world, as the bindings generate them.
+trait Instantiable {
+    /// The instance's bindings (`Consumer` or `Producer`).
+    type Bindings;
+    fn engine(&self) -> &wasmtime::Engine;
+    fn instantiate<'a>(
+        &'a self,
+        store: &'a mut Store<HostState>,
+    ) -> impl Future<Output = wasmtime::Result<Self::Bindings>> + 'a;
+}
+
+impl Instantiable for ConsumerPre<HostState> {
+    type Bindings = Consumer;
+    fn engine(&self) -> &wasmtime::Engine {
+        ConsumerPre::engine(self)
+    }
+    fn instantiate<'a>(
+        &'a self,
+        store: &'a mut Store<HostState>,
+    ) -> impl Future<Output = wasmtime::Result<Consumer>> + 'a {
+        self.instantiate_async(store)
+    }
+}
+
+impl Instantiable for ProducerPre<HostState> {
+    type Bindings = Producer;
+    fn engine(&self) -> &wasmtime::Engine {
+        ProducerPre::engine(self)
+    }
+    fn instantiate<'a>(
+        &'a self,
+        store: &'a mut Store<HostState>,
+    ) -> impl Future<Output = wasmtime::Result<Producer>> + 'a {
+        self.instantiate_async(store)
+    }
+}
+
+#[allow(
+    private_bounds,
+    reason = "the bound only serves this private method; both worlds implement it"
+)]
+impl<P: Instantiable> Template<P> {
+    /// A store for one more instance, its bindings and the slot it holds:
+    /// waits while a quota is used up, and while the pooling allocator is
+    /// out of some resource (memories, tables, core instances) that the
+    /// quotas do not count. Initialisers run guest code too: the call
+    /// deadline bounds them.
+    async fn instantiate(&self) -> Result<(Store<HostState>, P::Bindings, Slot)> {
+        let mut backoff = std::time::Duration::from_millis(10);
+        loop {
+            let slot = self.slots.acquire().await;
+            let mut store = new_store(self.pre.engine(), &self.grants, &self.slots)?;
+            let instantiate = self.pre.instantiate(&mut store);
+            match within_deadline(self.grants.deadline, instantiate).await {
+                Ok(bindings) => return Ok((store, bindings, slot)),
+                Err(e)
+                    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                        .is_some() =>
+                {
+                    drop(slot);
+                    self.slots.pool_exhausted(&e.to_string());
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::from(e).context("failed to instantiate the module"));
+                }
             }
         }
     }
@@ -284,23 +321,13 @@ impl ConsumerInstance {
     /// Instantiate from the deployment's template.
     /// Waits while a quota of live instances is used up.
     pub async fn new(template: &ConsumerTemplate) -> Result<Self> {
-        let (store, bindings, slot) = instantiate(
-            template.pre.engine(),
-            &template.grants,
-            &template.slots,
-            |mut store| async move {
-                // Initialisers run guest code too: the same deadline bounds them.
-                let instantiate = template.pre.instantiate_async(&mut store);
-                let result = within_deadline(template.grants.deadline, instantiate).await;
-                (store, result)
-            },
-        )
-        .await?;
+        let (store, bindings, _slot) = template.instantiate().await?;
+        let slots = template.slots.clone();
         Ok(Self {
             store,
             bindings,
-            _slot: slot,
-            slots: template.slots.clone(),
+            _slot,
+            slots,
         })
     }
 
@@ -334,23 +361,13 @@ impl ProducerInstance {
     /// Instantiate from the deployment's template.
     /// Waits while a quota of live instances is used up.
     pub async fn new(template: &ProducerTemplate) -> Result<Self> {
-        let (store, bindings, slot) = instantiate(
-            template.pre.engine(),
-            &template.grants,
-            &template.slots,
-            |mut store| async move {
-                // Initialisers run guest code too: the same deadline bounds them.
-                let instantiate = template.pre.instantiate_async(&mut store);
-                let result = within_deadline(template.grants.deadline, instantiate).await;
-                (store, result)
-            },
-        )
-        .await?;
+        let (store, bindings, _slot) = template.instantiate().await?;
+        let slots = template.slots.clone();
         Ok(Self {
             store,
             bindings,
-            _slot: slot,
-            slots: template.slots.clone(),
+            _slot,
+            slots,
         })
     }
 
