@@ -38,15 +38,33 @@ struct Runner {
 /// A runner with `runtime` lines added to `[runtime]`, `control` lines to
 /// `[control]` and `tenant_a` lines to tenant A's table.
 fn runner_with(runtime: &str, control_lines: &str, tenant_a: &str) -> Result<Runner> {
+    runner_on(
+        &control::state_prefix(),
+        runtime,
+        control_lines,
+        tenant_a,
+        |c| c,
+    )
+}
+
+/// [`runner_with`] on the state topics under `state_prefix`, its config
+/// text passed through `edit` last.
+fn runner_on(
+    state_prefix: &str,
+    runtime: &str,
+    control_lines: &str,
+    tenant_a: &str,
+    edit: impl Fn(String) -> String,
+) -> Result<Runner> {
     let port = control::free_port()?;
-    let state_prefix = control::state_prefix();
+    let state_prefix = state_prefix.to_owned();
     let tenant_line = format!("name = {}\n", runner::toml_str(TENANT_A.name));
-    let config = format!(
+    let config = edit(format!(
         "[runtime]\n{runtime}\n{}",
         control::config_toml(port, &state_prefix, 8)
             .replacen(&tenant_line, &format!("{tenant_line}{tenant_a}\n"), 1)
             .replacen("[control]\n", &format!("[control]\n{control_lines}\n"), 1)
-    );
+    ));
     let mut process = RunnerProcess::spawn(&config)?;
     let api = Api::new(port)?;
     process.wait_ready(&api, TIMEOUT)?;
@@ -446,6 +464,30 @@ fn the_hostile_battery() -> Result<()> {
         "the runner exited:\n{}",
         process.log()
     );
+    process.sigterm()?;
+    let (exit, log) = process.wait(TIMEOUT)?;
+    ensure!(exit.success(), "ingesta exited with {exit}:\n{log}");
+
+    // Narrowed grants: the operator restarts the runner with tenant A
+    // allowed to read one literal topic only. Its deployment reading
+    // another topic is not run, and says why; tenant B's goes on.
+    let narrowed = runner_on(&runner.state_prefix, "", "", "", |config| {
+        config.replacen(
+            &format!("read_topics = [{}]", runner::toml_str(TENANT_A.prefix)),
+            "read_topics = [{ literal = \"a-only-this\" }]",
+            1,
+        )
+    })?;
+    let api = &narrowed.api;
+    let stopped = control::wait_status(api, TENANT_A.token, "hostile", "failed", TIMEOUT, |s| {
+        s.state == State::Failed
+    })?;
+    let reason = stopped.reason.unwrap_or_default();
+    ensure!(
+        reason.contains(&input) && reason.contains("literal \"a-only-this\""),
+        "narrowed grants: {reason}"
+    );
+    healthy.round(api, "after narrowed grants")?;
     Ok(())
 }
 
