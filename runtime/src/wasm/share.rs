@@ -9,8 +9,13 @@
 //! is always left for short calls). Slots are handed out first come,
 //! first served, and a holder gives its slot back at every tick while
 //! someone waits, so long calls of different deployments take turns tick
-//! by tick. While other deployments are making calls, a long call also
-//! runs only every other tick, sleeping in between: what its neighbours
+//! by tick. While one of a deployment's calls is long, its other calls get
+//! no first-tick grace (a tenant spinning on every partition would burn a
+//! tick per call beside its one long call). While other deployments are
+//! making calls, a deployment's long call runs only every other tick,
+//! sleeping in between — also right after its slot was handed to it by
+//! one of its own calls, or taking turns would be a way to run on
+//! without pause. What its neighbours
 //! mostly need is not wasm time but the cores it would burn (their Kafka
 //! clients, their poll threads), and a call that is still running after
 //! one tick is background work by definition. Waiting and sleeping count
@@ -83,6 +88,7 @@ impl CpuShare {
             runner: self.runner.clone(),
             calls: self.calls.clone(),
             own_calls: AtomicU64::new(0),
+            others_seen: AtomicU64::new(0),
             tick: self.tick,
         })
     }
@@ -96,6 +102,9 @@ pub(super) struct DeploymentShare {
     calls: Arc<AtomicU64>,
     /// This deployment's count of calls started.
     own_calls: AtomicU64,
+    /// Other deployments' calls started, as of this deployment's last tick
+    /// of a long call.
+    others_seen: AtomicU64,
     tick: Duration,
 }
 
@@ -103,8 +112,6 @@ pub(super) struct DeploymentShare {
 pub(super) struct LongSlot {
     _own: OwnedSemaphorePermit,
     _runner: OwnedSemaphorePermit,
-    /// Other deployments' calls started, as of the call's last tick.
-    others_seen: u64,
 }
 
 /// Where a call stands: ticks seen and the slot it holds.
@@ -139,6 +146,14 @@ impl DeploymentShare {
         self.own.contended() || self.runner.contended()
     }
 
+    /// Whether one of this deployment's calls is long now (holding or
+    /// waiting for the deployment's slot). Its other calls then get no
+    /// first-tick grace: a tenant spinning on every partition would
+    /// otherwise burn a tick per call beside the one long call it may run.
+    fn running_long(&self) -> bool {
+        self.own.permits.available_permits() == 0 || self.own.contended()
+    }
+
     /// Count a call of this deployment starting (any call, short or long).
     pub(super) fn call_started(&self) {
         self.own_calls.fetch_add(1, Ordering::Relaxed);
@@ -157,7 +172,6 @@ impl DeploymentShare {
         Some(LongSlot {
             _own: own,
             _runner: runner,
-            others_seen: self.others(),
         })
     }
 
@@ -167,40 +181,56 @@ impl DeploymentShare {
         LongSlot {
             _own: own,
             _runner: runner,
-            others_seen: self.others(),
         }
     }
 
+    /// Whether other deployments started calls since this deployment's
+    /// last look (at a tick of one of its long calls).
+    fn neighbours_busy(&self) -> bool {
+        let now = self.others();
+        self.others_seen.swap(now, Ordering::Relaxed) != now
+    }
+
+    /// How long a long call that holds its slot sits out before running
+    /// its next tick: nothing while it has the runner to itself, else one
+    /// tick, which its busy neighbours get first.
+    fn sit_out(&self) -> Option<Duration> {
+        self.neighbours_busy().then_some(self.tick)
+    }
+
     /// What a call does at an epoch tick (its deadline not yet passed):
-    /// go on holding its slot, or wait (yielding the worker) for one.
+    /// run on, sit a tick out, or wait (yielding the worker) for a slot.
     pub(super) fn at_tick(self: &Arc<Self>, held: &HeldSlot) -> UpdateDeadline {
-        {
+        let queue = {
             let mut turn = held.lock().unwrap();
             turn.ticks += 1;
-            if turn.ticks == 1 || turn.instantiating {
+            if turn.instantiating || (turn.ticks == 1 && !self.running_long()) {
                 // The call may have begun just before this tick: it is
                 // long only once it has run through a whole one.
                 return UpdateDeadline::Yield(1);
             }
-            if let Some(holding) = turn.slot.as_mut() {
-                if !self.contended() {
-                    let others = self.others();
-                    let neighbours_busy = others != holding.others_seen;
-                    holding.others_seen = others;
-                    if neighbours_busy {
-                        // Sit the next tick out, keeping the slot.
-                        let tick = self.tick;
-                        return UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(tick)));
-                    }
-                    // Still yield: the executor's other tasks get a look in.
-                    return UpdateDeadline::Yield(1);
-                }
+            match turn.slot {
                 // Others wait: give the slot back and queue behind them.
-                turn.slot = None;
-            } else if let Some(taken) = self.try_take() {
-                turn.slot = Some(taken);
-                return UpdateDeadline::Yield(1);
+                Some(_) if self.contended() => {
+                    turn.slot = None;
+                    true
+                }
+                Some(_) => false,
+                None => match self.try_take() {
+                    Some(taken) => {
+                        turn.slot = Some(taken);
+                        false
+                    }
+                    None => true,
+                },
             }
+        };
+        if !queue {
+            return match self.sit_out() {
+                Some(pause) => UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(pause))),
+                // Still yield: the executor's other tasks get a look in.
+                None => UpdateDeadline::Yield(1),
+            };
         }
         let (share, held) = (self.clone(), held.clone());
         UpdateDeadline::YieldCustom(
@@ -208,6 +238,11 @@ impl DeploymentShare {
             Box::pin(async move {
                 let taken = share.take().await;
                 held.lock().unwrap().slot = Some(taken);
+                // A slot handed over is no fresh start: the deployment's
+                // neighbours still get their ticks first.
+                if let Some(pause) = share.sit_out() {
+                    tokio::time::sleep(pause).await;
+                }
             }),
         )
     }
@@ -291,5 +326,53 @@ mod tests {
             a.at_tick(&second),
             UpdateDeadline::YieldCustom(..)
         ));
+    }
+
+    #[tokio::test]
+    async fn no_grace_beside_a_long_call_of_the_same_deployment() {
+        let share = CpuShare::new(1, Duration::from_millis(10));
+        let a = share.deployment();
+        let (first, second): (HeldSlot, HeldSlot) = Default::default();
+        begun(&a, &first);
+        assert!(matches!(a.at_tick(&first), UpdateDeadline::Yield(1)));
+        assert!(holds(&first));
+        // A's second call, at its very first tick, queues behind the first
+        // instead of spinning a tick of its own.
+        assert!(matches!(
+            a.at_tick(&second),
+            UpdateDeadline::YieldCustom(1, _)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_slot_handed_over_within_a_deployment_still_sits_out() {
+        let share = CpuShare::new(1, Duration::from_millis(10));
+        let (a, b) = (share.deployment(), share.deployment());
+        let (first, second): (HeldSlot, HeldSlot) = Default::default();
+        begun(&a, &first);
+        assert!(matches!(a.at_tick(&first), UpdateDeadline::Yield(1)));
+        let UpdateDeadline::YieldCustom(1, wait) = a.at_tick(&second) else {
+            panic!("the second call should queue");
+        };
+        let wait = tokio::spawn(wait);
+        tokio::task::yield_now().await;
+        // A neighbour is busy; the first call hands over at its tick.
+        b.call_started();
+        assert!(matches!(
+            a.at_tick(&first),
+            UpdateDeadline::YieldCustom(1, _)
+        ));
+        // The second call gets the slot, and sits a tick out before running.
+        for _ in 0..100 {
+            if holds(&second) {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(holds(&second) && !wait.is_finished());
+        tokio::time::timeout(Duration::from_secs(5), wait)
+            .await
+            .expect("the sit-out lasts one tick")
+            .unwrap();
     }
 }
