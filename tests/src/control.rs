@@ -238,10 +238,20 @@ pub fn deploy_module(
     api: &Api,
     token: &str,
     wasm: &std::path::Path,
-    mut body: serde_json::Value,
+    body: serde_json::Value,
 ) -> Result<DeploymentStatus> {
     let read = std::fs::read(wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
-    body["module"] = upload(api, token, read)?.into();
+    deploy_bytes(api, token, read, body)
+}
+
+/// [`deploy_module`] for a component already in memory.
+pub fn deploy_bytes(
+    api: &Api,
+    token: &str,
+    wasm: Vec<u8>,
+    mut body: serde_json::Value,
+) -> Result<DeploymentStatus> {
+    body["module"] = upload(api, token, wasm)?.into();
     let (status, answer) = api.json(Method::POST, "/v1/deployments", Some(token), &body)?;
     ensure!(
         status == StatusCode::CREATED,

@@ -202,7 +202,8 @@ fn dead_letters(topic: &str, expected: usize) -> Result<BTreeMap<String, (String
 /// Every hole but the instance storm, one case after another on one
 /// runner, each beside tenant B's healthy deployment: a call that spins
 /// and one that blocks in a WASI sleep (deadline), aliased outboxes
-/// (output bytes as produced), a memory bomb (memory cap), an oversized
+/// (output bytes as produced), a memory bomb and several memories (memory
+/// cap, growing and at instantiation), an oversized
 /// failure (dead letters fit), an upload storm, a scrape storm, slow HTTP
 /// clients, and a forged state record.
 #[test]
@@ -292,6 +293,40 @@ fn the_hostile_battery() -> Result<()> {
         status.state == State::Running,
         "the hostile deployment stops: {status:?}"
     );
+
+    // Several memories: a consumer whose two extra memories of 12 MiB are
+    // each under its 16 MiB cap but together over it is not run, and says
+    // which limit it meets; the co-tenant goes on.
+    let [memories_in] = kafka::fresh_topics(["a-memories-in"], 1)?;
+    let memories = control::deploy_bytes(
+        api,
+        TENANT_A.token,
+        several_memories(&[192, 192])?,
+        json!({
+            "name": "memories", "inputs": [memories_in], "group": kafka::unique("a-memories"),
+            "limits": { "memory_mib": 16 },
+        }),
+    )?;
+    kafka::produce(&memories_in, [("m", "anything", None)])?;
+    let failed = control::wait_status(api, TENANT_A.token, "memories", "failed", TIMEOUT, |s| {
+        s.state == State::Failed
+    })?;
+    let reason = failed.reason.unwrap_or_default();
+    ensure!(
+        reason.contains("limits.memory_mib") && reason.contains("memories and tables"),
+        "several memories: {reason}"
+    );
+    healthy.round(api, "several memories")?;
+    // The tenant removes it (and its module, so the module quota below
+    // counts as before); a failed deployment left behind would make the
+    // runner's exit status say so.
+    for path in [
+        "/v1/deployments/memories".to_owned(),
+        format!("/v1/modules/{}", memories.module),
+    ] {
+        let (status, body) = api.call(Method::DELETE, &path, Some(TENANT_A.token), None)?;
+        ensure!(status.is_success(), "DELETE {path}: {status} {body}");
+    }
 
     // A module past a structural limit is refused before it compiles.
     let functions: String = "(func) ".repeat(200_001);
@@ -618,4 +653,54 @@ fn an_instance_storm_waits_within_its_tenants_quota() -> Result<()> {
         answers.len()
     );
     Ok(())
+}
+
+/// A consumer component (every export traps) with, beside its own module,
+/// one more core module per entry of `pages`, each instantiated with a
+/// linear memory of that many pages (64 KiB a page). The SDKs never make
+/// one; a tenant writing wasm by hand can.
+fn several_memories(pages: &[u32]) -> Result<Vec<u8>> {
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve.push_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit"))?;
+    let world = resolve.select_world(&[package], Some("consumer"))?;
+    let mut core = wit_component::dummy_module(
+        &resolve,
+        world,
+        wit_parser::ManglingAndAbi::Standard32,
+    );
+    wit_component::embed_component_metadata(
+        &mut core,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )?;
+    let mut component = wit_component::ComponentEncoder::default()
+        .module(&core)?
+        .validate(true)
+        .encode()?;
+    // A component's sections may come in any order: append a core module
+    // and an instance of it per memory, numbered after the core modules
+    // already there (those at the top level, not inside nested ones).
+    let mut modules = 0u32;
+    let mut depth = 0u32;
+    for payload in wasmparser::Parser::new(0).parse_all(&component) {
+        match payload? {
+            wasmparser::Payload::ModuleSection { .. } => {
+                modules += u32::from(depth == 0);
+                depth += 1;
+            }
+            wasmparser::Payload::ComponentSection { .. } => depth += 1,
+            wasmparser::Payload::End(_) => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    for (i, p) in (modules..).zip(pages) {
+        // `wat` encodes without validating, so the instance may name a
+        // module index that exists only once appended.
+        let extra = wat::parse_str(format!(
+            "(component (core module (memory {p})) (core instance (instantiate {i})))"
+        ))?;
+        component.extend_from_slice(&extra[8..]);
+    }
+    Ok(component)
 }
