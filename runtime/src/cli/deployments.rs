@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde_json::{Map, Value, json};
 
-use super::{ApiArgs, DeployArgs, api_client, print};
+use super::{ApiArgs, DeployArgs, SpecFlags, api_client, print};
 use crate::client::{self, ApiClient};
 
 /// A module flag: a digest as is, or a file uploaded first.
@@ -40,6 +40,68 @@ fn config_map(pairs: &[String]) -> Result<Value> {
         map.insert(k.to_owned(), Value::from(v));
     }
     Ok(Value::Object(map))
+}
+
+/// A `--set` value: JSON when it parses as JSON (numbers, booleans,
+/// arrays, quoted strings), else the text as a string.
+fn flag_value(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::from(text))
+}
+
+/// Sets the field at `path` (`section.key`, or a top-level `key`) in a
+/// spec's written form, creating the section if the spec has none yet.
+fn set_path(spec: &mut Map<String, Value>, path: &str, value: Value) -> Result<()> {
+    let (section, key) = match path.split_once('.') {
+        Some((section, key)) if !key.is_empty() && !key.contains('.') => (Some(section), key),
+        None if !path.is_empty() => (None, path),
+        _ => anyhow::bail!(
+            "--set {path:?}: expected a field such as limits.deadline_ms or failure.dead_letter_topic"
+        ),
+    };
+    let Some(section) = section else {
+        spec.insert(key.to_owned(), value);
+        return Ok(());
+    };
+    let table = spec
+        .entry(section)
+        .or_insert_with(|| Value::Object(Map::new()));
+    if table.is_null() {
+        *table = Value::Object(Map::new());
+    }
+    table
+        .as_object_mut()
+        .with_context(|| format!("--set {path:?}: {section} is not a section of the spec"))?
+        .insert(key.to_owned(), value);
+    Ok(())
+}
+
+impl SpecFlags {
+    /// Writes every field given into `spec`, keeping the rest of each
+    /// section.
+    fn apply(&self, spec: &mut Map<String, Value>) -> Result<()> {
+        let named: [(&str, Option<Value>); 8] = [
+            ("failure.dead_letter_topic", self.dead_letter.clone().map(Value::from)),
+            ("failure.max_attempts", self.max_attempts.map(Value::from)),
+            ("limits.deadline_ms", self.deadline_ms.map(Value::from)),
+            ("limits.memory_mib", self.memory_mib.map(Value::from)),
+            ("batch.max_records", self.batch_max_records.map(Value::from)),
+            ("batch.max_wait_ms", self.batch_max_wait_ms.map(Value::from)),
+            ("schedule.interval_ms", self.schedule_ms.map(Value::from)),
+            ("ingest.key_sha256", self.ingest_key_sha256.clone().map(Value::from)),
+        ];
+        for (path, value) in named {
+            if let Some(v) = value {
+                set_path(spec, path, v)?;
+            }
+        }
+        for pair in &self.set {
+            let (path, text) = pair
+                .split_once('=')
+                .with_context(|| format!("--set {pair:?}: expected PATH=VALUE"))?;
+            set_path(spec, path, flag_value(text))?;
+        }
+        Ok(())
+    }
 }
 
 /// The spec file's fields (JSON, or TOML by its extension).
@@ -85,9 +147,6 @@ pub(super) fn deploy(api: &ApiArgs, spec: DeployArgs) -> Result<()> {
     if !spec.outputs.is_empty() {
         body.insert("outputs".into(), json!(spec.outputs));
     }
-    if let Some(t) = spec.dead_letter {
-        body.insert("failure".into(), json!({ "dead_letter_topic": t }));
-    }
     if let Some(s) = &spec.start {
         body.insert("start".into(), start_value(s)?);
     }
@@ -97,48 +156,65 @@ pub(super) fn deploy(api: &ApiArgs, spec: DeployArgs) -> Result<()> {
     if spec.paused {
         body.insert("paused".into(), true.into());
     }
-    if let Some(ms) = spec.schedule_ms {
-        body.insert("schedule".into(), json!({ "interval_ms": ms }));
-    }
-    if let Some(h) = spec.ingest_key_sha256 {
-        let ingest = body.entry("ingest").or_insert_with(|| json!({}));
-        ingest
-            .as_object_mut()
-            .context("`ingest` in the spec file must be a table")?
-            .insert("key_sha256".into(), h.into());
-    }
+    spec.fields.apply(&mut body)?;
     let status = client.create_deployment(&Value::Object(body), api.tenant.as_deref())?;
     print::status(&status);
     Ok(())
 }
 
-/// `ingesta update`.
-pub(super) fn update(
-    api: &ApiArgs,
-    name: &str,
-    module: Option<String>,
-    outputs: Vec<String>,
-    config: Vec<String>,
-    replay: Option<String>,
-) -> Result<()> {
+/// What `ingesta update` changes besides a replay.
+pub(super) struct Edits {
+    pub module: Option<String>,
+    pub outputs: Vec<String>,
+    pub config: Vec<String>,
+    pub inputs: Vec<String>,
+    pub group: Option<String>,
+    pub fields: SpecFlags,
+}
+
+/// `ingesta update`: reads the current spec, changes the fields named,
+/// and sends the sections that changed, whole (the API replaces a
+/// section it is given, so a flag must not reset its neighbours).
+pub(super) fn update(api: &ApiArgs, name: &str, edits: Edits, replay: Option<String>) -> Result<()> {
     let client = api_client(api)?;
-    let mut body = Map::new();
-    if let Some(m) = module {
-        body.insert("module".into(), module_ref(&client, &m)?.into());
+    let tenant = api.tenant.as_deref();
+    let current = client.deployment(name, tenant)?;
+    let before = current
+        .settings
+        .with_context(|| {
+            format!("deployment {name} is defined in the runner's config file; change it there")
+        })?
+        .to_json();
+    let mut after = before.clone();
+    if let Some(m) = edits.module {
+        after.insert("module".into(), module_ref(&client, &m)?.into());
     }
-    if !outputs.is_empty() {
-        body.insert("outputs".into(), json!(outputs));
+    if !edits.outputs.is_empty() {
+        after.insert("outputs".into(), json!(edits.outputs));
     }
-    if !config.is_empty() {
-        body.insert("config".into(), config_map(&config)?);
+    if !edits.config.is_empty() {
+        after.insert("config".into(), config_map(&edits.config)?);
     }
+    if !edits.inputs.is_empty() {
+        after.insert("inputs".into(), json!(edits.inputs));
+    }
+    if let Some(g) = edits.group {
+        after.insert("group".into(), g.into());
+    }
+    edits.fields.apply(&mut after)?;
+    let mut body: Map<String, Value> = after
+        .into_iter()
+        .filter(|(k, v)| before.get(k) != Some(v))
+        .collect();
     if let Some(r) = replay {
         body.insert("start".into(), start_value(&r)?);
     }
     if body.is_empty() {
-        anyhow::bail!("nothing to change: give --module, --output, --config or --replay");
+        anyhow::bail!(
+            "nothing to change: the flags given are what deployment {name} has (see ingesta update --help)"
+        );
     }
-    let status = client.update_deployment(name, &Value::Object(body), api.tenant.as_deref())?;
+    let status = client.update_deployment(name, &Value::Object(body), tenant)?;
     print::status(&status);
     Ok(())
 }

@@ -100,8 +100,10 @@ enum Command {
         #[command(flatten)]
         spec: DeployArgs,
     },
-    /// Change a deployment: new module, config or outputs swap in at the
-    /// next batch; `--replay` moves its group and consumes again from there.
+    /// Change a deployment: a new module, config, outputs, limits or
+    /// failure policy swaps in at the next batch; new inputs, group or
+    /// batching restart it; `--replay` moves its group and consumes again
+    /// from there. Only the fields named change.
     Update {
         #[command(flatten)]
         api: ApiArgs,
@@ -116,9 +118,17 @@ enum Command {
         /// Replace the config map with these KEY=VALUE pairs (repeat).
         #[arg(long = "config", value_name = "KEY=VALUE")]
         config: Vec<String>,
+        /// Replace the input topics (repeat; restarts the deployment).
+        #[arg(long = "input")]
+        inputs: Vec<String>,
+        /// Move to another consumer group (restarts the deployment).
+        #[arg(long)]
+        group: Option<String>,
         /// Replay from `earliest`, `latest` or a timestamp (ms since epoch).
         #[arg(long)]
         replay: Option<String>,
+        #[command(flatten)]
+        fields: SpecFlags,
     },
     /// List deployments with their state and total lag.
     Ls {
@@ -203,9 +213,6 @@ pub(crate) struct DeployArgs {
     /// Output topic the module may emit to (repeat).
     #[arg(long = "output")]
     outputs: Vec<String>,
-    /// Dead-letter topic for records that cannot be processed.
-    #[arg(long)]
-    dead_letter: Option<String>,
     /// `earliest`, `latest` or a timestamp (ms since epoch).
     #[arg(long)]
     start: Option<String>,
@@ -215,13 +222,50 @@ pub(crate) struct DeployArgs {
     /// Create it paused.
     #[arg(long)]
     paused: bool,
-    /// Producer modules: call the module every this many milliseconds.
+    #[command(flatten)]
+    fields: SpecFlags,
+}
+
+/// Spec fields inside the `failure`, `limits`, `batch`, `schedule` and
+/// `ingest` sections, for `deploy` and `update` alike. `update` changes
+/// only the fields named and keeps the rest of each section.
+#[derive(clap::Args)]
+pub(crate) struct SpecFlags {
+    /// Dead-letter topic for records that cannot be processed
+    /// (`failure.dead_letter_topic`).
+    #[arg(long, value_name = "TOPIC")]
+    dead_letter: Option<String>,
+    /// Attempts before a record is dead-lettered (`failure.max_attempts`).
+    #[arg(long, value_name = "N")]
+    max_attempts: Option<u32>,
+    /// Wall-clock deadline of one call (`limits.deadline_ms`).
+    #[arg(long, value_name = "MS")]
+    deadline_ms: Option<u64>,
+    /// Memory cap of one instance, all its memories together
+    /// (`limits.memory_mib`).
+    #[arg(long, value_name = "MIB")]
+    memory_mib: Option<u64>,
+    /// Records per batch at most (`batch.max_records`).
+    #[arg(long, value_name = "N")]
+    batch_max_records: Option<u64>,
+    /// How long a batch waits to fill (`batch.max_wait_ms`).
+    #[arg(long, value_name = "MS")]
+    batch_max_wait_ms: Option<u64>,
+    /// Producer modules: call the module every this many milliseconds
+    /// (`schedule.interval_ms`).
     #[arg(long, value_name = "MS")]
     schedule_ms: Option<u64>,
     /// Producer modules: SHA-256 of a key that may call the ingest
-    /// endpoint besides the tenant's token (`ingesta hash-token`).
+    /// endpoint besides the tenant's token (`ingest.key_sha256`;
+    /// `ingesta hash-token`).
     #[arg(long, value_name = "HEX")]
     ingest_key_sha256: Option<String>,
+    /// Any other spec field by its path, e.g. `limits.fuel=1000000`,
+    /// `failure.backoff_max_ms=60000`, `batch.max_bytes=4194304` or
+    /// `config.region=eu` (repeat). VALUE is read as JSON when it parses
+    /// as JSON, else as a string.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    set: Vec<String>,
 }
 
 /// Where the control API is and the token to present.
@@ -282,8 +326,23 @@ fn run(command: Command) -> Result<()> {
             module,
             outputs,
             config,
+            inputs,
+            group,
             replay,
-        } => deployments::update(&api, &name, module, outputs, config, replay),
+            fields,
+        } => deployments::update(
+            &api,
+            &name,
+            deployments::Edits {
+                module,
+                outputs,
+                config,
+                inputs,
+                group,
+                fields,
+            },
+            replay,
+        ),
         Command::Ls { api } => deployments::ls(&api),
         Command::Status { api, name } => deployments::status(&api, &name),
         Command::Pause { api, name } => deployments::action(&api, &name, "pause"),

@@ -9,7 +9,11 @@
 //!   switches each partition exactly once, at a batch boundary; rollback,
 //!   pause/resume and replay do what they say; status reports lag;
 //! - a restarted runner recovers the deployment from Kafka and resumes
-//!   from the committed offsets; a second runner sees the same state.
+//!   from the committed offsets; a second runner sees the same state;
+//! - a deployment failed on a poison record (no dead-letter topic) is
+//!   recovered with CLI flags alone: `ingesta update --dead-letter` keeps
+//!   the rest of each section, `--set` reaches any field, bad paths and
+//!   unknown fields are refused by name.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -487,3 +491,92 @@ fn deploy_swap_rollback_pause_replay_and_recover_from_kafka() -> Result<()> {
     }
     Ok(())
 }
+
+/// The tutorial reader's recovery: a deployment without a dead-letter
+/// topic fails on a record it cannot handle; `ingesta update --dead-letter`
+/// (no raw JSON) brings it back, the poison record dead-lettered and every
+/// other record forwarded, the settings not named left as they were.
+#[test]
+fn a_failed_deployment_recovers_with_cli_flags_alone() -> Result<()> {
+    let prefix = control::state_prefix();
+    let port = control::free_port()?;
+    let mut ingesta = RunnerProcess::spawn(&control::config_toml(port, &prefix, 8))?;
+    let api = Api::new(port)?;
+    ingesta.wait_ready(&api, TIMEOUT)?;
+    let a = TENANT_A.token;
+    let [input, out, dlq] = kafka::fresh_topics(["a-cli-in", "a-cli-out", "a-cli-dlq"], 1)?;
+    let module = runner::fixture_wasm("hostile")?.display().to_string();
+    let output_config = format!("output_topic={out}");
+    let group = kafka::unique("a-cli");
+    let cli = |args: &[&str]| control::cli(api.base(), Some(a), args);
+    let deployed = cli(&[
+        "deploy", "--name", "cli", "--module", &module, "--input", &input, "--group", &group,
+        "--output", &out, "--config", &output_config, "--max-attempts", "2", "--deadline-ms",
+        "2500", "--batch-max-records", "7", "--set", "failure.backoff_initial_ms=20",
+    ])?;
+    ensure!(deployed.status.success(), "ingesta deploy: {deployed:?}");
+    kafka::produce(
+        &input,
+        [("0", "ok-0", None), ("1", "permanent", None), ("2", "ok-2", None)],
+    )?;
+    let failed = wait_status(&api, a, "cli", "failed", |s| s.state == State::Failed)?;
+    ensure!(
+        failed
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("no failure.dead_letter_topic")),
+        "{failed:?}"
+    );
+
+    // Bad flags are refused by name, and change nothing.
+    let bad = cli(&["update", "cli", "--set", "limits"])?;
+    let text = String::from_utf8_lossy(&bad.stderr);
+    ensure!(
+        !bad.status.success() && text.contains("expected PATH=VALUE"),
+        "{bad:?}"
+    );
+    let unknown = cli(&["update", "cli", "--set", "limits.deadline=5"])?;
+    let text = String::from_utf8_lossy(&unknown.stderr);
+    ensure!(
+        !unknown.status.success() && text.contains("deadline"),
+        "an unknown field: {unknown:?}"
+    );
+    let same = cli(&["update", "cli", "--max-attempts", "2"])?;
+    ensure!(
+        !same.status.success() && String::from_utf8_lossy(&same.stderr).contains("nothing to change"),
+        "{same:?}"
+    );
+
+    let updated = cli(&["update", "cli", "--dead-letter", &dlq])?;
+    ensure!(updated.status.success(), "ingesta update: {updated:?}");
+    let running = wait_status(&api, a, "cli", "running", |s| s.state == State::Running)?;
+    let spec = serde_json::to_value(running.settings.context("an API deployment has settings")?)?;
+    ensure!(
+        spec["failure"]["dead_letter_topic"] == dlq.as_str()
+            && spec["failure"]["max_attempts"] == 2
+            && spec["failure"]["backoff_initial_ms"] == 20
+            && spec["limits"]["deadline_ms"] == 2500
+            && spec["batch"]["max_records"] == 7
+            && running.revision == 2,
+        "the update changed more than the dead-letter topic: {spec}"
+    );
+    let letters = kafka::read_all(&dlq, 1, TIMEOUT)?;
+    ensure!(
+        letters.len() == 1 && letters[0].key() == Some(b"1".as_slice()),
+        "dead letters: {letters:?}"
+    );
+    let outputs: BTreeSet<Vec<u8>> = kafka::read_all(&out, 2, TIMEOUT)?
+        .iter()
+        .filter_map(|m| m.key().map(<[u8]>::to_vec))
+        .collect();
+    ensure!(
+        outputs == BTreeSet::from([b"0".to_vec(), b"2".to_vec()]),
+        "outputs: {outputs:?}"
+    );
+    wait_status(&api, a, "cli", "caught up", |s| total_lag(s) == 0)?;
+    ingesta.sigterm()?;
+    let (exit, log) = ingesta.wait(TIMEOUT)?;
+    ensure!(exit.success(), "ingesta exited with {exit}:\n{log}");
+    Ok(())
+}
+
