@@ -67,12 +67,13 @@ pub fn event_number(event: &Event) -> usize {
 }
 
 /// A malformed event, one of several kinds chosen by `i`: wrong types,
-/// missing fields, unknown actions, not JSON at all.
+/// a missing user, not JSON at all. (Missing optional fields and unknown
+/// actions are not malformed: `activity-stats` counts them.)
 pub fn malformed_event(i: u64) -> String {
     match i % 5 {
         0 => r#"{"user_id":"oops"}"#.to_owned(),
-        1 => r#"{"user_id":1,"action":"refund","product_id":101,"product_name":"Merino Socks","price":14.5,"ts":1732460000000}"#.to_owned(),
-        2 => r#"{"user_id":1,"action":"view","product_id":101}"#.to_owned(),
+        1 => r#"{"user_id":1,"action":5,"product_id":101,"product_name":"Merino Socks","price":14.5,"ts":1732460000000}"#.to_owned(),
+        2 => r#"{"action":"view","product_id":101}"#.to_owned(),
         3 => "not json at all".to_owned(),
         _ => r#"{"user_id":1,"action":"purchase","product_id":101,"product_name":"Merino Socks","price":"cheap","ts":1}"#.to_owned(),
     }

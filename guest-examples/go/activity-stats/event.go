@@ -8,39 +8,79 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
 	"example.invalid/ingesta/sdk/go/ingesta"
 )
 
-// Action is what a user did.
+// Action is what an event is counted as.
 type Action uint8
 
-// Actions, in schema order.
+// Actions, in the stats record's order.
 const (
 	View Action = iota
 	Click
 	AddToCart
 	Purchase
+	// Other is any action none of the others is spelled as. It is counted
+	// (other_actions), not refused: a producer's new action must not stop
+	// the deployment.
+	Other
 )
 
-// actionNames are the actions as written in JSON, in schema order.
-var actionNames = [...]string{"view", "click", "add_to_cart", "purchase"}
+// actions maps every accepted spelling, matched exactly (case-sensitive),
+// to what it is counted as: the shop's own names, then the other spellings
+// the contract accepts, such as the Spanish-language Kafka tutorial's
+// added_to_cart and product_added_to_cart.
+var actions = map[string]Action{
+	"view": View, "page_view": View, "product_view": View, "viewed": View,
+	"click": Click, "clicked": Click, "product_click": Click,
+	"add_to_cart": AddToCart, "added_to_cart": AddToCart, "product_added_to_cart": AddToCart, "cart_add": AddToCart,
+	"purchase": Purchase, "purchased": Purchase, "order": Purchase, "checkout": Purchase,
+}
 
-const expectedActions = "view, click, add_to_cart or purchase"
+// ParseAction is what an action spelled s is counted as.
+func ParseAction(s string) Action {
+	if a, ok := actions[s]; ok {
+		return a
+	}
+	return Other
+}
+
+// unknownProduct names the product of events without a product_id.
+const unknownProduct = "unknown product"
 
 // Event is one user-activity event. Unknown extra fields are ignored, so
-// producers can add fields without breaking this handler.
+// producers can add fields without breaking this handler. Optional fields
+// are nil when the event lacks them (or they are null), so "absent" cannot
+// be confused with a zero value.
 type Event struct {
-	UserID      uint64
-	Action      Action
-	ProductID   uint64
-	ProductName string
-	Price       float64
-	// TS is milliseconds since the Unix epoch; required by the schema,
-	// unused here.
-	TS int64
+	UserID uint64
+	Action Action
+	// ProductID is nil for the unknown product.
+	ProductID   *uint64
+	ProductName *string
+	// Price is nil when absent: a purchase then adds no revenue and raises
+	// no alert.
+	Price *float64
+	// TS is milliseconds since the Unix epoch: the event's own, else the
+	// record's timestamp, else nil.
+	TS *int64
+	// EventID is the producer's id as given (an int64 or a string), or nil.
+	EventID any
+}
+
+// Name is the product's name as this event gives it: its own, else the
+// product_id in decimal; always unknownProduct without a product_id, as
+// such events may be about different products.
+func (e *Event) Name() string {
+	switch {
+	case e.ProductID == nil:
+		return unknownProduct
+	case e.ProductName != nil:
+		return *e.ProductName
+	}
+	return strconv.FormatUint(*e.ProductID, 10)
 }
 
 // ParseEvent parses and validates r's value. Any problem is a permanent
@@ -64,11 +104,18 @@ func ParseEvent(r ingesta.Record) (Event, error) {
 	if problem != "" {
 		return Event{}, r.Error(problem)
 	}
+	if ev.TS == nil {
+		// Producers such as kafka-python's tutorial send no ts: the
+		// record's timestamp is the next best time for the event.
+		if ts, ok := r.Timestamp(); ok {
+			ev.TS = &ts
+		}
+	}
 	return ev, nil
 }
 
 // decode parses JSON keeping numbers as written, so they can be classed
-// the way serde_json classes them.
+// the way serde_json classes them (and integer ids round-trip exactly).
 func decode(value []byte) (any, error) {
 	if !json.Valid(value) {
 		var v any
@@ -83,20 +130,24 @@ func decode(value []byte) (any, error) {
 	return doc, nil
 }
 
-// field is one schema field: its name, its check and what it must be.
+// field is one schema field: its name, whether it is required, its check
+// and what it must be.
 type field struct {
 	name     string
+	required bool
 	valid    func(any) bool
 	expected string
 }
 
+// fields are checked in this order; the first bad one is named.
 var fields = []field{
-	{"user_id", func(v any) bool { _, ok := asU64(v); return ok }, "a non-negative integer"},
-	{"action", isString, "a string"},
-	{"product_id", func(v any) bool { _, ok := asU64(v); return ok }, "a non-negative integer"},
-	{"product_name", isString, "a string"},
-	{"price", isNumber, "a number"},
-	{"ts", func(v any) bool { _, ok := asI64(v); return ok }, "an integer (milliseconds since the epoch)"},
+	{"user_id", true, isU64, "a non-negative integer"},
+	{"action", true, isString, "a string"},
+	{"product_id", false, isU64, "a non-negative integer"},
+	{"product_name", false, isString, "a string"},
+	{"price", false, isNumber, "a number"},
+	{"ts", false, isI64, "an integer (milliseconds since the epoch)"},
+	{"event_id", false, isEventID, "an integer or a string"},
 }
 
 // validate checks doc against the schema, returning the event or what is
@@ -108,52 +159,41 @@ func validate(doc any) (Event, string) {
 	}
 	for _, f := range fields {
 		v, present := obj[f.name]
-		if !present {
+		switch {
+		case !present && f.required:
 			return Event{}, "missing field " + f.name
-		}
-		if !f.valid(v) && !(f.name == "action" && isUnitVariant(v)) {
+		case v == nil && !f.required: // missing or null: absent
+			continue
+		case !f.valid(v): // a required field's null lands here too
 			return Event{}, fmt.Sprintf("field %s must be %s, got %s", f.name, f.expected, excerpt(v))
+		case f.name == "price":
+			if p := toFloat(v); p < 0 {
+				return Event{}, "field price must not be negative, got " + strconv.FormatFloat(p, 'f', -1, 64)
+			}
 		}
 	}
-	action, ok := parseAction(obj["action"])
-	if !ok {
-		return Event{}, fmt.Sprintf("field action has unknown value %s, expected %s",
-			rustDebug(obj["action"].(string)), expectedActions)
-	}
-	ev := Event{Action: action, ProductName: obj["product_name"].(string)}
+	ev := Event{Action: ParseAction(obj["action"].(string))}
 	ev.UserID, _ = asU64(obj["user_id"])
-	ev.ProductID, _ = asU64(obj["product_id"])
-	ev.TS, _ = asI64(obj["ts"])
-	n, _ := classify(obj["price"].(json.Number))
-	ev.Price = n.float()
-	if ev.Price < 0 {
-		return Event{}, "field price must not be negative, got " + strconv.FormatFloat(ev.Price, 'f', -1, 64)
+	if id, ok := asU64(obj["product_id"]); ok {
+		ev.ProductID = &id
+	}
+	if name, ok := obj["product_name"].(string); ok {
+		ev.ProductName = &name
+	}
+	if v, ok := obj["price"]; ok && v != nil {
+		p := toFloat(v)
+		ev.Price = &p
+	}
+	if ts, ok := asI64(obj["ts"]); ok {
+		ev.TS = &ts
+	}
+	switch id := obj["event_id"].(type) {
+	case string:
+		ev.EventID = id
+	case json.Number:
+		ev.EventID, _ = asI64(id)
 	}
 	return ev, ""
-}
-
-// parseAction reads an action as serde does for a unit enum variant: a
-// string, or an object {"<variant>": null}.
-func parseAction(v any) (Action, bool) {
-	name, ok := v.(string)
-	if !ok {
-		for k := range v.(map[string]any) {
-			name = k
-		}
-	}
-	i := slices.Index(actionNames[:], name)
-	return Action(i), i >= 0
-}
-
-func isUnitVariant(v any) bool {
-	m, ok := v.(map[string]any)
-	if !ok || len(m) != 1 {
-		return false
-	}
-	for k, val := range m {
-		return val == nil && slices.Contains(actionNames[:], k)
-	}
-	return false
 }
 
 // number is a JSON number classed as serde_json classes it: a
@@ -237,8 +277,21 @@ func asI64(v any) (int64, bool) {
 	return 0, false
 }
 
+func isU64(v any) bool    { _, ok := asU64(v); return ok }
+func isI64(v any) bool    { _, ok := asI64(v); return ok }
 func isString(v any) bool { _, ok := v.(string); return ok }
 func isNumber(v any) bool { _, ok := v.(json.Number); return ok }
+
+// isEventID: event ids are integers (Rust reads them as i64, so larger
+// ones are refused rather than rounded) or strings.
+func isEventID(v any) bool { return isString(v) || isI64(v) }
+
+// toFloat is a JSON number's value as a float64 (as serde_json reads an
+// f64).
+func toFloat(v any) float64 {
+	n, _ := classify(v.(json.Number))
+	return n.float()
+}
 
 // excerpt is v as serde_json writes it, cut to 40 characters, for error
 // messages that quote what a producer sent.
@@ -305,34 +358,4 @@ func appendValue(dst []byte, v any) []byte {
 		return append(dst, '}')
 	}
 	return dst
-}
-
-// rustDebug quotes s as Rust's {:?} does.
-func rustDebug(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, r := range s {
-		switch r {
-		case '"':
-			b.WriteString(`\"`)
-		case '\\':
-			b.WriteString(`\\`)
-		case '\n':
-			b.WriteString(`\n`)
-		case '\r':
-			b.WriteString(`\r`)
-		case '\t':
-			b.WriteString(`\t`)
-		case 0:
-			b.WriteString(`\0`)
-		default:
-			if r < 0x20 || r == 0x7f || (r >= 0x80 && !unicode.IsPrint(r)) {
-				fmt.Fprintf(&b, `\u{%x}`, r)
-			} else {
-				b.WriteRune(r)
-			}
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
 }

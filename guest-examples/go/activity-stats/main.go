@@ -7,16 +7,22 @@
 // batch with a permanent error blaming that record, and nothing of the
 // batch is emitted. A good batch then yields
 //
-//   - one stats record per product touched, in ascending product_id order:
-//     the batch's increments, so summing a product's stats records gives its
+//   - one stats record per product touched, in ascending product_id order
+//     with the unknown product (events without a product_id) last: the
+//     batch's increments, so summing a product's stats records gives its
 //     totals, and source identifies the input window so a reader can
 //     recognise a redelivered batch;
 //   - one alert per purchase priced strictly above alert_purchase_over.
+//
+// Besides the shop's own events it reads those of the Spanish-language
+// Kafka tutorial our users come from: other action names, and no price,
+// ts or product_id. Only what cannot be read is refused.
 //
 // See README.md for config keys and exact output formats.
 package main
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"strconv"
@@ -52,7 +58,7 @@ func LoadSettings() (*Settings, error) {
 
 // Counts are the counts per action plus revenue, for one product.
 type Counts struct {
-	Views, Clicks, AddToCart, Purchases uint64
+	Views, Clicks, AddToCart, Purchases, OtherActions uint64
 	// RevenueCents is whole cents, so sums are exact (each price is rounded
 	// to cents).
 	RevenueCents int64
@@ -68,7 +74,11 @@ func (c *Counts) record(ev *Event) {
 		c.AddToCart++
 	case Purchase:
 		c.Purchases++
-		c.RevenueCents = saturatingAdd(c.RevenueCents, cents(ev.Price))
+		if ev.Price != nil { // a purchase without a price is still a purchase
+			c.RevenueCents = saturatingAdd(c.RevenueCents, cents(*ev.Price))
+		}
+	default:
+		c.OtherActions++
 	}
 }
 
@@ -77,6 +87,7 @@ func (c *Counts) add(o *Counts) {
 	c.Clicks += o.Clicks
 	c.AddToCart += o.AddToCart
 	c.Purchases += o.Purchases
+	c.OtherActions += o.OtherActions
 	c.RevenueCents = saturatingAdd(c.RevenueCents, o.RevenueCents)
 }
 
@@ -109,22 +120,78 @@ func saturatingAdd(a, b int64) int64 {
 	return s
 }
 
+// productKey identifies a product: its id, or the unknown product that
+// counts the events without a product_id.
+type productKey struct {
+	id      uint64
+	unknown bool
+}
+
+// keyOf is the product ev counts towards.
+func keyOf(ev *Event) productKey {
+	if ev.ProductID == nil {
+		return productKey{unknown: true}
+	}
+	return productKey{id: *ev.ProductID}
+}
+
+// compare orders products by id, the unknown product last.
+func (k productKey) compare(o productKey) int {
+	if k.unknown != o.unknown {
+		if k.unknown {
+			return 1
+		}
+		return -1
+	}
+	return cmp.Compare(k.id, o.id)
+}
+
+// String is the stats record key: the id in decimal, or "unknown".
+func (k productKey) String() string {
+	if k.unknown {
+		return "unknown"
+	}
+	return strconv.FormatUint(k.id, 10)
+}
+
+// idJSON is the product_id to write: null for the unknown product.
+func (k productKey) idJSON() *uint64 {
+	if k.unknown {
+		return nil
+	}
+	return &k.id
+}
+
 // productBatch is one product's activity within a batch.
 type productBatch struct {
-	id     uint64
-	name   string // the name on the product's last event in the batch
-	counts Counts
+	key productKey
+	// lastName is the name on the product's last event in the batch that
+	// carries one (nil if none does).
+	lastName *string
+	counts   Counts
+}
+
+// name is the product's name for its stats record.
+func (p *productBatch) name() string {
+	switch {
+	case p.key.unknown:
+		return unknownProduct
+	case p.lastName != nil:
+		return *p.lastName
+	}
+	return p.key.String()
 }
 
 type statsRecord struct {
-	ProductID   uint64        `json:"product_id"`
-	ProductName string        `json:"product_name"`
-	Views       uint64        `json:"views"`
-	Clicks      uint64        `json:"clicks"`
-	AddToCart   uint64        `json:"add_to_cart"`
-	Purchases   uint64        `json:"purchases"`
-	Revenue     ingesta.Float `json:"revenue"`
-	Source      batchSource   `json:"source"`
+	ProductID    *uint64       `json:"product_id"`
+	ProductName  string        `json:"product_name"`
+	Views        uint64        `json:"views"`
+	Clicks       uint64        `json:"clicks"`
+	AddToCart    uint64        `json:"add_to_cart"`
+	Purchases    uint64        `json:"purchases"`
+	OtherActions uint64        `json:"other_actions"`
+	Revenue      ingesta.Float `json:"revenue"`
+	Source       batchSource   `json:"source"`
 }
 
 type batchSource struct {
@@ -136,11 +203,13 @@ type batchSource struct {
 
 type alertRecord struct {
 	Kind        string        `json:"kind"`
+	EventID     any           `json:"event_id"` // nil, int64 or string: as given
 	UserID      uint64        `json:"user_id"`
-	ProductID   uint64        `json:"product_id"`
+	ProductID   *uint64       `json:"product_id"`
 	ProductName string        `json:"product_name"`
 	Price       ingesta.Float `json:"price"`
 	Threshold   ingesta.Float `json:"threshold"`
+	TS          *int64        `json:"ts"`
 	Source      recordSource  `json:"source"`
 }
 
@@ -156,7 +225,7 @@ type ActivityStats struct {
 	// totals are running totals for this instance's partition since it
 	// started. Only an in-memory view: lost on recycle, and counts
 	// redelivered batches twice.
-	totals map[uint64]*Counts
+	totals map[productKey]*Counts
 }
 
 type located struct {
@@ -184,32 +253,27 @@ func (a *ActivityStats) OnBatch(b ingesta.Batch) error {
 		}
 		events = append(events, located{ev, r.Offset()})
 	}
-	index := map[uint64]int{}
+	index := map[productKey]int{}
 	var products []productBatch
 	var alerts []*located
 	for i := range events {
 		e := &events[i]
-		j, ok := index[e.ev.ProductID]
+		key := keyOf(&e.ev)
+		j, ok := index[key]
 		if !ok {
 			j = len(products)
-			index[e.ev.ProductID] = j
-			products = append(products, productBatch{id: e.ev.ProductID})
+			index[key] = j
+			products = append(products, productBatch{key: key})
 		}
-		products[j].name = e.ev.ProductName
+		if e.ev.ProductName != nil {
+			products[j].lastName = e.ev.ProductName
+		}
 		products[j].counts.record(&e.ev)
-		if e.ev.Action == Purchase && e.ev.Price > s.AlertPurchaseOver {
+		if e.ev.Action == Purchase && e.ev.Price != nil && *e.ev.Price > s.AlertPurchaseOver {
 			alerts = append(alerts, e)
 		}
 	}
-	slices.SortFunc(products, func(x, y productBatch) int {
-		switch {
-		case x.id < y.id:
-			return -1
-		case x.id > y.id:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(products, func(x, y productBatch) int { return x.key.compare(y.key) })
 
 	first, ok := b.FirstOffset()
 	last, _ := b.LastOffset()
@@ -218,15 +282,16 @@ func (a *ActivityStats) OnBatch(b ingesta.Batch) error {
 	}
 	for _, p := range products {
 		c := &p.counts
-		err := ingesta.EmitJSON(s.StatsTopic, strconv.FormatUint(p.id, 10), statsRecord{
-			ProductID:   p.id,
-			ProductName: p.name,
-			Views:       c.Views,
-			Clicks:      c.Clicks,
-			AddToCart:   c.AddToCart,
-			Purchases:   c.Purchases,
-			Revenue:     ingesta.Float(c.Revenue()),
-			Source:      batchSource{b.Topic(), b.Partition(), first, last},
+		err := ingesta.EmitJSON(s.StatsTopic, p.key.String(), statsRecord{
+			ProductID:    p.key.idJSON(),
+			ProductName:  p.name(),
+			Views:        c.Views,
+			Clicks:       c.Clicks,
+			AddToCart:    c.AddToCart,
+			Purchases:    c.Purchases,
+			OtherActions: c.OtherActions,
+			Revenue:      ingesta.Float(c.Revenue()),
+			Source:       batchSource{b.Topic(), b.Partition(), first, last},
 		})
 		if err != nil {
 			return err
@@ -235,11 +300,13 @@ func (a *ActivityStats) OnBatch(b ingesta.Batch) error {
 	for _, e := range alerts {
 		err := ingesta.EmitJSON(s.AlertsTopic, strconv.FormatUint(e.ev.UserID, 10), alertRecord{
 			Kind:        "large_purchase",
+			EventID:     e.ev.EventID,
 			UserID:      e.ev.UserID,
 			ProductID:   e.ev.ProductID,
-			ProductName: e.ev.ProductName,
-			Price:       ingesta.Float(e.ev.Price),
+			ProductName: e.ev.Name(),
+			Price:       ingesta.Float(*e.ev.Price),
 			Threshold:   ingesta.Float(s.AlertPurchaseOver),
+			TS:          e.ev.TS,
 			Source:      recordSource{b.Topic(), b.Partition(), e.offset},
 		})
 		if err != nil {
@@ -248,13 +315,13 @@ func (a *ActivityStats) OnBatch(b ingesta.Batch) error {
 	}
 
 	if a.totals == nil {
-		a.totals = map[uint64]*Counts{}
+		a.totals = map[productKey]*Counts{}
 	}
 	for _, p := range products {
-		t := a.totals[p.id]
+		t := a.totals[p.key]
 		if t == nil {
 			t = &Counts{}
-			a.totals[p.id] = t
+			a.totals[p.key] = t
 		}
 		t.add(&p.counts)
 	}

@@ -1,7 +1,11 @@
 // Command cart-alerts watches user-activity events for bursts of
 // add-to-cart actions: when one user adds to their cart threshold times
-// within window_ms (by the events' own ts), it emits one alert for the
-// burst.
+// within window_ms (by the events' own ts, else their records'
+// timestamps), it emits one alert for the burst.
+//
+// It reads the shop's events and those of the Spanish-language Kafka
+// tutorial our users come from, which name the action differently and may
+// carry no ts or product_id.
 //
 // It shows what the Go SDK's per-instance state is for: each user's recent
 // add-to-cart times are kept across batches, so a burst split over several
@@ -52,7 +56,8 @@ func LoadSettings() (Settings, error) {
 	}, nil
 }
 
-// Event is the part of a user-activity event this handler reads.
+// Event is the part of a user-activity event this handler reads. Fields
+// are pointers so a missing (or null) field can be told from a zero.
 type Event struct {
 	UserID    *uint64 `json:"user_id"`
 	Action    *string `json:"action"`
@@ -60,10 +65,19 @@ type Event struct {
 	TS        *int64  `json:"ts"`
 }
 
+// addToCart holds every spelling of the add-to-cart action, matched
+// exactly (case-sensitive): ours, then the tutorial's and the other
+// aliases activity-stats accepts, so both count the same additions.
+var addToCart = map[string]bool{
+	"add_to_cart": true, "added_to_cart": true, "product_added_to_cart": true, "cart_add": true,
+}
+
 // addition is one add-to-cart.
 type addition struct {
-	ts      int64
-	product uint64
+	ts int64
+	// product is nil when the event named none: the addition still counts
+	// towards a burst, but adds nothing to its product_ids.
+	product *uint64
 	offset  int64
 }
 
@@ -108,7 +122,7 @@ type CartAlerts struct {
 type parsed struct {
 	user    uint64
 	ts      int64
-	product uint64
+	product *uint64
 	offset  int64
 }
 
@@ -161,14 +175,18 @@ func (c *CartAlerts) parse(b ingesta.Batch) ([]parsed, error) {
 			return nil, r.Error("field user_id must be a non-negative integer")
 		case ev.Action == nil:
 			return nil, r.Error("field action must be a string")
-		case ev.TS == nil:
-			return nil, r.Error("field ts must be an integer (milliseconds since the epoch)")
-		case *ev.Action != "add_to_cart":
-			continue
-		case ev.ProductID == nil:
-			return nil, r.Error("field product_id must be a non-negative integer")
 		}
-		adds = append(adds, parsed{*ev.UserID, *ev.TS, *ev.ProductID, r.Offset()})
+		ts, ok := r.Timestamp() // the event's own ts, when it has one, wins
+		if ev.TS != nil {
+			ts, ok = *ev.TS, true
+		}
+		if !ok {
+			// Without a time the event cannot be placed in a window.
+			return nil, r.Error("missing field ts and the record has no timestamp")
+		}
+		if addToCart[*ev.Action] {
+			adds = append(adds, parsed{*ev.UserID, ts, ev.ProductID, r.Offset()})
+		}
 	}
 	return adds, nil
 }
@@ -246,8 +264,8 @@ func (c *CartAlerts) alert(b ingesta.Batch, a parsed, end int64) error {
 			}
 			alert.Count++
 			alert.LastTS = x.ts
-			if !slices.Contains(alert.ProductIDs, x.product) {
-				alert.ProductIDs = append(alert.ProductIDs, x.product)
+			if x.product != nil && !slices.Contains(alert.ProductIDs, *x.product) {
+				alert.ProductIDs = append(alert.ProductIDs, *x.product)
 			}
 		}
 	}

@@ -101,7 +101,7 @@ func TestABadRecordFailsTheBatchAndChangesNothing(t *testing.T) {
 	bad := ingestatest.NewBatch("in", 1).AtOffset(5).AddValues(ev(1, "add_to_cart", 1, 1000), `{"user_id":1,"action":"add_to_cart"}`)
 	_, err := ingestatest.Run(h, bad)
 	e := ingesta.AsError(err)
-	if e == nil || e.IsRetryable() || e.Message() != "field ts must be an integer (milliseconds since the epoch) (topic in, partition 1, offset 6)" {
+	if e == nil || e.IsRetryable() || e.Message() != "missing field ts and the record has no timestamp (topic in, partition 1, offset 6)" {
 		t.Fatalf("err %v", err)
 	}
 	if i, _ := e.RecordIndex(); i != 1 {
@@ -113,6 +113,85 @@ func TestABadRecordFailsTheBatchAndChangesNothing(t *testing.T) {
 	_, err = ingestatest.Run(h, ingestatest.NewBatch("in", 1).AddValues("not json"))
 	if !strings.HasPrefix(ingesta.AsError(err).Message(), "value is not valid JSON") {
 		t.Error(err)
+	}
+}
+
+// at is a record with value v and timestamp ts (as Kafka producers such
+// as kafka-python's set by default).
+func at(ts int64, v string) *ingestatest.Record {
+	return ingestatest.NewRecord(ingesta.Null, v).Timestamp(ts, ingesta.CreateTime)
+}
+
+func TestTheTutorialsEventsMakeABurst(t *testing.T) {
+	ingestatest.Reset()
+	ingestatest.SetConfig(map[string]string{"threshold": "2"})
+	b := ingestatest.NewBatch("user-activity", 0).Add(
+		at(1000, `{"user_id": 123, "action": "added_to_cart", "product_id": 456, "product_name": "Camiseta de Trekking"}`),
+		at(2000, `{"event_id": 123, "action": "product_added_to_cart", "user_id": 123}`),
+	)
+	out := run(t, &CartAlerts{}, b)
+	want := `{"kind":"cart_burst","user_id":123,"count":2,"window_ms":60000,"first_ts":1000,"last_ts":2000,"product_ids":[456],"source":{"topic":"user-activity","partition":0,"offset":1}}`
+	if len(out) != 1 || out[0].ValueString() != want {
+		t.Errorf("out %+v\nwant %s", out, want)
+	}
+}
+
+func TestEveryAddToCartSpellingCounts(t *testing.T) {
+	ingestatest.Reset()
+	ingestatest.SetConfig(map[string]string{"threshold": "4"})
+	b := ingestatest.NewBatch("in", 0)
+	// Only exact spellings count: these are ignored.
+	for i, action := range []string{"Add_to_cart", "add-to-cart", "added to cart", "view", "purchase"} {
+		b.AddValues(ev(1, action, 1, int64(i)))
+	}
+	for i, action := range []string{"add_to_cart", "added_to_cart", "product_added_to_cart", "cart_add"} {
+		b.AddValues(ev(1, action, i+1, int64(100+i)))
+	}
+	var a Alert
+	out := run(t, &CartAlerts{}, b)
+	if len(out) != 1 || out[0].DecodeValue(&a) != nil || a.Count != 4 || a.FirstTS != 100 || a.Source.Offset != 8 {
+		t.Errorf("out %+v alert %+v", out, a)
+	}
+}
+
+func TestMissingTsIsTheRecordTimestamp(t *testing.T) {
+	ingestatest.Reset()
+	ingestatest.SetConfig(map[string]string{"threshold": "3", "window_ms": "1000"})
+	out := run(t, &CartAlerts{}, ingestatest.NewBatch("in", 0).Add(
+		at(5_000, `{"user_id":1,"action":"add_to_cart","product_id":1}`),
+		at(5_100, `{"user_id":1,"action":"add_to_cart","product_id":1,"ts":null}`),
+		at(9_999, ev(1, "add_to_cart", 1, 5_200)), // the event's own ts wins
+	))
+	var a Alert
+	if len(out) != 1 || out[0].DecodeValue(&a) != nil || a.FirstTS != 5_000 || a.LastTS != 5_200 {
+		t.Errorf("out %+v alert %+v", out, a)
+	}
+	// No ts and no record timestamp: the event cannot be placed.
+	_, err := ingestatest.Run(&CartAlerts{}, ingestatest.NewBatch("in", 0).AddValues(`{"user_id":1,"action":"view"}`))
+	if e := ingesta.AsError(err); e == nil || e.IsRetryable() ||
+		e.Message() != "missing field ts and the record has no timestamp (topic in, partition 0, offset 0)" {
+		t.Errorf("err %v", err)
+	}
+}
+
+func TestAdditionsWithoutAProductCountButListNone(t *testing.T) {
+	ingestatest.Reset()
+	b := ingestatest.NewBatch("in", 0).AddValues(
+		`{"user_id":1,"action":"add_to_cart","ts":1000}`,
+		`{"user_id":1,"action":"add_to_cart","product_id":null,"ts":2000}`,
+		`{"user_id":1,"action":"add_to_cart","product_id":7,"ts":3000}`,
+		`{"user_id":2,"action":"add_to_cart","ts":1000}`,
+		`{"user_id":2,"action":"add_to_cart","ts":1001}`,
+		`{"user_id":2,"action":"cart_add","ts":1002}`,
+	)
+	out := run(t, &CartAlerts{}, b)
+	if len(out) != 2 {
+		t.Fatalf("out %+v", out)
+	}
+	for i, want := range []string{`"count":3,`, `"product_ids":[7],`, `"count":3,`, `"product_ids":[],`} {
+		if !strings.Contains(out[i/2].ValueString(), want) {
+			t.Errorf("%s lacks %s", out[i/2].ValueString(), want)
+		}
 	}
 }
 

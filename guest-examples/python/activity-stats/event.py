@@ -1,5 +1,7 @@
 """The ``user-activity`` event schema: parsing and validation with error
-messages that name the offending field, worded as the Rust example's."""
+messages that name the offending field, worded as the Rust example's.
+Lenient where the shop tutorial's producers differ from ours (action names,
+optional fields), strict about what cannot be read."""
 
 from __future__ import annotations
 
@@ -10,25 +12,40 @@ import ingesta
 from ingesta import Permanent, Record
 
 ACTIONS = ("view", "click", "add_to_cart", "purchase")
-"""Every action's name as it is written in JSON, in schema order."""
-_EXPECTED_ACTIONS = "view, click, add_to_cart or purchase"
-_FIELDS = ("user_id", "action", "product_id", "product_name", "price", "ts")
+"""The actions counted apart, in schema order; any other is ``OTHER``."""
+OTHER = "other"
+_ALIASES = {
+    name: action
+    for action, names in {
+        "view": ("view", "page_view", "product_view", "viewed"),
+        "click": ("click", "clicked", "product_click"),
+        "add_to_cart": ("add_to_cart", "added_to_cart", "product_added_to_cart", "cart_add"),
+        "purchase": ("purchase", "purchased", "order", "checkout"),
+    }.items()
+    for name in names
+}
+"""Our action names and the tutorial's, matched exactly (case-sensitive)."""
 _U64_MAX = 2**64 - 1
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True)
 class Event:
-    """One shop event. Unknown extra fields are ignored, so producers can add
-    fields without breaking this handler."""
+    """One shop event, read. Unknown extra fields are ignored, so producers
+    can add fields without breaking this handler."""
 
     user_id: int
     action: str
-    product_id: int
-    product_name: str
-    price: float
-    ts: int
-    """Milliseconds since the Unix epoch; required by the schema, unused here."""
+    """One of ``ACTIONS``, or ``OTHER``."""
+    product_id: int | None
+    """``None``: the unknown product."""
+    product_name: str | None
+    price: float | None
+    """``None``: counted as a purchase, but no revenue and no alert."""
+    ts: int | None
+    """The event's ``ts``, else the record's timestamp (alerts carry it)."""
+    event_id: int | str | None
+    """As given, so alerts can carry it back to the producer."""
 
     @staticmethod
     def parse(record: Record) -> Event:
@@ -44,16 +61,17 @@ class Event:
         problem = _diagnose(value)
         if problem is not None:
             raise record.error(problem)
-        price = float(value["price"])
-        if price < 0.0:
-            raise record.error(f"field price must not be negative, got {rust_display_float(price)}")
+        # Missing and null are alike for the optional fields (serde's Option).
+        price = value.get("price")
+        ts = value.get("ts")
         return Event(
             user_id=value["user_id"],
-            action=value["action"],
-            product_id=value["product_id"],
-            product_name=value["product_name"],
-            price=price,
-            ts=value["ts"],
+            action=_ALIASES.get(value["action"], OTHER),
+            product_id=value.get("product_id"),
+            product_name=value.get("product_name"),
+            price=None if price is None else float(price),
+            ts=record.timestamp if ts is None else ts,
+            event_id=value.get("event_id"),
         )
 
 
@@ -78,6 +96,7 @@ def _is_u64(v: Any) -> bool:
 
 
 def _is_i64(v: Any) -> bool:
+    # type() rather than isinstance(): JSON true is not an integer.
     return type(v) is int and _I64_MIN <= v <= _I64_MAX
 
 
@@ -85,14 +104,22 @@ def _is_number(v: Any) -> bool:
     return type(v) in (int, float)
 
 
+def _is_str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+# (field, required, valid, what it must be), in the order they are checked:
+# the first bad one is named, as in the Rust module.
 _CHECKS = (
-    ("user_id", _is_u64, "a non-negative integer"),
-    ("action", lambda v: isinstance(v, str), "a string"),
-    ("product_id", _is_u64, "a non-negative integer"),
-    ("product_name", lambda v: isinstance(v, str), "a string"),
-    ("price", _is_number, "a number"),
-    ("ts", _is_i64, "an integer (milliseconds since the epoch)"),
+    ("user_id", True, _is_u64, "a non-negative integer"),
+    ("action", True, _is_str, "a string"),
+    ("product_id", False, _is_u64, "a non-negative integer"),
+    ("product_name", False, _is_str, "a string"),
+    ("price", False, _is_number, "a number"),
+    ("ts", False, _is_i64, "an integer (milliseconds since the epoch)"),
+    ("event_id", False, lambda v: _is_i64(v) or _is_str(v), "an integer or a string"),
 )
+_FIELDS = frozenset(name for name, *_ in _CHECKS)
 
 
 def _diagnose(value: Any) -> str | None:
@@ -100,14 +127,17 @@ def _diagnose(value: Any) -> str | None:
     schema order; ``None`` if it is one."""
     if not isinstance(value, dict):
         return f"event must be a JSON object, got {excerpt(value)}"
-    for name, is_valid, expected in _CHECKS:
-        if name not in value:
+    for name, required, is_valid, expected in _CHECKS:
+        if name not in value and required:
             return f"missing field {name}"
-        if not is_valid(value[name]):
-            return f"field {name} must be {expected}, got {excerpt(value[name])}"
-    action = value["action"]
-    if action not in ACTIONS:
-        return f"field action has unknown value {rust_debug_str(action)}, expected {_EXPECTED_ACTIONS}"
+        v = value.get(name)
+        if v is None and not required:
+            continue
+        if not is_valid(v):
+            return f"field {name} must be {expected}, got {excerpt(v)}"
+        # Named in its place, before a bad ts or event_id.
+        if name == "price" and v < 0:
+            return f"field price must not be negative, got {rust_display_float(float(v))}"
     if isinstance(value, _Object) and value.duplicate is not None:
         return f"invalid event: duplicate field `{value.duplicate}`"
     return None
@@ -127,29 +157,6 @@ def excerpt(value: Any) -> str:
     error messages that quote what a producer sent."""
     text = ingesta.to_json_str(_sorted(value))
     return text[:40] + "..." if len(text) > 40 else text
-
-
-def rust_debug_str(text: str) -> str:
-    """``text`` quoted as Rust's ``{:?}`` writes a string."""
-    out = ['"']
-    for ch in text:
-        code = ord(ch)
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\0":
-            out.append("\\0")
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\u{{{code:x}}}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
 
 
 def rust_display_float(x: float) -> str:
@@ -179,4 +186,4 @@ def rust_display_float(x: float) -> str:
     return sign + text
 
 
-__all__ = ["ACTIONS", "Event", "Permanent", "excerpt", "rust_debug_str", "rust_display_float"]
+__all__ = ["ACTIONS", "OTHER", "Event", "Permanent", "excerpt", "rust_display_float"]

@@ -219,6 +219,34 @@ fn by_source_partition(records: &[Published]) -> Result<BTreeMap<i64, Vec<Publis
     Ok(out)
 }
 
+/// Events as the shop tutorial's readers send them: its two examples, then
+/// every action name it may use, optional fields missing or `null`,
+/// `event_id` as an integer and as a string, an unknown action.
+const TUTORIAL_EVENTS: [&str; 22] = [
+    r#"{"user_id": 123, "action": "added_to_cart", "product_id": 456, "product_name": "Camiseta de Trekking"}"#,
+    r#"{"event_id": 123, "action": "product_added_to_cart", "user_id": 456}"#,
+    r#"{"user_id": 1, "action": "page_view", "product_id": 456}"#,
+    r#"{"user_id": 1, "action": "product_view", "product_id": 457, "product_name": null}"#,
+    r#"{"user_id": 1, "action": "viewed"}"#,
+    r#"{"user_id": 1, "action": "clicked", "product_id": 456, "ts": 1732460000123}"#,
+    r#"{"user_id": 1, "action": "product_click", "product_id": 457, "product_name": "Botas \"Alpinas\" ñ"}"#,
+    r#"{"user_id": 2, "action": "cart_add", "product_id": 458, "price": 12.5}"#,
+    r#"{"user_id": 2, "action": "purchased", "product_id": 456, "price": 450}"#,
+    r#"{"user_id": 2, "action": "order", "product_id": 458, "price": 401.25, "event_id": "ord-1"}"#,
+    r#"{"user_id": 3, "action": "checkout", "price": 999.99, "event_id": 77}"#,
+    r#"{"user_id": 3, "action": "checkout", "product_id": 459}"#,
+    r#"{"user_id": 3, "action": "purchase", "product_id": 459, "price": null, "ts": null}"#,
+    r#"{"user_id": 4, "action": "wishlist", "product_id": 456}"#,
+    r#"{"user_id": 4, "action": "View"}"#,
+    r#"{"user_id": 4, "action": "refund", "product_id": 101, "product_name": "Merino Socks", "price": 14.5, "ts": 1732460000000}"#,
+    r#"{"user_id": 5, "action": "view", "product_id": 460, "event_id": null}"#,
+    r#"{"user_id": 5, "action": "click", "product_id": 460, "product_name": "Mochila 30L"}"#,
+    r#"{"user_id": 5, "action": "add_to_cart", "product_id": 460}"#,
+    r#"{"user_id": 6, "action": "purchase", "product_id": 460, "product_name": "Mochila 30L", "price": 89.9, "event_id": "e-\u00e9"}"#,
+    r#"{"user_id": 6, "action": "purchase", "product_id": 460, "price": 1200, "event_id": -5}"#,
+    r#"{"user_id": 7, "action": "purchase", "product_id": 461, "product_name": "Saco", "price": 400.0}"#,
+];
+
 #[test]
 fn activity_stats_publishes_the_same_bytes_in_rust_go_and_python() -> Result<()> {
     let (_ingesta, api) = runner()?;
@@ -261,7 +289,15 @@ fn activity_stats_publishes_the_same_bytes_in_rust_go_and_python() -> Result<()>
             ),
         ));
     }
-    events.push(("13".into(), shop::malformed_event(1)));
+    // The tutorial's events (kafka-python's `json.dumps` spacing), every
+    // action name it may use, and each optional field missing or null.
+    events.extend(
+        TUTORIAL_EVENTS
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (format!("t{i}"), (*e).to_owned())),
+    );
+    events.push(("13".into(), shop::malformed_event(0)));
     events.push(("14".into(), shop::malformed_event(3)));
     kafka::produce(&input, events.iter().map(|(k, v)| (k, v, None)))?;
     let good = events.len() - 2;
@@ -326,21 +362,39 @@ fn activity_stats_publishes_the_same_bytes_in_rust_go_and_python() -> Result<()>
     // events dead-lettered as permanent.
     let (stats, alerts, dead) = &outputs["rust"];
     let mut counted = 0;
+    let mut unknown_rows = 0;
     for r in stats.values().flatten() {
         let v = r.value_json()?;
-        counted += ["views", "clicks", "add_to_cart", "purchases"]
-            .iter()
-            .map(|f| v[f].as_u64().unwrap_or(0))
-            .sum::<u64>();
+        counted += [
+            "views",
+            "clicks",
+            "add_to_cart",
+            "purchases",
+            "other_actions",
+        ]
+        .iter()
+        .map(|f| v[f].as_u64().unwrap_or(0))
+        .sum::<u64>();
+        if v["product_id"].is_null() {
+            unknown_rows += 1;
+        }
     }
     ensure!(
         counted == good as u64,
         "Rust counted {counted} events of {good}"
     );
+    ensure!(
+        unknown_rows > 0,
+        "the tutorial's events without a product_id gave no unknown-product row"
+    );
+    let purchase = ["purchase", "purchased", "order", "checkout"];
     let large = events[..good]
         .iter()
         .filter_map(|(_, e)| serde_json::from_str::<Value>(e).ok())
-        .filter(|e| e["action"] == "purchase" && e["price"].as_f64().unwrap_or(0.0) > 400.0)
+        .filter(|e| {
+            e["action"].as_str().is_some_and(|a| purchase.contains(&a))
+                && e["price"].as_f64().unwrap_or(0.0) > 400.0
+        })
         .count();
     let alerted: usize = alerts.values().map(Vec::len).sum();
     ensure!(

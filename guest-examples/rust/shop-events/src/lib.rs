@@ -26,6 +26,41 @@ pub enum Action {
 impl Action {
     /// Every action's name as it is written in JSON, in schema order.
     pub const NAMES: [&'static str; 4] = ["view", "click", "add_to_cart", "purchase"];
+
+    /// Other names for the actions, as the shop tutorial our users come
+    /// from (and its readers' producers) write them.
+    pub const ALIASES: [(&'static str, Action); 11] = [
+        ("page_view", Action::View),
+        ("product_view", Action::View),
+        ("viewed", Action::View),
+        ("clicked", Action::Click),
+        ("product_click", Action::Click),
+        ("added_to_cart", Action::AddToCart),
+        ("product_added_to_cart", Action::AddToCart),
+        ("cart_add", Action::AddToCart),
+        ("purchased", Action::Purchase),
+        ("order", Action::Purchase),
+        ("checkout", Action::Purchase),
+    ];
+
+    /// The action `name` stands for, by its own name or an alias
+    /// (case-sensitive); `None` for anything else.
+    pub fn named(name: &str) -> Option<Action> {
+        let own = Self::NAMES.iter().zip([
+            Action::View,
+            Action::Click,
+            Action::AddToCart,
+            Action::Purchase,
+        ]);
+        own.map(|(n, a)| (*n, a))
+            .chain(Self::ALIASES)
+            .find_map(|(n, a)| (n == name).then_some(a))
+    }
+
+    /// The action's name as written in JSON.
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
 }
 
 /// `value` as JSON, cut to 40 characters, for error messages that quote

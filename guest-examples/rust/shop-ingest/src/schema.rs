@@ -173,10 +173,17 @@ pub fn check(index: usize, item: &Item) -> Result<u64, Vec<Problem>> {
     for (field, valid, expected) in FIELDS {
         match object.get(field) {
             None => problems.push(problem(Some(field), "missing".to_owned())),
-            Some(value) if !valid(value) => problems.push(problem(
-                Some(field),
-                format!("expected {expected}, got {}", excerpt(value)),
-            )),
+            Some(value) if !valid(value) => {
+                let mut text = format!("expected {expected}, got {}", excerpt(value));
+                // The tutorial's action names: say which one we mean.
+                if let Some(ours) = (field == "action")
+                    .then(|| value.as_str().and_then(shop_events::Action::named))
+                    .flatten()
+                {
+                    text.push_str(&format!(" (write {:?})", ours.name()));
+                }
+                problems.push(problem(Some(field), text));
+            }
             Some(_) => {}
         }
     }
@@ -240,6 +247,36 @@ mod tests {
 
     fn one(field: &str, problem: &str) -> Vec<(Option<String>, String)> {
         vec![(Some(field.to_owned()), problem.to_owned())]
+    }
+
+    #[test]
+    fn the_tutorials_events_get_every_missing_field_and_the_action_we_mean() {
+        assert_eq!(
+            problems(
+                r#"{"user_id": 123, "action": "added_to_cart", "product_id": 456, "product_name": "Camiseta de Trekking"}"#
+            ),
+            [
+                (
+                    Some("action".to_owned()),
+                    r#"expected one of view, click, add_to_cart, purchase, got "added_to_cart" (write "add_to_cart")"#.to_owned()
+                ),
+                (Some("price".to_owned()), "missing".to_owned()),
+                (Some("ts".to_owned()), "missing".to_owned()),
+            ]
+        );
+        assert_eq!(
+            problems(r#"{"event_id": 123, "action": "product_added_to_cart", "user_id": 456}"#),
+            [
+                (
+                    Some("action".to_owned()),
+                    r#"expected one of view, click, add_to_cart, purchase, got "product_added_to_cart" (write "add_to_cart")"#.to_owned()
+                ),
+                (Some("product_id".to_owned()), "missing".to_owned()),
+                (Some("product_name".to_owned()), "missing".to_owned()),
+                (Some("price".to_owned()), "missing".to_owned()),
+                (Some("ts".to_owned()), "missing".to_owned()),
+            ]
+        );
     }
 
     #[test]
