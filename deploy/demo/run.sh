@@ -19,7 +19,8 @@ mkdir -p "$run"
 rate=${DEMO_RATE:-200}
 
 "$bin/create-topics" user-activity:4 user-activity-stats:4 user-activity-alerts:1 \
-  user-activity-cart-alerts:1 user-activity-clean:4 user-activity-quarantine:1
+  user-activity-cart-alerts:1 user-activity-clean:4 user-activity-quarantine:1 \
+  user-activity-stats-dlq:1 user-activity-cart-alerts-dlq:1 user-activity-pii-router-dlq:1
 
 echo "demo: starting ingesta (log: $run/ingesta.log)"
 "$bin/ingesta" serve --config deploy/demo/ingesta.toml >"$run/ingesta.log" 2>&1 &
