@@ -197,8 +197,9 @@ pub struct BatchSource {
 /// One record on the stats topic: a product's increments from one batch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatsRecord {
-    /// The product; also the record's key.
-    pub product_id: u64,
+    /// The product; `None` for the unknown product (events without a
+    /// `product_id`, as the shop tutorial's producers send them).
+    pub product_id: Option<u64>,
     /// Its name, from the batch's last event about it.
     pub product_name: String,
     /// `view` events of the product in the batch.
@@ -209,11 +210,22 @@ pub struct StatsRecord {
     pub add_to_cart: u64,
     /// `purchase` events of the product in the batch.
     pub purchases: u64,
+    /// Events of the product in the batch with any other action.
+    #[serde(default)]
+    pub other_actions: u64,
     /// The batch's purchase revenue in currency units, summed in whole
     /// cents by the guest (compare with [`to_cents`]).
     pub revenue: f64,
     /// The input window the increments come from.
     pub source: BatchSource,
+}
+
+impl StatsRecord {
+    /// The record's key: the product id in decimal, or `unknown`.
+    pub fn key(&self) -> String {
+        self.product_id
+            .map_or_else(|| "unknown".to_owned(), |id| id.to_string())
+    }
 }
 
 /// Where an alert's input record came from.
@@ -232,16 +244,22 @@ pub struct RecordSource {
 pub struct AlertRecord {
     /// Always `large_purchase` today.
     pub kind: String,
+    /// The event's own id, as it was given (integer or string), if any.
+    #[serde(default)]
+    pub event_id: serde_json::Value,
     /// The buyer; also the record's key.
     pub user_id: u64,
-    /// The product bought.
-    pub product_id: u64,
+    /// The product bought; `None` when the event named none.
+    pub product_id: Option<u64>,
     /// Its name, as the event carried it.
     pub product_name: String,
     /// The purchase price in currency units.
     pub price: f64,
     /// The deployment's `alert_purchase_over` the price exceeded.
     pub threshold: f64,
+    /// The event's `ts`, else its record's timestamp.
+    #[serde(default)]
+    pub ts: Option<i64>,
     /// The purchase event this alert is about.
     pub source: RecordSource,
 }
@@ -256,9 +274,11 @@ pub struct StatsSum {
     pub names: BTreeMap<u64, String>,
     /// How many distinct stats records were summed per product.
     pub records: BTreeMap<u64, usize>,
+    /// Totals of the unknown product (events without a `product_id`).
+    pub unknown: Totals,
     /// Records ignored as repeats of an already summed window.
     pub duplicates: usize,
-    seen: HashSet<(String, i32, i64, i64, u64)>,
+    seen: HashSet<(String, i32, i64, i64, Option<u64>)>,
 }
 
 impl StatsSum {
@@ -275,9 +295,13 @@ impl StatsSum {
             self.duplicates += 1;
             return false;
         }
-        self.totals.entry(s.product_id).or_default().add(s);
-        self.names.insert(s.product_id, s.product_name.clone());
-        *self.records.entry(s.product_id).or_default() += 1;
+        let Some(id) = s.product_id else {
+            self.unknown.add(s);
+            return true;
+        };
+        self.totals.entry(id).or_default().add(s);
+        self.names.insert(id, s.product_name.clone());
+        *self.records.entry(id).or_default() += 1;
         true
     }
 }
@@ -326,7 +350,8 @@ mod tests {
     #[test]
     fn stats_sum_ignores_repeated_windows() {
         let s = StatsRecord {
-            product_id: 1,
+            product_id: Some(1),
+            other_actions: 0,
             product_name: "x".into(),
             views: 1,
             clicks: 0,

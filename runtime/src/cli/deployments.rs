@@ -80,14 +80,20 @@ impl SpecFlags {
     /// section.
     fn apply(&self, spec: &mut Map<String, Value>) -> Result<()> {
         let named: [(&str, Option<Value>); 8] = [
-            ("failure.dead_letter_topic", self.dead_letter.clone().map(Value::from)),
+            (
+                "failure.dead_letter_topic",
+                self.dead_letter.clone().map(Value::from),
+            ),
             ("failure.max_attempts", self.max_attempts.map(Value::from)),
             ("limits.deadline_ms", self.deadline_ms.map(Value::from)),
             ("limits.memory_mib", self.memory_mib.map(Value::from)),
             ("batch.max_records", self.batch_max_records.map(Value::from)),
             ("batch.max_wait_ms", self.batch_max_wait_ms.map(Value::from)),
             ("schedule.interval_ms", self.schedule_ms.map(Value::from)),
-            ("ingest.key_sha256", self.ingest_key_sha256.clone().map(Value::from)),
+            (
+                "ingest.key_sha256",
+                self.ingest_key_sha256.clone().map(Value::from),
+            ),
         ];
         for (path, value) in named {
             if let Some(v) = value {
@@ -175,7 +181,12 @@ pub(super) struct Edits {
 /// `ingesta update`: reads the current spec, changes the fields named,
 /// and sends the sections that changed, whole (the API replaces a
 /// section it is given, so a flag must not reset its neighbours).
-pub(super) fn update(api: &ApiArgs, name: &str, edits: Edits, replay: Option<String>) -> Result<()> {
+pub(super) fn update(
+    api: &ApiArgs,
+    name: &str,
+    edits: Edits,
+    replay: Option<String>,
+) -> Result<()> {
     let client = api_client(api)?;
     let tenant = api.tenant.as_deref();
     let current = client.deployment(name, tenant)?;

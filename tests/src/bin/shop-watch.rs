@@ -180,7 +180,19 @@ fn draw(v: &View, args: &Args, elapsed: Duration, tty: bool) -> Result<()> {
             t.revenue()
         ));
     }
-    if top.is_empty() {
+    let u = &v.sum.unknown;
+    if *u != Default::default() {
+        // Events without a product_id (the shop tutorial's producers).
+        s.push_str(&format!(
+            "{:<24} {:>9} {:>8} {:>8} {:>9} {:>12.2}\n",
+            "(unknown product)",
+            u.views,
+            u.clicks,
+            u.add_to_cart,
+            u.purchases,
+            u.revenue()
+        ));
+    } else if top.is_empty() {
         s.push_str("(no stats yet)\n");
     }
     s.push_str("\nlast alerts:\n");

@@ -510,14 +510,36 @@ fn a_failed_deployment_recovers_with_cli_flags_alone() -> Result<()> {
     let group = kafka::unique("a-cli");
     let cli = |args: &[&str]| control::cli(api.base(), Some(a), args);
     let deployed = cli(&[
-        "deploy", "--name", "cli", "--module", &module, "--input", &input, "--group", &group,
-        "--output", &out, "--config", &output_config, "--max-attempts", "2", "--deadline-ms",
-        "2500", "--batch-max-records", "7", "--set", "failure.backoff_initial_ms=20",
+        "deploy",
+        "--name",
+        "cli",
+        "--module",
+        &module,
+        "--input",
+        &input,
+        "--group",
+        &group,
+        "--output",
+        &out,
+        "--config",
+        &output_config,
+        "--max-attempts",
+        "2",
+        "--deadline-ms",
+        "2500",
+        "--batch-max-records",
+        "7",
+        "--set",
+        "failure.backoff_initial_ms=20",
     ])?;
     ensure!(deployed.status.success(), "ingesta deploy: {deployed:?}");
     kafka::produce(
         &input,
-        [("0", "ok-0", None), ("1", "permanent", None), ("2", "ok-2", None)],
+        [
+            ("0", "ok-0", None),
+            ("1", "permanent", None),
+            ("2", "ok-2", None),
+        ],
     )?;
     let failed = wait_status(&api, a, "cli", "failed", |s| s.state == State::Failed)?;
     ensure!(
@@ -543,7 +565,8 @@ fn a_failed_deployment_recovers_with_cli_flags_alone() -> Result<()> {
     );
     let same = cli(&["update", "cli", "--max-attempts", "2"])?;
     ensure!(
-        !same.status.success() && String::from_utf8_lossy(&same.stderr).contains("nothing to change"),
+        !same.status.success()
+            && String::from_utf8_lossy(&same.stderr).contains("nothing to change"),
         "{same:?}"
     );
 
@@ -579,4 +602,3 @@ fn a_failed_deployment_recovers_with_cli_flags_alone() -> Result<()> {
     ensure!(exit.success(), "ingesta exited with {exit}:\n{log}");
     Ok(())
 }
-

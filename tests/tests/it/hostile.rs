@@ -663,11 +663,8 @@ fn several_memories(pages: &[u32]) -> Result<Vec<u8>> {
     let mut resolve = wit_parser::Resolve::default();
     let (package, _) = resolve.push_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit"))?;
     let world = resolve.select_world(&[package], Some("consumer"))?;
-    let mut core = wit_component::dummy_module(
-        &resolve,
-        world,
-        wit_parser::ManglingAndAbi::Standard32,
-    );
+    let mut core =
+        wit_component::dummy_module(&resolve, world, wit_parser::ManglingAndAbi::Standard32);
     wit_component::embed_component_metadata(
         &mut core,
         &resolve,
