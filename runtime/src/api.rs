@@ -194,3 +194,81 @@ impl DeploymentStatus {
         (!self.partitions.is_empty()).then(|| self.partitions.iter().map(|p| p.lag).sum())
     }
 }
+
+/// A record as bytes: `text` when it is UTF-8, else `base64`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Payload {
+    /// The bytes as UTF-8 text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The bytes, base64 (standard alphabet, padded), when not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base64: Option<String>,
+}
+
+/// Where a dead letter came from: the input record it copies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeadLetterSource {
+    /// Input topic.
+    pub topic: String,
+    /// Input partition.
+    pub partition: i32,
+    /// Input offset.
+    pub offset: i64,
+    /// The input record's timestamp, ms since the epoch.
+    pub timestamp: Option<i64>,
+}
+
+/// Why a record was dead-lettered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeadLetterError {
+    /// `permanent`, `retryable` or `trap:<kind>`.
+    pub class: String,
+    /// The handler's or runner's message (clipped to 2 KiB).
+    pub message: String,
+    /// Attempts made before giving up.
+    pub attempts: u32,
+}
+
+/// One dead letter: the input record (key, value, headers) as it was, where
+/// it came from and why it was set aside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeadLetter {
+    /// Partition of the dead-letter topic.
+    pub partition: i32,
+    /// Offset in the dead-letter topic.
+    pub offset: i64,
+    /// The input record's key (`null`: none).
+    pub key: Option<Payload>,
+    /// The input record's value (`null`: none).
+    pub value: Option<Payload>,
+    /// The input record's own headers, in order.
+    pub headers: Vec<(String, Option<Payload>)>,
+    /// The input record it copies.
+    pub source: DeadLetterSource,
+    /// Why it was set aside.
+    pub error: DeadLetterError,
+    /// Digest of the module that failed on it.
+    pub module: Option<String>,
+}
+
+/// Where the next page starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeadLetterCursor {
+    /// Partition of the dead-letter topic.
+    pub partition: i32,
+    /// Offset in it.
+    pub offset: i64,
+}
+
+/// A page of a deployment's dead letters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeadLetterPage {
+    /// The deployment's dead-letter topic.
+    pub topic: String,
+    /// Its dead letters, by partition then offset.
+    pub dead_letters: Vec<DeadLetter>,
+    /// Pass as `partition` and `offset` for the next page; `null` when
+    /// there is no more (as of this read).
+    pub next: Option<DeadLetterCursor>,
+}

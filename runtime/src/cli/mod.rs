@@ -7,8 +7,10 @@
 //! | [`project`] | `build`, `new`, `hash-token` |
 //! | [`modules`] | `module push\|ls\|rm` |
 //! | [`deployments`] | `deploy`, `update`, `ls`, `status`, `pause`, `resume`, `rollback`, `rm`, `logs`, `top` |
+//! | [`dead_letters`] | `dlq ls\|show` |
 //! | [`print`] | how statuses and log lines are printed |
 
+mod dead_letters;
 mod deployments;
 mod modules;
 mod print;
@@ -165,6 +167,13 @@ enum Command {
         api: ApiArgs,
         name: String,
     },
+    /// A deployment's dead letters: the records it set aside, and why.
+    Dlq {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// Print a deployment's guest log: its log calls and stdout/stderr
     /// (as kept after the rate limit, on the runner that answers).
     Logs {
@@ -283,6 +292,37 @@ pub(crate) struct ApiArgs {
 }
 
 #[derive(Subcommand)]
+pub(crate) enum DlqCommand {
+    /// List dead letters: where each came from, its error class, attempts
+    /// and message.
+    Ls {
+        /// The deployment.
+        name: String,
+        /// Start at this partition of the dead-letter topic.
+        #[arg(long, default_value_t = 0)]
+        partition: i32,
+        /// Start at this offset in it (default: its first).
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
+        /// At most this many (at most 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Print one dead letter in full, as JSON: the record as it was
+    /// (key, value, headers), its source and its error.
+    Show {
+        /// The deployment.
+        name: String,
+        /// Its partition in the dead-letter topic.
+        #[arg(long)]
+        partition: i32,
+        /// Its offset there.
+        #[arg(long)]
+        offset: i64,
+    },
+}
+
+#[derive(Subcommand)]
 pub(crate) enum ModuleCommand {
     /// Upload a component; prints its digest.
     Push {
@@ -319,6 +359,7 @@ fn run(command: Command) -> Result<()> {
         Command::New { lang, name, dir } => project::new(lang, &name, &dir),
         Command::HashToken => project::hash_token(),
         Command::Module { api, command } => modules::run(&api, command),
+        Command::Dlq { api, command } => dead_letters::run(&api, command),
         Command::Deploy { api, spec } => deployments::deploy(&api, spec),
         Command::Update {
             api,

@@ -12,7 +12,7 @@ use reqwest::blocking::{Client, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::api::{DeploymentStatus, LogLine, ModuleInfo};
+use crate::api::{DeadLetterCursor, DeadLetterPage, DeploymentStatus, LogLine, ModuleInfo};
 
 /// The default API address (`[control] listen` in the demo config).
 pub const DEFAULT_API: &str = "http://127.0.0.1:8480";
@@ -180,6 +180,33 @@ impl ApiClient {
             line(value)?;
         }
         Ok(())
+    }
+
+    /// A page of the deployment's dead letters, from `from`.
+    pub fn dead_letters(
+        &self,
+        name: &str,
+        tenant: Option<&str>,
+        from: DeadLetterCursor,
+        limit: usize,
+    ) -> Result<DeadLetterPage> {
+        let mut query = vec![
+            ("partition", from.partition.to_string()),
+            ("offset", from.offset.to_string()),
+            ("limit", limit.to_string()),
+        ];
+        if let Some(t) = tenant {
+            query.push(("tenant", t.to_owned()));
+        }
+        json(
+            self.request(
+                reqwest::Method::GET,
+                &format!("/v1/deployments/{name}/dead-letters"),
+            )
+            .query(&query)
+            .send(),
+            &format!("reading the dead letters of deployment {name:?}"),
+        )
     }
 
     /// Delete a module by digest.

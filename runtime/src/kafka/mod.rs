@@ -4,6 +4,7 @@
 //! are set here, in one place, with the reason next to each.
 
 mod batch;
+pub mod dead_letters;
 mod producer;
 
 pub use batch::BatchBuilder;

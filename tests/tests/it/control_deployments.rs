@@ -13,7 +13,9 @@
 //! - a deployment failed on a poison record (no dead-letter topic) is
 //!   recovered with CLI flags alone: `ingesta update --dead-letter` keeps
 //!   the rest of each section, `--set` reaches any field, bad paths and
-//!   unknown fields are refused by name.
+//!   unknown fields are refused by name; its dead letters are read back
+//!   through `GET .../dead-letters` and `ingesta dlq ls|show`, by its own
+//!   tenant only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -27,7 +29,7 @@ use ingesta_tests::kafka;
 use ingesta_tests::runner::{self, RunnerProcess};
 use rdkafka::message::{Message, OwnedMessage};
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -497,7 +499,7 @@ fn deploy_swap_rollback_pause_replay_and_recover_from_kafka() -> Result<()> {
 /// (no raw JSON) brings it back, the poison record dead-lettered and every
 /// other record forwarded, the settings not named left as they were.
 #[test]
-fn a_failed_deployment_recovers_with_cli_flags_alone() -> Result<()> {
+fn a_failed_deployment_recovers_with_cli_flags_alone_and_shows_its_dead_letters() -> Result<()> {
     let prefix = control::state_prefix();
     let port = control::free_port()?;
     let mut ingesta = RunnerProcess::spawn(&control::config_toml(port, &prefix, 8))?;
@@ -597,6 +599,107 @@ fn a_failed_deployment_recovers_with_cli_flags_alone() -> Result<()> {
         "outputs: {outputs:?}"
     );
     wait_status(&api, a, "cli", "caught up", |s| total_lag(s) == 0)?;
+
+    // The dead letter, read back through the API (whatever tenant A's read
+    // grants) and the CLI, its provenance decoded; tenant B cannot see it.
+    let (code, page) = api.call(
+        Method::GET,
+        "/v1/deployments/cli/dead-letters",
+        Some(a),
+        None,
+    )?;
+    let letters = page["dead_letters"].as_array().cloned().unwrap_or_default();
+    ensure!(
+        code == StatusCode::OK && page["topic"] == dlq.as_str() && letters.len() == 1,
+        "dead letters: {code} {page}"
+    );
+    let d = &letters[0];
+    ensure!(
+        d["key"]["text"] == "1"
+            && d["value"]["text"] == "permanent"
+            && d["source"]["topic"] == input.as_str()
+            && d["source"]["offset"] == 1
+            && d["error"]["class"] == "permanent"
+            // A permanent error is not retried, max_attempts or not.
+            && d["error"]["attempts"] == 1
+            && d["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("permanent error requested"))
+            && page["next"].is_null(),
+        "the dead letter: {d}"
+    );
+    let listed = cli(&["dlq", "ls", "cli"])?;
+    let text = String::from_utf8_lossy(&listed.stdout);
+    ensure!(
+        listed.status.success()
+            && text.contains(&format!("{input}/0@1"))
+            && text.contains("permanent error requested"),
+        "ingesta dlq ls: {listed:?}"
+    );
+    let at = d["offset"].to_string();
+    let shown = cli(&["dlq", "show", "cli", "--partition", "0", "--offset", &at])?;
+    ensure!(
+        shown.status.success()
+            && String::from_utf8_lossy(&shown.stdout).contains("\"attempts\": 1"),
+        "ingesta dlq show: {shown:?}"
+    );
+    // Pages: two more poison records, and a neighbour sharing the
+    // dead-letter topic whose letters are not this deployment's.
+    let [other_in] = kafka::fresh_topics(["a-cli-other"], 1)?;
+    let other = cli(&[
+        "deploy",
+        "--name",
+        "other",
+        "--module",
+        &module,
+        "--input",
+        &other_in,
+        "--group",
+        &kafka::unique("a-cli-other"),
+        "--output",
+        &out,
+        "--config",
+        &output_config,
+        "--dead-letter",
+        &dlq,
+    ])?;
+    ensure!(other.status.success(), "ingesta deploy: {other:?}");
+    kafka::produce(&other_in, [("o", "permanent", None)])?;
+    kafka::produce(&input, [("3", "permanent", None), ("4", "permanent", None)])?;
+    kafka::read_all(&dlq, 4, TIMEOUT)?;
+    let page = |from: &str| -> Result<Value> {
+        let path = format!("/v1/deployments/cli/dead-letters?limit=2{from}");
+        let (code, page) = api.call(Method::GET, &path, Some(a), None)?;
+        ensure!(code == StatusCode::OK, "{path}: {code} {page}");
+        Ok(page)
+    };
+    let first = page("")?;
+    let next = &first["next"];
+    let second = page(&format!(
+        "&partition={}&offset={}",
+        next["partition"], next["offset"]
+    ))?;
+    let keys: Vec<Value> = [&first, &second]
+        .iter()
+        .flat_map(|p| p["dead_letters"].as_array().cloned().unwrap_or_default())
+        .map(|d| d["key"]["text"].clone())
+        .collect();
+    ensure!(
+        keys == [json!("1"), json!("3"), json!("4")] && second["next"].is_null(),
+        "pages of 2: {first} then {second}"
+    );
+
+    let (code, _) = api.call(
+        Method::GET,
+        "/v1/deployments/cli/dead-letters",
+        Some(TENANT_B.token),
+        None,
+    )?;
+    ensure!(
+        code == StatusCode::NOT_FOUND,
+        "tenant B read A's dead letters: {code}"
+    );
+
     ingesta.sigterm()?;
     let (exit, log) = ingesta.wait(TIMEOUT)?;
     ensure!(exit.success(), "ingesta exited with {exit}:\n{log}");

@@ -8,7 +8,7 @@ use axum::{Extension, Json};
 use serde_json::{Map, Value};
 
 use super::{AppState, TenantQuery, json_body};
-use crate::api::{CreateDeployment, DeploymentStatus, ErrorBody};
+use crate::api::{CreateDeployment, DeadLetterCursor, DeadLetterPage, DeploymentStatus, ErrorBody};
 use crate::auth::Caller;
 use crate::control::Error;
 use crate::control::service::audit;
@@ -186,4 +186,48 @@ pub(super) async fn delete_deployment(
         .delete(&caller, &name, q.tenant.as_deref())
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/deployments/{name}/dead-letters` options.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+pub(super) struct DeadLettersQuery {
+    /// Start at this partition of the dead-letter topic (default 0; the
+    /// `next` of the previous page).
+    #[serde(default)]
+    partition: i32,
+    /// Start at this offset in `partition` (default: its first).
+    #[serde(default)]
+    offset: i64,
+    /// At most this many dead letters (default 100, at most 1000).
+    limit: Option<usize>,
+    /// The tenant to act for (operator only).
+    tenant: Option<String>,
+}
+
+/// The deployment's dead letters: each input record it set aside, as it
+/// was, with where it came from and why (the `ingesta.*` headers decoded),
+/// by partition and offset of its dead-letter topic. A tenant reads its
+/// own deployments' dead letters whatever its topic read grants.
+#[utoipa::path(get, path = "/v1/deployments/{name}/dead-letters", tag = "deployments",
+    params(("name" = String, Path), DeadLettersQuery),
+    responses((status = 200, body = DeadLetterPage),
+        (status = 404, description = "no such deployment, or it has no dead-letter topic", body = ErrorBody),
+        (status = 503, description = "Kafka did not answer in time", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn deployment_dead_letters(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(q): Query<DeadLettersQuery>,
+) -> Result<Json<DeadLetterPage>, Error> {
+    let from = DeadLetterCursor {
+        partition: q.partition.max(0),
+        offset: q.offset.max(0),
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let page = state
+        .service
+        .dead_letters(&caller, &name, q.tenant.as_deref(), from, limit)
+        .await?;
+    Ok(Json(page))
 }

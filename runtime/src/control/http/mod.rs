@@ -91,6 +91,7 @@ use modules::{delete_module, get_module, list_modules, upload_module};
         deployments::rollback_deployment,
         deployments::delete_deployment,
         logs::deployment_logs,
+        deployments::deployment_dead_letters,
         ingest_doc
     ),
     components(schemas(
@@ -99,7 +100,8 @@ use modules::{delete_module, get_module, list_modules, upload_module};
         CreateDeployment,
         crate::deployment::Fields,
         DeploymentStatus,
-        LogLine
+        LogLine,
+        crate::api::DeadLetterPage
     ))
 )]
 struct ApiDoc;
@@ -187,6 +189,10 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/deployments/{name}/resume", post(resume_deployment))
         .route("/deployments/{name}/rollback", post(rollback_deployment))
         .route("/deployments/{name}/logs", get(deployment_logs))
+        .route(
+            "/deployments/{name}/dead-letters",
+            get(deployments::deployment_dead_letters),
+        )
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT));
     let v1 = uploads
         .merge(json)

@@ -15,6 +15,9 @@ use crate::deployment::{DeploymentRecord, PatchError, Spec, record::key};
 use crate::producer::ProducerDeployment;
 use crate::telemetry::DeploymentTelemetry;
 
+/// How long reading a page of dead letters may take.
+const DEAD_LETTER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A deployment as the caller names it: tenants name their own; the
 /// operator names `<tenant>/<name>`, a name unique across tenants, or a
 /// config-file deployment.
@@ -151,6 +154,47 @@ impl Service {
             }
         }
         Ok(status)
+    }
+
+    /// A page of the deployment's dead letters, whatever the caller's read
+    /// grants: its own records, read back from its dead-letter topic.
+    pub async fn dead_letters(
+        &self,
+        caller: &Caller,
+        name: &str,
+        tenant: Option<&str>,
+        from: crate::api::DeadLetterCursor,
+        limit: usize,
+    ) -> Result<crate::api::DeadLetterPage, Error> {
+        let key = self.find(caller, name, tenant)?.key();
+        let view = self
+            .supervisor
+            .view(&key)
+            .ok_or_else(|| Error::NotFound(format!("deployment {name:?}")))?;
+        let topic = view.def.spec.failure.dead_letter_topic.clone().ok_or_else(|| {
+            Error::NotFound(format!(
+                "deployment {name:?} has no dead-letter topic, so it keeps no dead letters; give it one with `ingesta update {name} --dead-letter <topic>`"
+            ))
+        })?;
+        let kafka = self.offsets.kafka().clone();
+        let deployment = view.def.name.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            crate::kafka::dead_letters::read_page(
+                &kafka,
+                &topic,
+                &deployment,
+                from,
+                limit,
+                DEAD_LETTER_READ_TIMEOUT,
+            )
+        });
+        match read.await {
+            Ok(Ok(page)) => Ok(page),
+            Ok(Err(e)) => Err(Error::Unavailable(format!("deployment {name:?}: {e}"))),
+            Err(e) => Err(Error::Unavailable(format!(
+                "deployment {name:?}: reading its dead letters failed: {e}"
+            ))),
+        }
     }
 
     /// Apply a PATCH: the named spec fields are replaced (see
