@@ -212,6 +212,7 @@ pub(super) struct DeadLettersQuery {
     params(("name" = String, Path), DeadLettersQuery),
     responses((status = 200, body = DeadLetterPage),
         (status = 404, description = "no such deployment, or it has no dead-letter topic", body = ErrorBody),
+        (status = 429, description = "two pages are being read on this runner already", body = ErrorBody),
         (status = 503, description = "Kafka did not answer in time", body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn deployment_dead_letters(

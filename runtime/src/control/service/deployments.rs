@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::{Error, Service, audit, rules};
+use super::{DEAD_LETTER_READS, Error, Service, audit, rules};
 use crate::api::{CreateDeployment, DeploymentStatus};
 use crate::auth::Caller;
 use crate::control::state::StateTopic;
@@ -174,6 +174,11 @@ impl Service {
         let topic = view.def.spec.failure.dead_letter_topic.clone().ok_or_else(|| {
             Error::NotFound(format!(
                 "deployment {name:?} has no dead-letter topic, so it keeps no dead letters; give it one with `ingesta update {name} --dead-letter <topic>`"
+            ))
+        })?;
+        let _reading = self.dead_letter_reads.try_acquire().map_err(|_| {
+            Error::Busy(format!(
+                "deployment {name:?}: {DEAD_LETTER_READS} dead-letter pages are being read on this runner; try again in a moment"
             ))
         })?;
         let kafka = self.offsets.kafka().clone();

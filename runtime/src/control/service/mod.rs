@@ -25,6 +25,9 @@ use crate::offsets::Offsets;
 use crate::supervisor::{Supervisor, View};
 use crate::telemetry::RunnerMetrics;
 
+/// Dead-letter pages read at once on a runner; more are answered 429.
+const DEAD_LETTER_READS: usize = 2;
+
 /// What the control plane works with.
 pub struct Service {
     /// The token table, from `[control]`: who the caller is, and its
@@ -51,6 +54,9 @@ pub struct Service {
     ready: AtomicBool,
     /// Uploads compile one at a time (see `modules.rs`).
     compiles: tokio::sync::Semaphore,
+    /// Dead-letter pages being read (each with a Kafka client of its own),
+    /// so a caller's rate cannot open clients without bound.
+    dead_letter_reads: tokio::sync::Semaphore,
     /// Open followed logs per caller (`Caller::name`).
     followers: Followers,
 }
@@ -127,6 +133,7 @@ impl Service {
             compile_queue_wait: std::time::Duration::from_secs(30),
             ready: AtomicBool::new(false),
             compiles: tokio::sync::Semaphore::new(1),
+            dead_letter_reads: tokio::sync::Semaphore::new(DEAD_LETTER_READS),
             followers: Followers::default(),
         }
     }
