@@ -4,6 +4,7 @@
 //! joins a group or commits: reading is free of side effects. Blocking:
 //! call from a blocking task.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -128,18 +129,14 @@ pub fn read_page(
     Ok(page)
 }
 
+/// The last value of header `name` as text.
 fn header(m: &BorrowedMessage<'_>, name: &str) -> Option<String> {
-    let headers = m.headers()?;
-    headers
+    m.headers()?
         .iter()
         .filter(|h| h.key == name)
         .last()
         .and_then(|h| h.value)
         .map(|v| String::from_utf8_lossy(v).into_owned())
-}
-
-fn number<T: std::str::FromStr>(m: &BorrowedMessage<'_>, name: &str) -> Option<T> {
-    header(m, name).and_then(|v| v.parse().ok())
 }
 
 /// Bytes as text when they are UTF-8, else as base64.
@@ -157,16 +154,20 @@ fn payload(bytes: Option<&[u8]>) -> Option<Payload> {
 }
 
 fn dead_letter(m: &BorrowedMessage<'_>) -> DeadLetter {
-    let get = |name: &str| header(m, name);
-    let headers = m
-        .headers()
-        .map(|hs| {
-            hs.iter()
-                .filter(|h| !h.key.starts_with("ingesta."))
-                .map(|h| (h.key.to_owned(), payload(h.value)))
-                .collect()
-        })
-        .unwrap_or_default();
+    // The provenance headers, read once (the last of a name wins).
+    let mut provenance: HashMap<&str, String> = HashMap::new();
+    let mut headers = Vec::new();
+    for h in m.headers().iter().flat_map(|hs| hs.iter()) {
+        match h.key.strip_prefix("ingesta.") {
+            Some(name) => {
+                let value = h.value.map(String::from_utf8_lossy).unwrap_or_default();
+                provenance.insert(name, value.into_owned());
+            }
+            None => headers.push((h.key.to_owned(), payload(h.value))),
+        }
+    }
+    let text = |name: &str| provenance.get(name).cloned();
+    let number = |name: &str| provenance.get(name).and_then(|v| v.parse::<i64>().ok());
     DeadLetter {
         partition: m.partition(),
         offset: m.offset(),
@@ -174,16 +175,20 @@ fn dead_letter(m: &BorrowedMessage<'_>) -> DeadLetter {
         value: payload(m.payload()),
         headers,
         source: DeadLetterSource {
-            topic: get("ingesta.source.topic").unwrap_or_default(),
-            partition: number(m, "ingesta.source.partition").unwrap_or(-1),
-            offset: number(m, "ingesta.source.offset").unwrap_or(-1),
-            timestamp: number(m, "ingesta.source.timestamp"),
+            topic: text("source.topic").unwrap_or_default(),
+            partition: number("source.partition")
+                .and_then(|p| i32::try_from(p).ok())
+                .unwrap_or(-1),
+            offset: number("source.offset").unwrap_or(-1),
+            timestamp: number("source.timestamp"),
         },
         error: DeadLetterError {
-            class: get("ingesta.error.class").unwrap_or_default(),
-            message: get("ingesta.error.message").unwrap_or_default(),
-            attempts: number(m, "ingesta.error.attempts").unwrap_or(0),
+            class: text("error.class").unwrap_or_default(),
+            message: text("error.message").unwrap_or_default(),
+            attempts: number("error.attempts")
+                .and_then(|a| u32::try_from(a).ok())
+                .unwrap_or(0),
         },
-        module: get("ingesta.module.digest"),
+        module: text("module.digest"),
     }
 }

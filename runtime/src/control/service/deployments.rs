@@ -13,6 +13,7 @@ use crate::control::state::StateTopic;
 use crate::control::status;
 use crate::deployment::{DeploymentRecord, PatchError, Spec, record::key};
 use crate::producer::ProducerDeployment;
+use crate::supervisor::View;
 use crate::telemetry::DeploymentTelemetry;
 
 /// How long reading a page of dead letters may take.
@@ -123,6 +124,14 @@ impl Service {
         result
     }
 
+    /// The caller's deployment `name` as this runner has it.
+    fn view(&self, caller: &Caller, name: &str, tenant: Option<&str>) -> Result<View, Error> {
+        let key = self.find(caller, name, tenant)?.key();
+        self.supervisor
+            .view(&key)
+            .ok_or_else(|| Error::NotFound(format!("deployment {name:?}")))
+    }
+
     /// The statuses of the caller's deployments; with `lag`, each with its
     /// per-partition offsets and lag.
     pub async fn deployments(&self, caller: &Caller, lag: bool) -> Vec<DeploymentStatus> {
@@ -136,11 +145,7 @@ impl Service {
         name: &str,
         tenant: Option<&str>,
     ) -> Result<DeploymentStatus, Error> {
-        let key = self.find(caller, name, tenant)?.key();
-        let view = self
-            .supervisor
-            .view(&key)
-            .ok_or_else(|| Error::NotFound(format!("deployment {name:?}")))?;
+        let view = self.view(caller, name, tenant)?;
         let mut status = status::brief(&view);
         if let Some(group) = view.def.spec.group_and_inputs() {
             match self.offsets.lag(&[group]).await.pop() {
@@ -166,11 +171,7 @@ impl Service {
         from: crate::api::DeadLetterCursor,
         limit: usize,
     ) -> Result<crate::api::DeadLetterPage, Error> {
-        let key = self.find(caller, name, tenant)?.key();
-        let view = self
-            .supervisor
-            .view(&key)
-            .ok_or_else(|| Error::NotFound(format!("deployment {name:?}")))?;
+        let view = self.view(caller, name, tenant)?;
         let topic = view.def.spec.failure.dead_letter_topic.clone().ok_or_else(|| {
             Error::NotFound(format!(
                 "deployment {name:?} has no dead-letter topic, so it keeps no dead letters; give it one with `ingesta update {name} --dead-letter <topic>`"
@@ -308,12 +309,8 @@ impl Service {
         name: &str,
         tenant: Option<&str>,
     ) -> Result<(String, Arc<DeploymentTelemetry>), Error> {
-        let key = self.find(caller, name, tenant)?.key();
-        let view = self
-            .supervisor
-            .view(&key)
-            .ok_or_else(|| Error::NotFound(format!("deployment {name:?}")))?;
-        Ok((key, view.telemetry))
+        let view = self.view(caller, name, tenant)?;
+        Ok((view.key, view.telemetry))
     }
 
     /// The running producer deployment `key`, or why it takes no requests.
