@@ -272,3 +272,47 @@ pub struct DeadLetterPage {
     /// there is no more (as of this read).
     pub next: Option<DeadLetterCursor>,
 }
+
+/// `POST /v1/deployments/{name}/dead-letters/redrive`: which dead letters
+/// to hand to the deployment again. Something must select: an offset
+/// range, a class, or `all`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedriveRequest {
+    /// Only this partition of the dead-letter topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<i32>,
+    /// Only offsets from this one on (in every selected partition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_offset: Option<i64>,
+    /// Only offsets up to and including this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_offset: Option<i64>,
+    /// Only dead letters of this error class (`permanent`, `retryable`,
+    /// `trap:deadline`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// Every dead letter of the deployment (needed when nothing else
+    /// selects, so an empty request redrives nothing by accident).
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// What a redrive did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RedriveReport {
+    /// The dead-letter topic read.
+    pub dead_letter_topic: String,
+    /// The deployment's own redrive topic the copies were written to (it
+    /// reads it beside its inputs; no other group does).
+    pub redrive_topic: String,
+    /// Dead letters copied to the redrive topic by this request.
+    pub redriven: u64,
+    /// Selected dead letters skipped because an earlier redrive copied
+    /// them already.
+    pub already_redriven: u64,
+    /// Where selecting stopped when the request's budget ran out: send the
+    /// same request again to go on (what is done is skipped). `null` when
+    /// every selected dead letter was seen.
+    pub more: Option<DeadLetterCursor>,
+}

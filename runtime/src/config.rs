@@ -257,7 +257,12 @@ fn definitions<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Definition>
                 Some(v) => serde_json::from_value(v)
                     .map_err(|e| D::Error::custom(format!("deployment {name:?}: kafka: {e}")))?,
             };
-            Ok(Definition { name, spec, kafka })
+            Ok(Definition {
+                name,
+                spec,
+                kafka,
+                redrive_topic: None,
+            })
         })
         .collect()
 }

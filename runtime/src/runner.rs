@@ -238,6 +238,7 @@ impl Runner {
             (control.max_module_mib as usize) << 20,
         );
         service.compile_queue_wait = Duration::from_millis(control.compile_queue_wait_ms);
+        service.state_replication = control.state_replication_factor;
         let service = Arc::new(service);
         let (closing, closing_rx) = tokio::sync::watch::channel(false);
         let http_state = Arc::new(HttpState {

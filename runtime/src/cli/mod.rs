@@ -7,7 +7,7 @@
 //! | [`project`] | `build`, `new`, `hash-token` |
 //! | [`modules`] | `module push\|ls\|rm` |
 //! | [`deployments`] | `deploy`, `update`, `ls`, `status`, `pause`, `resume`, `rollback`, `rm`, `logs`, `top` |
-//! | [`dead_letters`] | `dlq ls\|show` |
+//! | [`dead_letters`] | `dlq ls\|show\|redrive` |
 //! | [`print`] | how statuses and log lines are printed |
 
 mod dead_letters;
@@ -319,6 +319,29 @@ pub(crate) enum DlqCommand {
         /// Its offset there.
         #[arg(long)]
         offset: i64,
+    },
+    /// Hand dead letters to the deployment again (after fixing its module
+    /// with `ingesta update`): only it sees them, each once, in its source
+    /// partition's order. Say what to take: --partition/--from/--to,
+    /// --class, or --all.
+    Redrive {
+        /// The deployment.
+        name: String,
+        /// Only this partition of the dead-letter topic.
+        #[arg(long)]
+        partition: Option<i32>,
+        /// Only offsets from this one on.
+        #[arg(long)]
+        from: Option<i64>,
+        /// Only offsets up to and including this one.
+        #[arg(long)]
+        to: Option<i64>,
+        /// Only this error class (permanent, retryable, trap:deadline, ...).
+        #[arg(long)]
+        class: Option<String>,
+        /// Every dead letter of the deployment.
+        #[arg(long)]
+        all: bool,
     },
 }
 

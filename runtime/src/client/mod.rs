@@ -12,7 +12,10 @@ use reqwest::blocking::{Client, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::api::{DeadLetterCursor, DeadLetterPage, DeploymentStatus, LogLine, ModuleInfo};
+use crate::api::{
+    DeadLetterCursor, DeadLetterPage, DeploymentStatus, LogLine, ModuleInfo, RedriveReport,
+    RedriveRequest,
+};
 
 /// The default API address (`[control] listen` in the demo config).
 pub const DEFAULT_API: &str = "http://127.0.0.1:8480";
@@ -206,6 +209,25 @@ impl ApiClient {
             .query(&query)
             .send(),
             &format!("reading the dead letters of deployment {name:?}"),
+        )
+    }
+
+    /// Redrive the dead letters `request` selects.
+    pub fn redrive(
+        &self,
+        name: &str,
+        tenant: Option<&str>,
+        request: &RedriveRequest,
+    ) -> Result<RedriveReport> {
+        let path = with_tenant(
+            &format!("/v1/deployments/{name}/dead-letters/redrive"),
+            tenant,
+        );
+        json(
+            self.request(reqwest::Method::POST, &path)
+                .json(request)
+                .send(),
+            &format!("redriving dead letters of deployment {name:?}"),
         )
     }
 

@@ -35,15 +35,11 @@ impl Trust {
         let Some(record) = record else {
             return supervisor.apply(key, None, live).await;
         };
-        let topics = [
-            state.topic(StateTopic::Deployments),
-            state.topic(StateTopic::Modules),
-        ];
         match crate::control::service::check_record(
             &self.auth,
             key,
             &record,
-            &topics,
+            &state.reserved(),
             self.fuel_metering,
         ) {
             Ok(()) => supervisor.apply(key, Some(record), live).await,

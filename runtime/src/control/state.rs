@@ -59,6 +59,8 @@ pub struct StateRecord {
 pub struct StateLog {
     producer: FutureProducer,
     topics: [String; 2],
+    /// `<prefix>redrive.`, the start of every redrive topic's name.
+    redrive_prefix: String,
     /// Per topic: the next offset not yet applied.
     applied: watch::Sender<[i64; 2]>,
     stop: Arc<AtomicBool>,
@@ -126,6 +128,7 @@ impl StateLog {
             log: Arc::new(StateLog {
                 producer,
                 topics,
+                redrive_prefix: format!("{prefix}redrive."),
                 applied,
                 stop,
             }),
@@ -137,6 +140,15 @@ impl StateLog {
     /// The topic's name.
     pub fn topic(&self, topic: StateTopic) -> &str {
         &self.topics[topic as usize]
+    }
+
+    /// The topics the runner keeps for itself: these state topics and the
+    /// deployments' redrive topics.
+    pub(crate) fn reserved(&self) -> crate::control::service::Reserved<'_> {
+        crate::control::service::Reserved {
+            state: [&self.topics[0], &self.topics[1]],
+            redrive_prefix: &self.redrive_prefix,
+        }
     }
 
     /// Write `value` (`None`: a tombstone) under `key`; returns its offset

@@ -73,10 +73,7 @@ pub fn counters(m: &DeploymentMetrics) -> Counters {
 pub async fn list(offsets: &Offsets, views: &[View], lag: bool) -> Vec<DeploymentStatus> {
     let mut out: Vec<DeploymentStatus> = views.iter().map(brief).collect();
     if lag {
-        let groups: Vec<_> = views
-            .iter()
-            .map(|v| v.def.spec.group_and_inputs())
-            .collect();
+        let groups: Vec<_> = views.iter().map(|v| v.def.group_and_inputs()).collect();
         for (status, parts) in out.iter_mut().zip(offsets.lag_each(&groups).await) {
             match parts {
                 Some(Ok(p)) => status.partitions = p,

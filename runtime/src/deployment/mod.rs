@@ -46,6 +46,9 @@ pub struct Definition {
     /// operator sets them, in the config file: a tenant's deployment has
     /// none (this is why the config file's deployment is not just a spec).
     pub kafka: BTreeMap<String, Scalar>,
+    /// A consumer's redrive topic, read beside its inputs (an API
+    /// deployment's, once redriven; `None` otherwise).
+    pub redrive_topic: Option<String>,
 }
 
 impl Definition {
@@ -55,7 +58,17 @@ impl Definition {
             name: record.key(),
             spec: record.settings.clone(),
             kafka: BTreeMap::new(),
+            redrive_topic: record.redrive_topic.clone(),
         }
+    }
+
+    /// A consumer's group and every topic it reads (its inputs, then its
+    /// redrive topic): where its offsets and lag are; `None` for a
+    /// producer.
+    pub fn group_and_inputs(&self) -> Option<(String, Vec<String>)> {
+        let (group, mut inputs) = self.spec.group_and_inputs()?;
+        inputs.extend(self.redrive_topic.iter().cloned());
+        Some((group, inputs))
     }
 }
 

@@ -51,6 +51,12 @@ pub struct DeploymentRecord {
     /// carries it out when it reads the record as it is written, not when
     /// it recovers the state at start (it was done then already).
     pub replay: Option<Replay>,
+    /// The deployment's own redrive topic, once a redrive made it: the
+    /// deployment reads it beside its inputs (see `kafka::dead_letters`).
+    /// Its name is the runner's to choose, and checked as the record is
+    /// applied, so a record cannot point a deployment at another topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redrive_topic: Option<String>,
     /// Who changed it last: the tenant's name, or `*` for the operator.
     pub updated_by: String,
     /// When it was changed last, in ms since the Unix epoch.
@@ -86,6 +92,7 @@ impl DeploymentRecord {
             previous: Vec::new(),
             paused,
             replay: None,
+            redrive_topic: None,
             updated_by: by.to_owned(),
             updated_ms: super::now_ms(),
         }
@@ -148,6 +155,13 @@ impl DeploymentRecord {
         });
         next.revision += 1;
         Ok(next.touched(by))
+    }
+
+    /// Reading `topic` beside its inputs from now on.
+    pub fn with_redrive_topic(&self, topic: String, by: &str) -> Self {
+        let mut next = self.clone();
+        next.redrive_topic = Some(topic);
+        next.touched(by)
     }
 
     /// Paused or resumed.

@@ -175,7 +175,12 @@ impl Deployment {
                 .with_context(|| format!("deployment {name:?}: invalid Kafka consumer settings"))?;
         check_topics(&consumer, &def)?;
         let consumer = Arc::new(consumer);
-        let inputs: Vec<&str> = settings.inputs.iter().map(String::as_str).collect();
+        let inputs: Vec<&str> = settings
+            .inputs
+            .iter()
+            .chain(&def.redrive_topic)
+            .map(String::as_str)
+            .collect();
         consumer
             .subscribe(&inputs)
             .with_context(|| format!("deployment {name:?}: cannot subscribe to {inputs:?}"))?;
@@ -197,7 +202,8 @@ impl Deployment {
             .context("failed to start the poll thread")?;
         shared.state.send_replace(RunState::Running);
         tracing::info!(deployment = &*name, group = %settings.group,
-            inputs = ?settings.inputs, outputs = ?def.spec.outputs, "deployment started");
+            inputs = ?settings.inputs, redrive_topic = ?def.redrive_topic,
+            outputs = ?def.spec.outputs, "deployment started");
         Ok(Deployment {
             shared,
             lane_ctx,

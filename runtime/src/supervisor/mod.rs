@@ -300,6 +300,12 @@ impl Supervisor {
             return Ok(None);
         }
         let what = match (&running, old) {
+            // A new redrive topic is a new subscription.
+            (Some(d), Some(o))
+                if d.state().is_running() && o.redrive_topic != def.redrive_topic =>
+            {
+                Change::Restart
+            }
             (Some(d), Some(o)) if d.state().is_running() => change(&o.settings, &def.spec, replay),
             // Not running (new, failed, paused before): start it.
             _ => Change::Restart,

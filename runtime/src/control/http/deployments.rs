@@ -8,7 +8,10 @@ use axum::{Extension, Json};
 use serde_json::{Map, Value};
 
 use super::{AppState, TenantQuery, json_body};
-use crate::api::{CreateDeployment, DeadLetterCursor, DeadLetterPage, DeploymentStatus, ErrorBody};
+use crate::api::{
+    CreateDeployment, DeadLetterCursor, DeadLetterPage, DeploymentStatus, ErrorBody, RedriveReport,
+    RedriveRequest,
+};
 use crate::auth::Caller;
 use crate::control::Error;
 use crate::control::service::audit;
@@ -231,4 +234,36 @@ pub(super) async fn deployment_dead_letters(
         .dead_letters(&caller, &name, q.tenant.as_deref(), from, limit)
         .await?;
     Ok(Json(page))
+}
+
+/// Hand chosen dead letters to the deployment again: copies of them (key,
+/// value, headers, timestamp, plus `ingesta.redrive.of` naming the dead
+/// letter) go to the deployment's own redrive topic, which it reads beside
+/// its inputs, so no other group reading the inputs sees them. A source
+/// partition's copies keep its order. A dead letter redriven before is
+/// skipped, so sending the same request twice redrives nothing twice.
+#[utoipa::path(post, path = "/v1/deployments/{name}/dead-letters/redrive", tag = "deployments",
+    params(("name" = String, Path), TenantQuery),
+    request_body = RedriveRequest,
+    responses((status = 200, body = RedriveReport),
+        (status = 400, description = "the request selects nothing, or the deployment is a producer", body = ErrorBody),
+        (status = 404, description = "no such deployment, or it has no dead-letter topic", body = ErrorBody),
+        (status = 429, description = "dead-letter reads are under way on this runner", body = ErrorBody),
+        (status = 503, description = "Kafka did not answer in time; what was copied is kept", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn redrive_dead_letters(
+    State(state): AppState,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(q): Query<TenantQuery>,
+    body: Result<Json<RedriveRequest>, JsonRejection>,
+) -> Result<Json<RedriveReport>, Error> {
+    let request = json_body(body).inspect_err(|e| {
+        audit::<()>(&caller, "deployment.redrive", &name, &Err(e.clone()));
+    })?;
+    let report = state
+        .service
+        .redrive(&caller, &name, q.tenant.as_deref(), request)
+        .await?;
+    Ok(Json(report))
 }

@@ -92,6 +92,7 @@ use modules::{delete_module, get_module, list_modules, upload_module};
         deployments::delete_deployment,
         logs::deployment_logs,
         deployments::deployment_dead_letters,
+        deployments::redrive_dead_letters,
         ingest_doc
     ),
     components(schemas(
@@ -101,7 +102,9 @@ use modules::{delete_module, get_module, list_modules, upload_module};
         crate::deployment::Fields,
         DeploymentStatus,
         LogLine,
-        crate::api::DeadLetterPage
+        crate::api::DeadLetterPage,
+        crate::api::RedriveRequest,
+        crate::api::RedriveReport
     ))
 )]
 struct ApiDoc;
@@ -192,6 +195,10 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route(
             "/deployments/{name}/dead-letters",
             get(deployments::deployment_dead_letters),
+        )
+        .route(
+            "/deployments/{name}/dead-letters/redrive",
+            post(deployments::redrive_dead_letters),
         )
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT));
     let v1 = uploads

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::{DEAD_LETTER_READS, Error, Service, audit, rules};
+use super::{Error, Service, audit, rules};
 use crate::api::{CreateDeployment, DeploymentStatus};
 use crate::auth::Caller;
 use crate::control::state::StateTopic;
@@ -15,9 +15,6 @@ use crate::deployment::{DeploymentRecord, PatchError, Spec, record::key};
 use crate::producer::ProducerDeployment;
 use crate::supervisor::View;
 use crate::telemetry::DeploymentTelemetry;
-
-/// How long reading a page of dead letters may take.
-const DEAD_LETTER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A deployment as the caller names it: tenants name their own; the
 /// operator names `<tenant>/<name>`, a name unique across tenants, or a
@@ -73,7 +70,7 @@ impl Service {
         Err(Error::NotFound(format!("deployment {name:?}")))
     }
 
-    fn record(
+    pub(super) fn record(
         &self,
         caller: &Caller,
         name: &str,
@@ -125,7 +122,12 @@ impl Service {
     }
 
     /// The caller's deployment `name` as this runner has it.
-    fn view(&self, caller: &Caller, name: &str, tenant: Option<&str>) -> Result<View, Error> {
+    pub(super) fn view(
+        &self,
+        caller: &Caller,
+        name: &str,
+        tenant: Option<&str>,
+    ) -> Result<View, Error> {
         let key = self.find(caller, name, tenant)?.key();
         self.supervisor
             .view(&key)
@@ -147,7 +149,7 @@ impl Service {
     ) -> Result<DeploymentStatus, Error> {
         let view = self.view(caller, name, tenant)?;
         let mut status = status::brief(&view);
-        if let Some(group) = view.def.spec.group_and_inputs() {
+        if let Some(group) = view.def.group_and_inputs() {
             match self.offsets.lag(&[group]).await.pop() {
                 Some(Ok(parts)) => status.partitions = parts,
                 Some(Err(e)) => {
@@ -159,48 +161,6 @@ impl Service {
             }
         }
         Ok(status)
-    }
-
-    /// A page of the deployment's dead letters, whatever the caller's read
-    /// grants: its own records, read back from its dead-letter topic.
-    pub async fn dead_letters(
-        &self,
-        caller: &Caller,
-        name: &str,
-        tenant: Option<&str>,
-        from: crate::api::DeadLetterCursor,
-        limit: usize,
-    ) -> Result<crate::api::DeadLetterPage, Error> {
-        let view = self.view(caller, name, tenant)?;
-        let topic = view.def.spec.failure.dead_letter_topic.clone().ok_or_else(|| {
-            Error::NotFound(format!(
-                "deployment {name:?} has no dead-letter topic, so it keeps no dead letters; give it one with `ingesta update {name} --dead-letter <topic>`"
-            ))
-        })?;
-        let _reading = self.dead_letter_reads.try_acquire().map_err(|_| {
-            Error::Busy(format!(
-                "deployment {name:?}: {DEAD_LETTER_READS} dead-letter pages are being read on this runner; try again in a moment"
-            ))
-        })?;
-        let kafka = self.offsets.kafka().clone();
-        let deployment = view.def.name.clone();
-        let read = tokio::task::spawn_blocking(move || {
-            crate::kafka::dead_letters::read_page(
-                &kafka,
-                &topic,
-                &deployment,
-                from,
-                limit,
-                DEAD_LETTER_READ_TIMEOUT,
-            )
-        });
-        match read.await {
-            Ok(Ok(page)) => Ok(page),
-            Ok(Err(e)) => Err(Error::Unavailable(format!("deployment {name:?}: {e}"))),
-            Err(e) => Err(Error::Unavailable(format!(
-                "deployment {name:?}: reading its dead letters failed: {e}"
-            ))),
-        }
     }
 
     /// Apply a PATCH: the named spec fields are replaced (see
@@ -295,7 +255,12 @@ impl Service {
         let result = async {
             self.check_ready()?;
             let record = self.record(caller, name, tenant)?;
-            self.write(&record.key(), None).await
+            self.write(&record.key(), None).await?;
+            // Its copies are its own: nothing else reads them.
+            if let Some(topic) = &record.redrive_topic {
+                crate::kafka::dead_letters::delete_redrive_topic(self.offsets.kafka(), topic).await;
+            }
+            Ok(())
         }
         .await;
         audit(caller, "deployment.delete", name, &result);
@@ -370,11 +335,7 @@ impl Service {
         spec: &Spec,
     ) -> Result<(), Error> {
         let digest = rules::check_spec(caller, name, spec, self.fuel_metering)?;
-        let state_topics = [
-            self.state.topic(StateTopic::Deployments),
-            self.state.topic(StateTopic::Modules),
-        ];
-        rules::check_reserved(name, spec, &state_topics)?;
+        rules::check_reserved(name, spec, &self.state.reserved())?;
         let module = self.module(caller, digest.as_str()).ok();
         rules::check_module(name, spec, digest, module.as_ref())?;
         if let Some(hash) = spec
@@ -420,7 +381,11 @@ impl Service {
 
     /// Write the record (`None`: delete it) and wait until this runner has
     /// applied it.
-    async fn write(&self, key: &str, record: Option<&DeploymentRecord>) -> Result<(), Error> {
+    pub(super) async fn write(
+        &self,
+        key: &str,
+        record: Option<&DeploymentRecord>,
+    ) -> Result<(), Error> {
         let value = record
             .map(serde_json::to_vec)
             .transpose()

@@ -7,6 +7,7 @@
 //! [`Error`]s into status codes; the functions here are unit-tested
 //! without a server.
 
+mod dead_letters;
 mod deployments;
 mod modules;
 mod rules;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use deployments::Target;
-pub(crate) use rules::check_record;
+pub(crate) use rules::{Reserved, check_record};
 
 use super::Error;
 use super::state::StateLog;
@@ -57,6 +58,11 @@ pub struct Service {
     /// Dead-letter pages being read (each with a Kafka client of its own),
     /// so a caller's rate cannot open clients without bound.
     dead_letter_reads: tokio::sync::Semaphore,
+    /// Held by the redrive under way (see `dead_letters.rs`).
+    redrives: tokio::sync::Mutex<()>,
+    /// Replication factor of topics the runner creates
+    /// (`control.state_replication_factor`; `None`: the broker's default).
+    pub state_replication: Option<i32>,
     /// Open followed logs per caller (`Caller::name`).
     followers: Followers,
 }
@@ -134,6 +140,8 @@ impl Service {
             ready: AtomicBool::new(false),
             compiles: tokio::sync::Semaphore::new(1),
             dead_letter_reads: tokio::sync::Semaphore::new(DEAD_LETTER_READS),
+            redrives: tokio::sync::Mutex::new(()),
+            state_replication: None,
             followers: Followers::default(),
         }
     }
@@ -193,10 +201,7 @@ impl Service {
                 .filter(|v| v.record.as_ref().is_some_and(|r| &r.tenant == tenant))
                 .collect(),
         };
-        let groups: Vec<_> = views
-            .iter()
-            .map(|v| v.def.spec.group_and_inputs())
-            .collect();
+        let groups: Vec<_> = views.iter().map(|v| v.def.group_and_inputs()).collect();
         let lags = self.offsets.lag_each(&groups).await;
         let entries: Vec<crate::telemetry::scrape::Entry> = views
             .into_iter()

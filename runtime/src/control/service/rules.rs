@@ -11,6 +11,7 @@ use crate::api::ModuleInfo;
 use crate::auth::{Auth, Caller};
 use crate::deployment::{DeploymentRecord, Digest, ModuleRef, Spec};
 use crate::supervisor::world_mismatch;
+use sha2::{Digest as _, Sha256};
 
 /// The tenant a create acts for: a tenant creates its own deployments;
 /// the operator names the tenant it acts for.
@@ -145,16 +146,48 @@ pub(super) fn check_topics(name: &str, spec: &Spec, exist: &HashSet<String>) -> 
     Ok(())
 }
 
-/// Topics no deployment made through the API may read or write, whatever
-/// its grants: Kafka's internal topics (`__consumer_offsets`,
-/// `__transaction_state`, ...) and the control plane's own state topics
-/// (`state`: their names). A prefix grant such as `""` would otherwise
-/// reach them.
-pub(super) fn check_reserved(name: &str, spec: &Spec, state: &[&str]) -> Result<(), Error> {
+/// The topics the runner keeps for itself, which no deployment made
+/// through the API may name, whatever its grants (a prefix grant such as
+/// `""` would otherwise reach them): Kafka's internal topics
+/// (`__consumer_offsets`, `__transaction_state`, ...), the control plane's
+/// state topics, and the deployments' redrive topics.
+pub(crate) struct Reserved<'a> {
+    /// The state topics' names.
+    pub state: [&'a str; 2],
+    /// `<state prefix>redrive.`: every redrive topic's name starts so.
+    pub redrive_prefix: &'a str,
+}
+
+impl Reserved<'_> {
+    fn contains(&self, topic: &str) -> bool {
+        topic.starts_with("__")
+            || self.state.contains(&topic)
+            || topic.starts_with(self.redrive_prefix)
+    }
+
+    /// The redrive topic of deployment `name` of `tenant`:
+    /// `<prefix><tenant>.<name>`, with a tenant name Kafka would not take
+    /// (or one too long) replaced by a digest of it.
+    pub(crate) fn redrive_topic(&self, tenant: &str, name: &str) -> String {
+        let plain = format!("{}{tenant}.{name}", self.redrive_prefix);
+        if crate::deployment::is_valid_topic(&plain) {
+            return plain;
+        }
+        let digest = hex::encode(&Sha256::digest(tenant.as_bytes())[..8]);
+        format!("{}{digest}.{name}", self.redrive_prefix)
+    }
+}
+
+/// Refuse a spec naming a reserved topic.
+pub(super) fn check_reserved(
+    name: &str,
+    spec: &Spec,
+    reserved: &Reserved<'_>,
+) -> Result<(), Error> {
     for (role, topic) in spec.topics() {
-        if topic.starts_with("__") || state.contains(&topic) {
+        if reserved.contains(topic) {
             return Err(Error::Forbidden(format!(
-                "deployment {name:?}: {role} topic {topic:?} is reserved (Kafka's internal topics and ingesta's state topics cannot be used by deployments)"
+                "deployment {name:?}: {role} topic {topic:?} is reserved (Kafka's internal topics and ingesta's state and redrive topics cannot be named by deployments)"
             )));
         }
     }
@@ -166,12 +199,13 @@ pub(super) fn check_reserved(name: &str, spec: &Spec, state: &[&str]) -> Result<
 /// the topic could have written it, and the tenant's grants may have
 /// narrowed since. Its key is its tenant and name; the tenant is one this
 /// runner's config has; the spec is valid, within the tenant's grants and
-/// maxima as of now, and reaches no reserved topic.
+/// maxima as of now, reaches no reserved topic, and its redrive topic (if
+/// any) is its own.
 pub(crate) fn check_record(
     auth: &Auth,
     key: &str,
     record: &DeploymentRecord,
-    state: &[&str],
+    reserved: &Reserved<'_>,
     fuel_metering: bool,
 ) -> Result<(), Error> {
     let (tenant, name) = (&record.tenant, &record.name);
@@ -187,7 +221,16 @@ pub(crate) fn check_record(
     };
     let caller = Caller::Tenant(config.clone());
     check_spec(&caller, name, &record.settings, fuel_metering)?;
-    check_reserved(name, &record.settings, state)
+    check_reserved(name, &record.settings, reserved)?;
+    match &record.redrive_topic {
+        Some(topic) if *topic != reserved.redrive_topic(tenant, name) => {
+            Err(Error::Forbidden(format!(
+                "deployment {name:?}: redrive topic {topic:?} is not its own ({:?})",
+                reserved.redrive_topic(tenant, name)
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A dead letter carries its input record whole, so the dead-letter topic
@@ -275,11 +318,10 @@ mod tests {
             unreachable!()
         };
         let auth = Auth::new(None, std::slice::from_ref(&config)).unwrap();
-        let state = ["_ingesta.deployments", "_ingesta.modules"];
         let record = |tenant: &str, spec: Spec| {
             DeploymentRecord::create(tenant, "d".into(), spec, false, "forged")
         };
-        let check = |key: &str, r: &DeploymentRecord| check_record(&auth, key, r, &state, false);
+        let check = |key: &str, r: &DeploymentRecord| check_record(&auth, key, r, &RESERVED, false);
         assert!(check("shop/d", &record("shop", consumer())).is_ok());
         refused(
             check("other/d", &record("shop", consumer())),
@@ -525,10 +567,38 @@ mod tests {
         assert!(check_dead_letter_size("d", &no_dlq, &sizes(10, 1)).is_ok());
     }
 
+    const RESERVED: Reserved<'static> = Reserved {
+        state: ["_ingesta.deployments", "_ingesta.modules"],
+        redrive_prefix: "_ingesta.redrive.",
+    };
+
+    #[test]
+    fn a_record_reads_no_redrive_topic_but_its_own() {
+        let Caller::Tenant(config) = shop(None) else {
+            unreachable!()
+        };
+        let auth = Auth::new(None, std::slice::from_ref(&config)).unwrap();
+        let own = DeploymentRecord::create("shop", "d".into(), consumer(), false, "shop")
+            .with_redrive_topic("_ingesta.redrive.shop.d".into(), "shop");
+        assert!(check_record(&auth, "shop/d", &own, &RESERVED, false).is_ok());
+        for forged in ["_ingesta.redrive.other.d", "billing.in", "shop.in"] {
+            let r = own.with_redrive_topic(forged.into(), "forged");
+            refused(
+                check_record(&auth, "shop/d", &r, &RESERVED, false),
+                "forbidden",
+                "is not its own",
+            );
+        }
+        assert_eq!(
+            RESERVED.redrive_topic("a tenant/with spaces", "d"),
+            "_ingesta.redrive.b6a12f41d5b7bea9.d",
+            "a name Kafka would refuse is replaced by a digest"
+        );
+    }
+
     #[test]
     fn reserved_topics_are_refused_whatever_the_grants() {
-        let state = ["_ingesta.deployments", "_ingesta.modules"];
-        assert!(check_reserved("d", &consumer(), &state).is_ok());
+        assert!(check_reserved("d", &consumer(), &RESERVED).is_ok());
         let cases = [
             json!({"module": DIGEST, "inputs": ["__consumer_offsets"], "group": "g"}),
             json!({"module": DIGEST, "inputs": ["in"], "group": "g", "outputs": ["__transaction_state"]}),
@@ -536,10 +606,11 @@ mod tests {
             json!({"module": DIGEST, "inputs": ["_ingesta.modules"], "group": "g"}),
             json!({"module": DIGEST, "inputs": ["in"], "group": "g",
                 "failure": {"dead_letter_topic": "__cluster_metadata"}}),
+            json!({"module": DIGEST, "inputs": ["_ingesta.redrive.shop.d"], "group": "g"}),
         ];
         for case in cases {
             refused(
-                check_reserved("d", &spec(case.clone()), &state),
+                check_reserved("d", &spec(case.clone()), &RESERVED),
                 "forbidden",
                 "is reserved",
             );
