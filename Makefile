@@ -3,7 +3,7 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
-GUESTS := -p noop -p identity -p activity-stats -p shop-generator -p shop-ingest -p beacon -p not-a-consumer -p hostile -p hostile-producer -p conformance-echo -p conformance-beacon
+GUESTS := -p noop -p identity -p activity-stats -p action-enricher -p shop-generator -p shop-ingest -p beacon -p not-a-consumer -p hostile -p hostile-producer -p conformance-echo -p conformance-beacon
 GUEST_DIR := target/wasm32-wasip2/guest
 # Go and Python projects, built with `ingesta build` (deploy/guests.sh).
 GO_PROJECTS := guest-examples/go/activity-stats guest-examples/go/cart-alerts tests/conformance/go/echo tests/conformance/go/beacon

@@ -9,6 +9,8 @@
 #     package (sdk/go/tools/goproxy.sh) and Go 1.27.3, which the go command
 #     fetches into its module cache
 #   - Python guests: componentize-py in a virtualenv under the cache
+#   - the Kafka tutorial's scripts (deploy/demo/tutorial): kafka-python in a
+#     virtualenv of its own under the cache, $CACHE/python/tutorial-venv
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,6 +66,19 @@ if [ "$("$venv/bin/componentize-py" --version 2>/dev/null)" != "componentize-py 
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "componentize-py==$COMPONENTIZE_PY"
+fi
+# kafka-python 2.1 or newer speaks the protocol versions Kafka 4 kept; the
+# 2.x line takes the tutorial's plain-function serializers without the
+# deprecation warnings 3.x prints for them. Apart from componentize-py's
+# venv, so neither pin constrains the other.
+KAFKA_PYTHON=2.3.3
+tutorial_venv="$CACHE/python/tutorial-venv"
+if [ "$("$tutorial_venv/bin/python" -c 'import kafka; print(kafka.__version__)' 2>/dev/null)" != "$KAFKA_PYTHON" ]; then
+  need_cmd python3 || { echo "setup: Python 3.10 or newer is required for the tutorial's scripts" >&2; exit 1; }
+  say "installing kafka-python $KAFKA_PYTHON into $tutorial_venv"
+  rm -rf "$tutorial_venv"
+  python3 -m venv "$tutorial_venv"
+  "$tutorial_venv/bin/pip" install --quiet --disable-pip-version-check "kafka-python==$KAFKA_PYTHON"
 fi
 
 # --- Kafka -----------------------------------------------------------------

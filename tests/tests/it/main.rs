@@ -37,4 +37,5 @@ mod sandbox;
 mod scaffold;
 mod shutdown;
 mod skips;
+mod tutorial;
 mod visible;
