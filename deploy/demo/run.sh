@@ -29,11 +29,6 @@ tutorial_rate=${TUTORIAL_RATE:-3}
 tutorial_python=deploy/demo/tutorial/python.sh
 "$tutorial_python" -c 'import kafka' || exit 1
 
-"$bin/create-topics" user-activity:4 user-activity-stats:4 user-activity-alerts:1 \
-  user-activity-cart-alerts:1 user-activity-clean:4 user-activity-quarantine:1 \
-  user-activity-stats-dlq:1 user-activity-cart-alerts-dlq:1 user-activity-pii-router-dlq:1 \
-  user-actions-topic:3 processed-user-actions-topic:3 user-actions-dlq:1
-
 echo "demo: starting ingesta (log: $run/ingesta.log)"
 "$bin/ingesta" serve --config deploy/demo/ingesta.toml >"$run/ingesta.log" 2>&1 &
 runner=$!
@@ -58,6 +53,23 @@ for _ in $(seq 1 120); do
   curl -fs "$INGESTA_API/readyz" >/dev/null 2>&1 && break
   kill -0 "$runner" 2>/dev/null || { cat "$run/ingesta.log"; exit 1; }
   sleep 0.5
+done
+
+# The topics, created as the tenant "shop" would, within its create_topics
+# grant: the tutorial's pipeline with the tutorial's settings (7 days,
+# 1 GiB segments, 10 GiB per partition; replication 1 on this single
+# broker: use --replication-factor 3 --config min.insync.replicas=2 on a
+# production cluster).
+echo "demo: creating the topics through the control API (ingesta topic create)"
+topic() { "$bin/ingesta" topic create "$@" --if-not-exists; }
+for t in user-activity:4 user-activity-stats:4 user-activity-alerts:1 user-activity-cart-alerts:1 \
+  user-activity-clean:4 user-activity-quarantine:1 user-activity-stats-dlq:1 \
+  user-activity-cart-alerts-dlq:1 user-activity-pii-router-dlq:1 user-actions-dlq:1; do
+  topic "${t%%:*}" --partitions "${t##*:}" --retention-hours 24
+done
+for t in user-actions-topic processed-user-actions-topic; do
+  topic "$t" --partitions 3 --retention-hours 168 \
+    --config segment.bytes=1073741824 --config retention.bytes=10737418240
 done
 
 # Deploy as the tenant "shop" would: upload the module and create the

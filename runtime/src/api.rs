@@ -316,3 +316,48 @@ pub struct RedriveReport {
     /// every selected dead letter was seen.
     pub more: Option<DeadLetterCursor>,
 }
+
+/// A topic as `GET /v1/topics` describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TopicInfo {
+    /// The topic's name.
+    pub name: String,
+    /// Its partitions.
+    pub partitions: i32,
+    /// Replicas of each partition.
+    pub replication_factor: i32,
+    /// The settings ingesta manages (`retention.ms`, `retention.bytes`,
+    /// `segment.bytes`, `cleanup.policy`, `min.insync.replicas`,
+    /// `max.message.bytes`), as in effect: set on the topic or the
+    /// broker's default.
+    pub configs: std::collections::BTreeMap<String, String>,
+}
+
+/// `POST /v1/topics`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTopic {
+    /// The topic's name (Kafka's rules: 1-249 of a-z, A-Z, 0-9, `.`, `_`,
+    /// `-`).
+    pub name: String,
+    /// Its partitions (the most consumers of one group reading it at once).
+    pub partitions: i32,
+    /// Replicas of each partition; unset: the broker's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_factor: Option<i32>,
+    /// Settings to set (only the ones [`TopicInfo::configs`] lists).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub configs: std::collections::BTreeMap<String, String>,
+}
+
+/// `PATCH /v1/topics/{name}`: only what is named changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlterTopic {
+    /// More partitions (Kafka cannot take partitions away).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<i32>,
+    /// Settings to set; `null` returns one to the broker's default.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub configs: std::collections::BTreeMap<String, Option<String>>,
+}

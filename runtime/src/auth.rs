@@ -92,6 +92,20 @@ pub struct TenantConfig {
     /// Consumer groups the tenant's deployments may use.
     #[serde(default)]
     pub groups: Vec<Grant>,
+    /// Topics the tenant may create, alter and delete through the API
+    /// (separate from reading and writing them).
+    #[serde(default)]
+    pub create_topics: Vec<Grant>,
+    /// Most partitions of one topic the tenant creates.
+    pub max_topic_partitions: Option<u64>,
+    /// Most partitions of all existing topics matching `create_topics`.
+    pub max_total_partitions: Option<u64>,
+    /// Highest `retention.ms` of a topic the tenant creates (unlimited,
+    /// `-1`, refused when set).
+    pub max_retention_ms: Option<u64>,
+    /// Most `retention.bytes` × partitions over all existing topics
+    /// matching `create_topics` (unlimited refused when set).
+    pub max_retention_bytes_total: Option<u64>,
     /// Most deployments the tenant may have; unset means no cap.
     pub max_deployments: Option<usize>,
     /// Most modules the tenant may own; unset means no cap.
@@ -163,6 +177,26 @@ impl Caller {
     /// Refuses (403, naming it) a topic the caller may not write.
     pub fn check_write_topic(&self, topic: &str) -> Result<(), Refusal> {
         self.check(topic, "write topic", |t| &t.write_topics)
+    }
+
+    /// Refuses (403, naming it) a topic the caller may not create, alter
+    /// or delete.
+    pub fn check_create_topic(&self, topic: &str) -> Result<(), Refusal> {
+        self.check(topic, "create, alter or delete topic", |t| &t.create_topics)
+    }
+
+    /// Whether the caller may list and describe `topic`: one it may read,
+    /// write or create.
+    pub fn sees_topic(&self, topic: &str) -> bool {
+        match self {
+            Caller::Operator => true,
+            Caller::Tenant(t) => t
+                .read_topics
+                .iter()
+                .chain(&t.write_topics)
+                .chain(&t.create_topics)
+                .any(|g| g.matches(topic)),
+        }
     }
 
     /// Refuses (403, naming it) a consumer group outside the grants.

@@ -8,6 +8,7 @@
 //! | [`modules`] | `module push\|ls\|rm` |
 //! | [`deployments`] | `deploy`, `update`, `ls`, `status`, `pause`, `resume`, `rollback`, `rm`, `logs`, `top` |
 //! | [`dead_letters`] | `dlq ls\|show\|redrive` |
+//! | [`topics`] | `topic create\|ls\|describe\|alter\|rm` |
 //! | [`print`] | how statuses and log lines are printed |
 
 mod dead_letters;
@@ -16,6 +17,7 @@ mod modules;
 mod print;
 mod project;
 mod server;
+mod topics;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -94,6 +96,14 @@ enum Command {
         api: ApiArgs,
         #[command(subcommand)]
         command: ModuleCommand,
+    },
+    /// Manage Kafka topics through the control API, within the tenant's
+    /// create_topics grants and maxima.
+    Topic {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: TopicCommand,
     },
     /// Create a deployment (from flags, a spec file, or both; flags win).
     Deploy {
@@ -346,6 +356,62 @@ pub(crate) enum DlqCommand {
 }
 
 #[derive(Subcommand)]
+pub(crate) enum TopicCommand {
+    /// Create a topic.
+    Create {
+        /// The topic's name.
+        name: String,
+        /// Its partitions.
+        #[arg(long)]
+        partitions: i32,
+        /// Replicas of each partition (default: the broker's).
+        #[arg(long)]
+        replication_factor: Option<i32>,
+        /// Keep records this many hours (sets retention.ms; the
+        /// tutorial's log.retention.hours).
+        #[arg(long)]
+        retention_hours: Option<u64>,
+        /// A setting KEY=VALUE (retention.ms, retention.bytes,
+        /// segment.bytes, cleanup.policy, min.insync.replicas,
+        /// max.message.bytes; repeat).
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        configs: Vec<String>,
+        /// Succeed without changes when it exists already.
+        #[arg(long)]
+        if_not_exists: bool,
+    },
+    /// List the topics the token may read, write or create.
+    Ls,
+    /// Print a topic's partitions, replication and settings as JSON.
+    Describe {
+        /// The topic.
+        name: String,
+    },
+    /// Change only what is named: more partitions, settings set or reset.
+    Alter {
+        /// The topic.
+        name: String,
+        /// Partitions in all (only more).
+        #[arg(long)]
+        partitions: Option<i32>,
+        /// Keep records this many hours (sets retention.ms).
+        #[arg(long)]
+        retention_hours: Option<u64>,
+        /// A setting KEY=VALUE to set (repeat).
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        configs: Vec<String>,
+        /// A setting to return to the broker's default (repeat).
+        #[arg(long = "reset", value_name = "KEY")]
+        resets: Vec<String>,
+    },
+    /// Delete a topic no deployment uses.
+    Rm {
+        /// The topic.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
 pub(crate) enum ModuleCommand {
     /// Upload a component; prints its digest.
     Push {
@@ -383,6 +449,7 @@ fn run(command: Command) -> Result<()> {
         Command::HashToken => project::hash_token(),
         Command::Module { api, command } => modules::run(&api, command),
         Command::Dlq { api, command } => dead_letters::run(&api, command),
+        Command::Topic { api, command } => topics::run(&api, command),
         Command::Deploy { api, spec } => deployments::deploy(&api, spec),
         Command::Update {
             api,

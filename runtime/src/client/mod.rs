@@ -13,8 +13,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::api::{
-    DeadLetterCursor, DeadLetterPage, DeploymentStatus, LogLine, ModuleInfo, RedriveReport,
-    RedriveRequest,
+    AlterTopic, CreateTopic, DeadLetterCursor, DeadLetterPage, DeploymentStatus, LogLine,
+    ModuleInfo, RedriveReport, RedriveRequest, TopicInfo,
 };
 
 /// The default API address (`[control] listen` in the demo config).
@@ -229,6 +229,56 @@ impl ApiClient {
                 .send(),
             &format!("redriving dead letters of deployment {name:?}"),
         )
+    }
+
+    /// Create a topic; `Ok(None)` when it exists already.
+    pub fn create_topic(&self, body: &CreateTopic) -> Result<Option<TopicInfo>> {
+        let what = format!("creating topic {:?}", body.name);
+        let response = self
+            .request(reqwest::Method::POST, "/v1/topics")
+            .json(body)
+            .send();
+        if let Ok(r) = &response
+            && r.status() == reqwest::StatusCode::CONFLICT
+        {
+            return Ok(None);
+        }
+        json(response, &what).map(Some)
+    }
+
+    /// The topics the token may see.
+    pub fn topics(&self) -> Result<Vec<TopicInfo>> {
+        json(
+            self.request(reqwest::Method::GET, "/v1/topics").send(),
+            "listing topics",
+        )
+    }
+
+    /// One topic.
+    pub fn topic(&self, name: &str) -> Result<TopicInfo> {
+        json(
+            self.request(reqwest::Method::GET, &format!("/v1/topics/{name}"))
+                .send(),
+            &format!("describing topic {name:?}"),
+        )
+    }
+
+    /// Change a topic.
+    pub fn alter_topic(&self, name: &str, change: &AlterTopic) -> Result<TopicInfo> {
+        json(
+            self.request(reqwest::Method::PATCH, &format!("/v1/topics/{name}"))
+                .json(change)
+                .send(),
+            &format!("altering topic {name:?}"),
+        )
+    }
+
+    /// Delete a topic.
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        let response = self
+            .request(reqwest::Method::DELETE, &format!("/v1/topics/{name}"))
+            .send();
+        checked(response, &format!("deleting topic {name:?}")).map(drop)
     }
 
     /// Delete a module by digest.

@@ -6,6 +6,7 @@
 mod batch;
 pub mod dead_letters;
 mod producer;
+pub mod topics;
 
 pub use batch::BatchBuilder;
 pub use producer::{AckGroup, OutputProducer, ProducerRole, Producers, PublishError};

@@ -37,5 +37,6 @@ mod sandbox;
 mod scaffold;
 mod shutdown;
 mod skips;
+mod topics;
 mod tutorial;
 mod visible;

@@ -60,6 +60,7 @@ pub mod accept;
 mod deployments;
 mod logs;
 mod modules;
+mod topics;
 
 use deployments::{
     create_deployment, delete_deployment, get_deployment, list_deployments, patch_deployment,
@@ -93,6 +94,11 @@ use modules::{delete_module, get_module, list_modules, upload_module};
         logs::deployment_logs,
         deployments::deployment_dead_letters,
         deployments::redrive_dead_letters,
+        topics::create_topic,
+        topics::list_topics,
+        topics::get_topic,
+        topics::alter_topic,
+        topics::delete_topic,
         ingest_doc
     ),
     components(schemas(
@@ -104,7 +110,10 @@ use modules::{delete_module, get_module, list_modules, upload_module};
         LogLine,
         crate::api::DeadLetterPage,
         crate::api::RedriveRequest,
-        crate::api::RedriveReport
+        crate::api::RedriveReport,
+        crate::api::TopicInfo,
+        crate::api::CreateTopic,
+        crate::api::AlterTopic
     ))
 )]
 struct ApiDoc;
@@ -195,6 +204,16 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route(
             "/deployments/{name}/dead-letters",
             get(deployments::deployment_dead_letters),
+        )
+        .route(
+            "/topics",
+            get(topics::list_topics).post(topics::create_topic),
+        )
+        .route(
+            "/topics/{name}",
+            get(topics::get_topic)
+                .patch(topics::alter_topic)
+                .delete(topics::delete_topic),
         )
         .route(
             "/deployments/{name}/dead-letters/redrive",

@@ -11,6 +11,7 @@ mod dead_letters;
 mod deployments;
 mod modules;
 mod rules;
+mod topics;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

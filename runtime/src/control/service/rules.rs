@@ -159,7 +159,8 @@ pub(crate) struct Reserved<'a> {
 }
 
 impl Reserved<'_> {
-    fn contains(&self, topic: &str) -> bool {
+    /// Whether `topic` is one of them.
+    pub(crate) fn contains(&self, topic: &str) -> bool {
         topic.starts_with("__")
             || self.state.contains(&topic)
             || topic.starts_with(self.redrive_prefix)
