@@ -126,56 +126,7 @@ fn absent(event: &Map<String, Value>, field: &str) -> bool {
 
 /// The contract's checks, in its order; the first failure is the message.
 fn check(event: &Map<String, Value>) -> Result<(), String> {
-    type Valid = fn(&Value) -> bool;
-    // (field, required, valid, what it must be)
-    let fields: [(&str, bool, Valid, &str); 7] = [
-        (
-            "user_id",
-            true,
-            |v| v.as_u64().is_some(),
-            "a non-negative integer",
-        ),
-        ("action", true, Value::is_string, "a string"),
-        (
-            "product_id",
-            false,
-            |v| v.as_u64().is_some(),
-            "a non-negative integer",
-        ),
-        ("product_name", false, Value::is_string, "a string"),
-        ("price", false, Value::is_number, "a number"),
-        (
-            "ts",
-            false,
-            |v| v.as_i64().is_some(),
-            "an integer (milliseconds since the epoch)",
-        ),
-        (
-            "event_id",
-            false,
-            |v| v.as_i64().is_some() || v.is_string(),
-            "an integer or a string",
-        ),
-    ];
-    for (name, required, valid, expected) in fields {
-        match event.get(name) {
-            None if required => return Err(format!("missing field {name}")),
-            None => {}
-            Some(Value::Null) if !required => {}
-            Some(v) if !valid(v) => {
-                return Err(format!(
-                    "field {name} must be {expected}, got {}",
-                    excerpt(v)
-                ));
-            }
-            Some(v) => {
-                if let Some(price) = v.as_f64().filter(|p| name == "price" && *p < 0.0) {
-                    return Err(format!("field price must not be negative, got {price}"));
-                }
-            }
-        }
-    }
-    Ok(())
+    shop_events::contract_problem(event).map_or(Ok(()), Err)
 }
 
 #[cfg(test)]

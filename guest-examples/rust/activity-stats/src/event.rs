@@ -125,51 +125,8 @@ fn diagnose(bytes: &[u8], err: Option<&serde_json::Error>) -> String {
     let Some(object) = value.as_object() else {
         return format!("event must be a JSON object, got {}", excerpt(&value));
     };
-    type Check = fn(&Value) -> bool;
-    // (field, required, valid, what it must be)
-    let fields: [(&str, bool, Check, &str); 7] = [
-        (
-            "user_id",
-            true,
-            |v| v.as_u64().is_some(),
-            "a non-negative integer",
-        ),
-        ("action", true, Value::is_string, "a string"),
-        (
-            "product_id",
-            false,
-            |v| v.as_u64().is_some(),
-            "a non-negative integer",
-        ),
-        ("product_name", false, Value::is_string, "a string"),
-        ("price", false, Value::is_number, "a number"),
-        (
-            "ts",
-            false,
-            |v| v.as_i64().is_some(),
-            "an integer (milliseconds since the epoch)",
-        ),
-        (
-            "event_id",
-            false,
-            |v| v.as_i64().is_some() || v.is_string(),
-            "an integer or a string",
-        ),
-    ];
-    for (name, required, is_valid, expected) in fields {
-        match object.get(name) {
-            None if required => return format!("missing field {name}"),
-            None => {}
-            Some(Value::Null) if !required => {}
-            Some(v) if !is_valid(v) => {
-                return format!("field {name} must be {expected}, got {}", excerpt(v));
-            }
-            Some(v) => {
-                if let Some(price) = v.as_f64().filter(|p| name == "price" && *p < 0.0) {
-                    return format!("field price must not be negative, got {price}");
-                }
-            }
-        }
+    if let Some(problem) = shop_events::contract_problem(object) {
+        return problem;
     }
     match err {
         Some(err) => format!("invalid event: {err}"),
