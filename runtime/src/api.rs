@@ -154,6 +154,15 @@ pub struct DeploymentStatus {
     /// The current revision: 1 at creation, one more with every change of
     /// its spec (rollback included); always 1 for a config-file deployment.
     pub revision: u64,
+    /// One more with every write of it (any change, pause and resume
+    /// too): name it in `If-Match` on a change, and the change is refused
+    /// (409) if someone changed the deployment since you read it. Also the
+    /// answer's `ETag`. 0 for a config-file deployment.
+    #[serde(default)]
+    pub version: u64,
+    /// The runner whose API made the last change (`runtime.runner_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_by_runner: Option<String>,
     /// Modules of earlier revisions, newest last (rollback goes to the last).
     pub previous_modules: Vec<String>,
     /// The current revision's spec (API deployments).

@@ -201,6 +201,25 @@ pub struct RuntimeConfig {
     /// speed (see docs/benchmarks.md), so it is off unless asked for or a
     /// config-file deployment sets a fuel limit.
     pub fuel_metering: bool,
+    /// This runner's name in the fleet: written into the state records it
+    /// writes (the audit says which runner made a change), and its static
+    /// member id in every deployment's consumer group
+    /// (`group.instance.id`), so a restart within the session timeout
+    /// moves no partition. Two live runners must not share one. Unset:
+    /// the host name and process id, and no static membership.
+    pub runner_id: Option<String>,
+}
+
+impl RuntimeConfig {
+    /// `runner_id`, or the host name and process id.
+    pub fn runner_id(&self) -> String {
+        self.runner_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "runner".to_owned());
+            format!("{host}-{}", std::process::id())
+        })
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -215,6 +234,7 @@ impl Default for RuntimeConfig {
             max_instances: 1000,
             long_calls: None,
             fuel_metering: false,
+            runner_id: None,
         }
     }
 }
@@ -279,6 +299,15 @@ impl Config {
             path: path.to_owned(),
             message,
         })?;
+        // A named runner is a static member of every deployment's group:
+        // restarting it within the session timeout moves no partition.
+        if let Some(id) = &config.runtime.runner_id {
+            config
+                .kafka
+                .consumer
+                .entry("group.instance.id".into())
+                .or_insert_with(|| crate::deployment::Scalar(id.clone()));
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         for d in &mut config.deployments {
             if let ModuleRef::File(file) = &mut d.spec.module

@@ -239,6 +239,7 @@ impl Runner {
         );
         service.compile_queue_wait = Duration::from_millis(control.compile_queue_wait_ms);
         service.state_replication = control.state_replication_factor;
+        service.runner_id = config.runtime.runner_id();
         let service = Arc::new(service);
         let (closing, closing_rx) = tokio::sync::watch::channel(false);
         let http_state = Arc::new(HttpState {

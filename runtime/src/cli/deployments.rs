@@ -225,7 +225,10 @@ pub(super) fn update(
             "nothing to change: the flags given are what deployment {name} has (see ingesta update --help)"
         );
     }
-    let status = client.update_deployment(name, &Value::Object(body), tenant)?;
+    // The change applies to the version read above, or not at all (409:
+    // someone changed it meanwhile; run the command again).
+    let status =
+        client.update_deployment(name, &Value::Object(body), tenant, Some(current.version))?;
     print::status(&status);
     Ok(())
 }

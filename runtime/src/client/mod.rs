@@ -106,19 +106,22 @@ impl ApiClient {
     }
 
     /// Change a deployment with a `PATCH` body.
+    /// With `version`, the change applies only if the deployment is still
+    /// at that version (`If-Match`); otherwise it fails with 409. A write
+    /// is never retried here: it may have been applied.
     pub fn update_deployment(
         &self,
         name: &str,
         body: &Value,
         tenant: Option<&str>,
+        version: Option<u64>,
     ) -> Result<DeploymentStatus> {
         let path = with_tenant(&format!("/v1/deployments/{name}"), tenant);
-        json(
-            self.request(reqwest::Method::PATCH, &path)
-                .json(body)
-                .send(),
-            &format!("updating deployment {name:?}"),
-        )
+        let mut request = self.request(reqwest::Method::PATCH, &path).json(body);
+        if let Some(v) = version.filter(|v| *v > 0) {
+            request = request.header(reqwest::header::IF_MATCH, format!("\"{v}\""));
+        }
+        json(request.send(), &format!("updating deployment {name:?}"))
     }
 
     /// `pause`, `resume` or `rollback`.

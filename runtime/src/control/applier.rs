@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::state::{StateLog, StateRecord, StateTopic};
 use crate::auth::Auth;
-use crate::deployment::DeploymentRecord;
+use crate::deployment::{DeploymentRecord, follows};
 use crate::modules::ModuleRegistry;
 use crate::supervisor::Supervisor;
 
@@ -80,8 +80,19 @@ pub async fn apply_state(
                 state.mark_applied(r.topic, r.offset + 1);
             }
             StateTopic::Deployments => {
-                if let Some(record) = parse_record(&r) {
+                let Some(record) = parse_record(&r) else {
+                    continue;
+                };
+                // The oldest record left of a key (after compaction) is
+                // taken as it is; each later one must follow it.
+                let taken = match (recovered.get(&r.key), &record) {
+                    (Some(current), Some(next)) => follows(current.as_ref(), next),
+                    _ => true,
+                };
+                if taken {
                     recovered.insert(r.key, record);
+                } else {
+                    ignore_stale(&r.key, record.as_ref(), recovered[&r.key].as_ref());
                 }
             }
         }
@@ -100,14 +111,35 @@ pub async fn apply_state(
                     supervisor.module_arrived(&digest).await;
                 }
             }
-            StateTopic::Deployments => {
-                if let Some(record) = parse_record(&r) {
-                    trust.apply(&state, &supervisor, &r.key, record, true).await;
+            StateTopic::Deployments => match parse_record(&r) {
+                Some(Some(next)) => {
+                    let current = supervisor.view(&r.key).and_then(|v| v.record);
+                    if follows(current.as_deref(), &next) {
+                        trust
+                            .apply(&state, &supervisor, &r.key, Some(next), true)
+                            .await;
+                    } else {
+                        ignore_stale(&r.key, Some(&next), current.as_deref());
+                    }
                 }
-            }
+                Some(None) => trust.apply(&state, &supervisor, &r.key, None, true).await,
+                None => {}
+            },
         }
         state.mark_applied(r.topic, r.offset + 1);
     }
+}
+
+/// Say that a write which lost a race to another is not applied (its
+/// writer answers 409).
+fn ignore_stale(key: &str, next: Option<&DeploymentRecord>, current: Option<&DeploymentRecord>) {
+    tracing::info!(
+        deployment = key,
+        version = next.map(|r| r.version),
+        runner = next.and_then(|r| r.runner.as_deref()),
+        current_version = current.map(|r| r.version),
+        "a change written at the same time as another is not applied; its writer is told (409)"
+    );
 }
 
 /// A deployment record (`Some(None)`: a tombstone), or `None` if corrupt.

@@ -21,6 +21,8 @@ pub fn brief(v: &View) -> DeploymentStatus {
             reason,
             module: r.settings.module.to_string(),
             revision: r.revision,
+            version: r.version,
+            updated_by_runner: r.runner.clone(),
             previous_modules: r
                 .previous
                 .iter()
@@ -41,6 +43,8 @@ pub fn brief(v: &View) -> DeploymentStatus {
             reason,
             module: v.def.spec.module.to_string(),
             revision: 1,
+            version: 0,
+            updated_by_runner: None,
             previous_modules: Vec::new(),
             settings: None,
             counters,

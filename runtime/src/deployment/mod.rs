@@ -24,7 +24,7 @@ pub mod status;
 use std::collections::BTreeMap;
 
 pub use change::{Change, change};
-pub use record::{DeploymentRecord, PatchError, Replay, Revision};
+pub use record::{DeploymentRecord, PatchError, Replay, Revision, follows};
 pub use settings::{
     BatchConfig, FailureConfig, IngestConfig, LimitsConfig, Scalar, ScheduleConfig, StartPosition,
 };

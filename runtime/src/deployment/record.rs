@@ -57,6 +57,16 @@ pub struct DeploymentRecord {
     /// applied, so a record cannot point a deployment at another topic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redrive_topic: Option<String>,
+    /// Increases with every write of the record (any change: spec,
+    /// pause, replay, redrive topic), so a write names the one it follows:
+    /// every runner applies a record only if it follows the one it has
+    /// ([`follows`]), and a write that lost a race is refused, not lost
+    /// unseen. 0 in records from before versions (applied as they come).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub version: u64,
+    /// The runner that wrote it (its `runtime.runner_id`), for the audit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<String>,
     /// Who changed it last: the tenant's name, or `*` for the operator.
     pub updated_by: String,
     /// When it was changed last, in ms since the Unix epoch.
@@ -93,6 +103,8 @@ impl DeploymentRecord {
             paused,
             replay: None,
             redrive_topic: None,
+            version: 1,
+            runner: None,
             updated_by: by.to_owned(),
             updated_ms: super::now_ms(),
         }
@@ -172,6 +184,7 @@ impl DeploymentRecord {
     }
 
     fn touched(mut self, by: &str) -> Self {
+        self.version += 1;
         by.clone_into(&mut self.updated_by);
         self.updated_ms = super::now_ms();
         self
@@ -188,6 +201,31 @@ impl DeploymentRecord {
 /// `<tenant>/<name>`.
 pub fn key(tenant: &str, name: &str) -> String {
     format!("{tenant}/{name}")
+}
+
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// Whether `next` may follow `current` (`None`: no record, or deleted) in
+/// the deployments state topic: a create has version 1, a change the
+/// version after the current one; writing the current record again (a
+/// loser of a race putting the winner back on top of the log) changes
+/// nothing and is taken. Every runner applies the log in one order with
+/// this rule, so all agree on which of two racing writes won. A record
+/// without a version (written before versions) is taken as it comes.
+pub fn follows(current: Option<&DeploymentRecord>, next: &DeploymentRecord) -> bool {
+    if next.version == 0 {
+        return true;
+    }
+    match current {
+        None => next.version == 1,
+        Some(c) => next == c || next.version == c.version + 1,
+    }
 }
 
 #[cfg(test)]
@@ -237,6 +275,29 @@ mod tests {
             .unwrap();
         assert_eq!(replay.replay.as_ref().unwrap().seq, 1);
         assert_eq!(replay.revision, 2, "a replay alone is not a new revision");
+    }
+
+    #[test]
+    fn of_two_writes_following_one_record_only_the_first_follows() {
+        let v1 = DeploymentRecord::create("t", "d".into(), spec(M1), false, "a");
+        assert!(follows(None, &v1));
+        let a = v1
+            .patched(&patch(json!({"module": M2})), "a")
+            .unwrap()
+            .unwrap();
+        let b = v1.with_paused(true, "b");
+        assert_eq!((a.version, b.version), (2, 2));
+        assert!(follows(Some(&v1), &a) && follows(Some(&v1), &b));
+        assert!(
+            !follows(Some(&a), &b),
+            "b was based on v1, which a replaced"
+        );
+        assert!(follows(Some(&a), &a), "the winner written again");
+        assert!(!follows(None, &a), "a change of a deleted deployment");
+        assert!(!follows(Some(&a), &v1), "an older record");
+        let mut legacy = a.clone();
+        legacy.version = 0;
+        assert!(follows(Some(&b), &legacy), "records from before versions");
     }
 
     #[test]

@@ -45,11 +45,17 @@ const ASSIGN_TIMEOUT: Duration = Duration::from_secs(10);
 /// librdkafka's callbacks for one deployment's consumer.
 pub struct DeploymentContext {
     shared: Arc<Shared>,
+    /// When an eager revocation gave up every partition: until the next
+    /// assignment nothing is read.
+    revoked_all_at: std::sync::Mutex<Option<Instant>>,
 }
 
 impl DeploymentContext {
     pub(super) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+        Self {
+            shared,
+            revoked_all_at: std::sync::Mutex::new(None),
+        }
     }
 
     fn assign(&self, consumer: &DeploymentConsumer, tpl: &mut TopicPartitionList) {
@@ -147,6 +153,17 @@ impl ClientContext for DeploymentContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::FencedInstanceId | RDKafkaErrorCode::UnreleasedInstanceId)
+        ) {
+            // Two live members with one static id: the broker takes one
+            // and fences the other; say which setting to change.
+            self.shared.fail(format!(
+                "another live runner uses this runner's static member id in the deployment's group ({error}: {reason}); give each runner its own runtime.runner_id (group.instance.id)"
+            ));
+            return;
+        }
         tracing::warn!(target: "ingesta::kafka", deployment = &*self.shared.name, %error,
             reason, "consumer error");
     }
@@ -163,9 +180,36 @@ impl ConsumerContext for DeploymentContext {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
+        let began = Instant::now();
+        let metrics = &self.shared.telemetry.metrics;
+        let eager = !matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let mut waited = Duration::ZERO;
         match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.assign(consumer, tpl),
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.revoke(consumer, tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if let Some(at) = self.revoked_all_at.lock().unwrap().take() {
+                    waited = began - at;
+                }
+                metrics.partitions_assigned.inc_by(tpl.count() as u64);
+                self.assign(consumer, tpl);
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let how = if consumer.assignment_lost() {
+                    "lost"
+                } else {
+                    "revoked"
+                };
+                metrics
+                    .partitions_revoked
+                    .with_label_values(&[how])
+                    .inc_by(tpl.count() as u64);
+                self.revoke(consumer, tpl);
+                if eager {
+                    *self.revoked_all_at.lock().unwrap() = Some(Instant::now());
+                }
+            }
             other => {
                 tracing::warn!(deployment = &*self.shared.name, error = %RDKafkaErrorCode::from(other),
                     "rebalance error");
@@ -174,6 +218,11 @@ impl ConsumerContext for DeploymentContext {
                 let _ = consumer.unassign();
             }
         }
+        metrics.rebalances.inc();
+        let paused = waited + began.elapsed();
+        metrics
+            .rebalance_paused_ms
+            .inc_by(u64::try_from(paused.as_millis()).unwrap_or(u64::MAX));
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {

@@ -171,6 +171,20 @@ pub struct DeploymentMetrics {
     /// Batches whose outputs were published again after Kafka did not
     /// acknowledge them for a passing reason.
     pub republishes: IntCounter,
+    /// Rebalance callbacks of the deployment's consumer on this runner (an
+    /// assignment or a revocation each).
+    pub rebalances: IntCounter,
+    /// Partitions assigned to this runner by rebalances.
+    pub partitions_assigned: IntCounter,
+    /// Partitions taken from this runner by rebalances, by `how`:
+    /// `revoked` (drained and committed first) or `lost` (the group moved
+    /// on without this member).
+    pub partitions_revoked: IntCounterVec,
+    /// Time the consumer spent in rebalance callbacks (draining, committing,
+    /// finding where partitions begin: no partition is read meanwhile) and,
+    /// with the eager protocol, with everything revoked waiting for the
+    /// next assignment, in milliseconds.
+    pub rebalance_paused_ms: IntCounter,
     /// The deployment's consumer, from librdkafka's statistics.
     pub consumer: KafkaClientMetrics,
     families: Families,
@@ -288,6 +302,23 @@ impl DeploymentMetrics {
             republishes: f.counter(
                 "ingesta_output_republishes_total",
                 "Batches whose outputs were published again after Kafka did not acknowledge them for a passing reason.",
+            ),
+            rebalances: f.counter(
+                "ingesta_rebalances_total",
+                "Rebalance callbacks (assignments and revocations) of the deployment's consumer.",
+            ),
+            partitions_assigned: f.counter(
+                "ingesta_partitions_assigned_total",
+                "Partitions assigned to this runner by rebalances.",
+            ),
+            partitions_revoked: f.counter_vec(
+                "ingesta_partitions_revoked_total",
+                "Partitions taken from this runner by rebalances, by how: revoked (drained and committed) or lost.",
+                &["how"],
+            ),
+            rebalance_paused_ms: f.counter(
+                "ingesta_rebalance_paused_milliseconds_total",
+                "Time the consumer read nothing because of rebalances (callbacks, and with the eager protocol the wait for the next assignment).",
             ),
             consumer: KafkaClientMetrics::new(&mut f, "ingesta_kafka_consumer"),
             families: f,

@@ -4,7 +4,8 @@
 //!   their waiting batches are over budget) while a second runner joins
 //!   and leaves the group three times: afterwards every partition makes
 //!   progress to the end, no input is without its output, and the longest
-//!   pause of any partition is reported (and bounded, generously).
+//!   pause of any partition is reported (and bounded, generously), and
+//!   the first runner's rebalance metrics count what it went through.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use anyhow::{Result, ensure};
 use ingesta_tests::control::{self, TENANT_A};
 use ingesta_tests::fleet::{self, Member};
 use ingesta_tests::kafka;
+use ingesta_tests::metrics;
 use ingesta_tests::runner;
 use rdkafka::Message;
 use serde_json::json;
@@ -119,6 +121,27 @@ fn paused_partitions_survive_a_member_joining_and_leaving_three_times() -> Resul
         "{} inputs have no output, e.g. {:?}",
         missing.len(),
         &missing[..missing.len().min(10)]
+    );
+    // The first member counted the rebalances it went through: at least
+    // the three joins and three leaves, with partitions given up (drained
+    // and committed) and time with nothing read.
+    let seen = metrics::scrape(&first.api)?;
+    let d = [("deployment", "tenant-a/rebal")];
+    let rebalances = seen.sum("ingesta_rebalances_total", &d);
+    let revoked = seen.sum(
+        "ingesta_partitions_revoked_total",
+        &[("deployment", "tenant-a/rebal"), ("how", "revoked")],
+    );
+    let paused = seen.sum("ingesta_rebalance_paused_milliseconds_total", &d);
+    eprintln!(
+        "rebalance under load: first member's rebalances={rebalances} revoked={revoked} paused_ms={paused}"
+    );
+    ensure!(
+        rebalances >= 6.0
+            && revoked >= 3.0
+            && paused > 0.0
+            && seen.sum("ingesta_partitions_assigned_total", &d) >= 6.0,
+        "rebalance metrics: rebalances={rebalances} revoked={revoked} paused_ms={paused}"
     );
     first.stop(TIMEOUT)?;
     kafka::delete_topics(&[&input, &output]);

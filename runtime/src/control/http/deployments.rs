@@ -75,12 +75,38 @@ pub(super) async fn get_deployment(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Query(q): Query<TenantQuery>,
-) -> Result<Json<DeploymentStatus>, Error> {
+) -> Result<
+    (
+        [(axum::http::HeaderName, String); 1],
+        Json<DeploymentStatus>,
+    ),
+    Error,
+> {
     let status = state
         .service
         .deployment(&caller, &name, q.tenant.as_deref())
         .await?;
-    Ok(Json(status))
+    let etag = format!("\"{}\"", status.version);
+    Ok(([(axum::http::header::ETAG, etag)], Json(status)))
+}
+
+/// The version an `If-Match` header names (`"7"` or `7`); `None` without
+/// one; 400 for anything else (`*` included: name the version read).
+fn if_match(headers: &axum::http::HeaderMap) -> Result<Option<u64>, Error> {
+    let Some(value) = headers.get(axum::http::header::IF_MATCH) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
+        .and_then(|v| v.parse().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            Error::Invalid(
+                "If-Match must name the deployment's version as read (its ETag, e.g. \"7\")".into(),
+            )
+        })
 }
 
 /// Change a deployment: any spec field given replaces its value (a table
@@ -92,13 +118,15 @@ pub(super) async fn get_deployment(
     params(("name" = String, Path), TenantQuery),
     request_body(content = Object, description = "any of the creation fields (without `name` and `paused`)"),
     responses((status = 200, body = DeploymentStatus), (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "changed since the version named in If-Match, or by a write racing this one", body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn patch_deployment(
     State(state): AppState,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Query(q): Query<TenantQuery>,
+    headers: axum::http::HeaderMap,
     body: Result<Json<Map<String, Value>>, JsonRejection>,
 ) -> Result<Json<DeploymentStatus>, Error> {
     let patch = json_body(body).inspect_err(|e| {
@@ -106,7 +134,13 @@ pub(super) async fn patch_deployment(
     })?;
     let status = state
         .service
-        .patch(&caller, &name, q.tenant.as_deref(), patch)
+        .patch(
+            &caller,
+            &name,
+            q.tenant.as_deref(),
+            patch,
+            if_match(&headers)?,
+        )
         .await?;
     Ok(Json(status))
 }
@@ -122,11 +156,18 @@ pub(super) async fn pause_deployment(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Query(q): Query<TenantQuery>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Json<DeploymentStatus>, Error> {
     let service = &state.service;
     Ok(Json(
         service
-            .set_paused(&caller, &name, q.tenant.as_deref(), true)
+            .set_paused(
+                &caller,
+                &name,
+                q.tenant.as_deref(),
+                true,
+                if_match(&headers)?,
+            )
             .await?,
     ))
 }
@@ -142,11 +183,18 @@ pub(super) async fn resume_deployment(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Query(q): Query<TenantQuery>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Json<DeploymentStatus>, Error> {
     let service = &state.service;
     Ok(Json(
         service
-            .set_paused(&caller, &name, q.tenant.as_deref(), false)
+            .set_paused(
+                &caller,
+                &name,
+                q.tenant.as_deref(),
+                false,
+                if_match(&headers)?,
+            )
             .await?,
     ))
 }
@@ -163,11 +211,12 @@ pub(super) async fn rollback_deployment(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Query(q): Query<TenantQuery>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Json<DeploymentStatus>, Error> {
     Ok(Json(
         state
             .service
-            .rollback(&caller, &name, q.tenant.as_deref())
+            .rollback(&caller, &name, q.tenant.as_deref(), if_match(&headers)?)
             .await?,
     ))
 }
@@ -183,10 +232,11 @@ pub(super) async fn delete_deployment(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Query(q): Query<TenantQuery>,
+    headers: axum::http::HeaderMap,
 ) -> Result<StatusCode, Error> {
     state
         .service
-        .delete(&caller, &name, q.tenant.as_deref())
+        .delete(&caller, &name, q.tenant.as_deref(), if_match(&headers)?)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

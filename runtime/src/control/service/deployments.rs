@@ -37,6 +37,22 @@ impl Target {
     }
 }
 
+/// 409 when the caller named a version (`If-Match`) that is not the
+/// current one: it read the deployment before someone else changed it.
+fn check_version(
+    name: &str,
+    record: &DeploymentRecord,
+    expected: Option<u64>,
+) -> Result<(), Error> {
+    match expected {
+        Some(v) if v != record.version => Err(Error::Conflict(format!(
+            "deployment {name:?} is at version {} (revision {}), not the version {v} the request names (If-Match); read it again and retry",
+            record.version, record.revision
+        ))),
+        _ => Ok(()),
+    }
+}
+
 impl From<PatchError> for Error {
     fn from(e: PatchError) -> Self {
         match e {
@@ -171,10 +187,12 @@ impl Service {
         name: &str,
         tenant: Option<&str>,
         patch: Map<String, Value>,
+        expected: Option<u64>,
     ) -> Result<DeploymentStatus, Error> {
         let result = async {
             self.check_ready()?;
             let record = self.record(caller, name, tenant)?;
+            check_version(name, &record, expected)?;
             let key = record.key();
             if let Some(next) = record.patched(&patch, caller.name())? {
                 if next.settings != record.settings {
@@ -197,13 +215,14 @@ impl Service {
         name: &str,
         tenant: Option<&str>,
         paused: bool,
+        expected: Option<u64>,
     ) -> Result<DeploymentStatus, Error> {
         let action = if paused {
             "deployment.pause"
         } else {
             "deployment.resume"
         };
-        self.transition(caller, name, tenant, action, |r| {
+        self.transition(caller, name, tenant, action, expected, |r| {
             Ok(r.with_paused(paused, caller.name()))
         })
         .await
@@ -215,8 +234,9 @@ impl Service {
         caller: &Caller,
         name: &str,
         tenant: Option<&str>,
+        expected: Option<u64>,
     ) -> Result<DeploymentStatus, Error> {
-        self.transition(caller, name, tenant, "deployment.rollback", |r| {
+        self.transition(caller, name, tenant, "deployment.rollback", expected, |r| {
             Ok(r.rolled_back(caller.name())?)
         })
         .await
@@ -228,11 +248,13 @@ impl Service {
         name: &str,
         tenant: Option<&str>,
         action: &str,
+        expected: Option<u64>,
         change: impl FnOnce(&DeploymentRecord) -> Result<DeploymentRecord, Error>,
     ) -> Result<DeploymentStatus, Error> {
         let result = async {
             self.check_ready()?;
             let record = self.record(caller, name, tenant)?;
+            check_version(name, &record, expected)?;
             let next = change(&record)?;
             let key = record.key();
             if next != *record {
@@ -251,10 +273,12 @@ impl Service {
         caller: &Caller,
         name: &str,
         tenant: Option<&str>,
+        expected: Option<u64>,
     ) -> Result<(), Error> {
         let result = async {
             self.check_ready()?;
             let record = self.record(caller, name, tenant)?;
+            check_version(name, &record, expected)?;
             self.write(&record.key(), None).await?;
             // Its copies are its own: nothing else reads them.
             if let Some(topic) = &record.redrive_topic {
@@ -379,9 +403,44 @@ impl Service {
         Ok(())
     }
 
-    /// Write the record (`None`: delete it) and wait until this runner has
-    /// applied it.
+    /// Write the record (`None`: delete it), signed with this runner's id,
+    /// and wait until this runner has applied it. A record another write
+    /// beat to the log is not applied anywhere ([`crate::deployment::follows`]):
+    /// then the winner is written again (so compaction keeps it, not the
+    /// loser) and the caller gets 409.
     pub(super) async fn write(
+        &self,
+        key: &str,
+        record: Option<&DeploymentRecord>,
+    ) -> Result<(), Error> {
+        let record = record.map(|r| DeploymentRecord {
+            runner: Some(self.runner_id.clone()),
+            ..r.clone()
+        });
+        self.put_and_wait(key, record.as_ref()).await?;
+        let Some(written) = record else {
+            return Ok(());
+        };
+        let now = self.supervisor.view(key).and_then(|v| v.record);
+        if now.as_deref() == Some(&written) {
+            return Ok(());
+        }
+        if let Some(winner) = &now {
+            self.put_and_wait(key, Some(winner)).await?;
+        }
+        Err(Error::Conflict(match now {
+            Some(w) => format!(
+                "deployment {:?} was changed by another request at the same time and is now at version {} (revision {}); read it again and retry",
+                written.name, w.version, w.revision
+            ),
+            None => format!(
+                "deployment {:?} was deleted or created by another request at the same time; read it again and retry",
+                written.name
+            ),
+        }))
+    }
+
+    async fn put_and_wait(
         &self,
         key: &str,
         record: Option<&DeploymentRecord>,

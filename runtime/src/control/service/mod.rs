@@ -64,6 +64,8 @@ pub struct Service {
     /// Replication factor of topics the runner creates
     /// (`control.state_replication_factor`; `None`: the broker's default).
     pub state_replication: Option<i32>,
+    /// This runner's name, written into the state records it writes.
+    pub runner_id: String,
     /// Open followed logs per caller (`Caller::name`).
     followers: Followers,
 }
@@ -143,6 +145,7 @@ impl Service {
             dead_letter_reads: tokio::sync::Semaphore::new(DEAD_LETTER_READS),
             redrives: tokio::sync::Mutex::new(()),
             state_replication: None,
+            runner_id: "runner".to_owned(),
             followers: Followers::default(),
         }
     }
