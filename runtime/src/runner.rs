@@ -211,6 +211,7 @@ impl Runner {
         };
         let opened = StateLog::open(&config.kafka, control).await?;
         let state = opened.log.clone();
+        self.supervisor.set_coordination(state.coordination());
         let applier = tokio::spawn(apply_state(
             opened.records,
             opened.ends,

@@ -86,6 +86,14 @@ impl StateLog {
         let prefix = &control.state_topic_prefix;
         let topics = [format!("{prefix}deployments"), format!("{prefix}modules")];
         ensure_topics(kafka_config, &topics, control.state_replication_factor).await?;
+        // Empty: its one partition is what each schedule's coordination
+        // group elects an owner with (see `producer::owner`).
+        ensure_topics(
+            kafka_config,
+            &[format!("{prefix}schedules")],
+            control.state_replication_factor,
+        )
+        .await?;
 
         let producer: FutureProducer = kafka::producer_config(kafka_config)
             .set("client.id", "ingesta-state")
@@ -140,6 +148,16 @@ impl StateLog {
     /// The topic's name.
     pub fn topic(&self, topic: StateTopic) -> &str {
         &self.topics[topic as usize]
+    }
+
+    /// Where schedules elect their owner: `<prefix>schedules`, groups
+    /// `<prefix>schedule.<tenant>.<name>`.
+    pub fn coordination(&self) -> crate::producer::owner::Coordination {
+        let prefix = self.redrive_prefix.trim_end_matches("redrive.");
+        crate::producer::owner::Coordination {
+            topic: format!("{prefix}schedules"),
+            group_prefix: format!("{prefix}schedule."),
+        }
     }
 
     /// The topics the runner keeps for itself: these state topics and the

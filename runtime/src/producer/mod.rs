@@ -15,6 +15,7 @@
 //! publishing a tick's records until Kafka takes them, so a generator
 //! stalls rather than drops while the broker is away.
 
+pub mod owner;
 mod schedule;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -219,6 +220,9 @@ pub struct ProducerDeployment {
     /// How long stopping waits for requests in flight.
     drain_timeout: Duration,
     state: watch::Sender<RunState>,
+    /// Where the schedule's owner is elected, in a fleet (`None`: this
+    /// runner ticks on its own).
+    coordination: Option<(crate::config::KafkaConfig, owner::Coordination)>,
 }
 
 impl ProducerDeployment {
@@ -227,6 +231,7 @@ impl ProducerDeployment {
         spec: ProducerSpec,
         producer: Arc<OutputProducer>,
         drain_timeout: Duration,
+        coordination: Option<(crate::config::KafkaConfig, owner::Coordination)>,
     ) -> Arc<Self> {
         let name: Arc<str> = spec.def.name.as_str().into();
         let telemetry = spec.template.grants().telemetry.clone();
@@ -248,6 +253,7 @@ impl ProducerDeployment {
             swapped: watch::channel(0).0,
             drain_timeout,
             state: watch::channel(RunState::Running).0,
+            coordination,
         });
         *d.ticker.lock().unwrap() = Some(schedule::Ticker::start(&d));
         let program = d.current();

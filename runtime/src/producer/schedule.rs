@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 use ingesta_abi::OutgoingEntry;
 
+use super::owner::ScheduleOwner;
 use super::{ProducerDeployment, Program};
 use crate::pipeline::failure::Policy;
 use crate::wasm::bindings::producer::Tick;
@@ -84,14 +85,21 @@ async fn run(
     let mut current: Option<TickInstance> = None;
     let mut last_error: Option<String> = None;
     let mut seq = 0u64;
+    let mut owner: Option<ScheduleOwner> = None;
     loop {
-        let schedule = match d.upgrade() {
-            Some(d) => d.current().settings.schedule.clone(),
+        let (schedule, coordination, name) = match d.upgrade() {
+            Some(d) => (
+                d.current().settings.schedule.clone(),
+                d.coordination.clone(),
+                d.name.to_string(),
+            ),
             None => return,
         };
         let Some(schedule) = schedule else {
-            // No schedule now: wait for a swap that may bring one.
+            // No schedule now: wait for a swap that may bring one (and
+            // leave the coordination group meanwhile).
             current = None;
+            owner = None;
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
                 changed = swapped.changed() => if changed.is_err() { return },
@@ -99,6 +107,20 @@ async fn run(
             next = Instant::now();
             continue;
         };
+        // In a fleet, tick only while this runner owns the schedule.
+        if let Some(coordination) = coordination
+            && !owns(&mut owner, coordination, &name).await
+        {
+            let wait = if owner.is_some() { 100 } else { 5_000 };
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = swapped.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+            }
+            // The new owner starts its interval when it takes over.
+            next = Instant::now();
+            continue;
+        }
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             // A new program may have a new interval: start over from now.
@@ -133,15 +155,7 @@ async fn run(
             }
             TickEnd::Stopped => return,
             TickEnd::Failed(message) => {
-                // Every tick of a broken module fails alike: say it once.
-                if last_error.as_ref() != Some(&message) {
-                    tracing::warn!(deployment = d.name(), seq = tick.seq, error = %message,
-                        "tick failed; the schedule goes on");
-                } else {
-                    tracing::debug!(deployment = d.name(), seq = tick.seq, error = %message,
-                        "tick failed");
-                }
-                last_error = Some(message);
+                note_failure(&d, tick.seq, message, &mut last_error);
                 0
             }
         };
@@ -151,6 +165,41 @@ async fn run(
         }
         next = due.max(Instant::now());
     }
+}
+
+/// A failed tick, logged once per distinct message: every tick of a
+/// broken module fails alike.
+fn note_failure(d: &ProducerDeployment, seq: u64, message: String, last: &mut Option<String>) {
+    if last.as_ref() != Some(&message) {
+        tracing::warn!(deployment = d.name(), seq, error = %message,
+            "tick failed; the schedule goes on");
+    } else {
+        tracing::debug!(deployment = d.name(), seq, error = %message, "tick failed");
+    }
+    *last = Some(message);
+}
+
+/// Whether this runner owns the schedule, joining its coordination group
+/// first if it has not (a failure to join is logged; the caller retries).
+async fn owns(
+    owner: &mut Option<ScheduleOwner>,
+    (kafka, coordination): (crate::config::KafkaConfig, super::owner::Coordination),
+    name: &str,
+) -> bool {
+    if owner.is_none() {
+        let key = name.to_owned();
+        let joined =
+            tokio::task::spawn_blocking(move || ScheduleOwner::join(&kafka, &coordination, &key))
+                .await;
+        match joined {
+            Ok(Ok(o)) => *owner = Some(o),
+            Ok(Err(e)) => tracing::error!(deployment = %name, error = %format!("{e:#}"),
+                "cannot join the schedule's coordination group; not ticking, trying again in 5 s"),
+            Err(e) => tracing::error!(deployment = %name, error = %e,
+                "joining the schedule's coordination group panicked; trying again in 5 s"),
+        }
+    }
+    owner.as_ref().is_some_and(ScheduleOwner::holds)
 }
 
 /// One tick under the failure policy: retry a retryable error or a trap

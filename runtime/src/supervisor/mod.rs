@@ -115,6 +115,9 @@ pub struct Supervisor {
     timeouts: Timeouts,
     modules: Arc<ModuleRegistry>,
     slots: Mutex<BTreeMap<String, Slot>>,
+    /// Where API deployments' schedules elect their owner (set once the
+    /// control plane is up).
+    coordination: std::sync::OnceLock<crate::producer::owner::Coordination>,
 }
 
 impl Supervisor {
@@ -138,7 +141,14 @@ impl Supervisor {
             timeouts,
             modules,
             slots: Mutex::new(BTreeMap::new()),
+            coordination: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Elect one owner per schedule through `coordination` from now on
+    /// (the control plane's runners share their deployments).
+    pub fn set_coordination(&self, coordination: crate::producer::owner::Coordination) {
+        let _ = self.coordination.set(coordination);
     }
 
     /// The shared linker (config-file modules are linked before start).
@@ -167,7 +177,8 @@ impl Supervisor {
             )?;
             log_moved(&def, c.start, moved);
         }
-        let d = Running::start(program, &self.kafka, &self.producers, self.timeouts)?;
+        // A config-file deployment is this runner's alone: no election.
+        let d = Running::start(program, &self.kafka, &self.producers, self.timeouts, None)?;
         self.slots.lock().unwrap().insert(
             def.name.clone(),
             Slot {
@@ -336,6 +347,7 @@ impl Supervisor {
                     &self.kafka,
                     &self.producers,
                     self.timeouts,
+                    self.coordination.get(),
                 )?))
             }
         }

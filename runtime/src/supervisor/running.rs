@@ -110,6 +110,7 @@ impl Running {
         kafka: &KafkaConfig,
         producers: &Producers,
         timeouts: Timeouts,
+        coordination: Option<&crate::producer::owner::Coordination>,
     ) -> Result<Self> {
         Ok(match program {
             Program::Consumer(p) => Running::Consumer(Arc::new(Deployment::start(
@@ -122,6 +123,7 @@ impl Running {
                 p,
                 producers.ingest.clone(),
                 timeouts.drain,
+                coordination.map(|c| (kafka.clone(), c.clone())),
             )),
         })
     }

@@ -95,11 +95,13 @@ fn summary(mut gaps: Vec<Duration>) -> String {
     gaps.sort_unstable();
     let ms = |d: Duration| d.as_millis();
     let still = gaps.iter().filter(|g| **g > Duration::from_secs(1)).count();
+    let all: Vec<String> = gaps.iter().map(|g| ms(*g).to_string()).collect();
     format!(
-        "median {} ms, max {} ms, {still}/{} partitions still > 1 s",
+        "median {} ms, max {} ms, {still}/{} partitions still > 1 s (all: {})",
         ms(gaps[gaps.len() / 2]),
         ms(gaps[gaps.len() - 1]),
-        gaps.len()
+        gaps.len(),
+        all.join(" ")
     )
 }
 
@@ -249,7 +251,18 @@ fn measure(protocol: &str, args: &Args) -> Result<String> {
     let join = summary(gaps(&arrivals, join_at.context("no join")?));
     let leave = summary(gaps(&arrivals, leave_at.context("no leave")?));
     for m in members {
-        m.stop(TIMEOUT)?;
+        let log = m.stop(TIMEOUT)?;
+        // REBALANCE_BENCH_LOG=1: each runner's rebalance lines, to see
+        // where a pause came from.
+        if std::env::var_os("REBALANCE_BENCH_LOG").is_some() {
+            for line in log
+                .lines()
+                .filter(|l| l.contains("partitions") || l.contains("rebalance"))
+            {
+                eprintln!("{line}");
+            }
+            eprintln!("--");
+        }
     }
     kafka::delete_topics(&[&input, &output]);
     Ok(format!(
