@@ -61,6 +61,8 @@ pub struct StateLog {
     topics: [String; 2],
     /// `<prefix>redrive.`, the start of every redrive topic's name.
     redrive_prefix: String,
+    /// `<prefix>schedule.`, the start of every coordination group's id.
+    group_prefix: String,
     /// Per topic: the next offset not yet applied.
     applied: watch::Sender<[i64; 2]>,
     stop: Arc<AtomicBool>,
@@ -137,6 +139,7 @@ impl StateLog {
                 producer,
                 topics,
                 redrive_prefix: format!("{prefix}redrive."),
+                group_prefix: format!("{prefix}schedule."),
                 applied,
                 stop,
             }),
@@ -156,7 +159,7 @@ impl StateLog {
         let prefix = self.redrive_prefix.trim_end_matches("redrive.");
         crate::producer::owner::Coordination {
             topic: format!("{prefix}schedules"),
-            group_prefix: format!("{prefix}schedule."),
+            group_prefix: self.group_prefix.clone(),
         }
     }
 
@@ -166,6 +169,7 @@ impl StateLog {
         crate::control::service::Reserved {
             state: [&self.topics[0], &self.topics[1]],
             redrive_prefix: &self.redrive_prefix,
+            group_prefix: &self.group_prefix,
         }
     }
 

@@ -156,14 +156,20 @@ pub(crate) struct Reserved<'a> {
     pub state: [&'a str; 2],
     /// `<state prefix>redrive.`: every redrive topic's name starts so.
     pub redrive_prefix: &'a str,
+    /// `<state prefix>schedule.`: every schedule coordination group's id
+    /// starts so (see `producer::owner`).
+    pub group_prefix: &'a str,
 }
 
 impl Reserved<'_> {
     /// Whether `topic` is one of them.
     pub(crate) fn contains(&self, topic: &str) -> bool {
+        // The schedules' coordination topic is `<prefix>schedules`.
+        let schedules = self.group_prefix.strip_suffix('.').map(|g| format!("{g}s"));
         topic.starts_with("__")
             || self.state.contains(&topic)
             || topic.starts_with(self.redrive_prefix)
+            || schedules.as_deref() == Some(topic)
     }
 
     /// The redrive topic of deployment `name` of `tenant`:
@@ -191,6 +197,14 @@ pub(super) fn check_reserved(
                 "deployment {name:?}: {role} topic {topic:?} is reserved (Kafka's internal topics and ingesta's state and redrive topics cannot be named by deployments)"
             )));
         }
+    }
+    if let Some(group) = spec.group()
+        && group.starts_with(reserved.group_prefix)
+    {
+        return Err(Error::Forbidden(format!(
+            "deployment {name:?}: consumer group {group:?} is reserved (ingesta elects schedule owners with groups starting {:?})",
+            reserved.group_prefix
+        )));
     }
     Ok(())
 }
@@ -571,6 +585,7 @@ mod tests {
     const RESERVED: Reserved<'static> = Reserved {
         state: ["_ingesta.deployments", "_ingesta.modules"],
         redrive_prefix: "_ingesta.redrive.",
+        group_prefix: "_ingesta.schedule.",
     };
 
     #[test]
@@ -608,6 +623,8 @@ mod tests {
             json!({"module": DIGEST, "inputs": ["in"], "group": "g",
                 "failure": {"dead_letter_topic": "__cluster_metadata"}}),
             json!({"module": DIGEST, "inputs": ["_ingesta.redrive.shop.d"], "group": "g"}),
+            json!({"module": DIGEST, "inputs": ["in"], "group": "_ingesta.schedule.shop.gen"}),
+            json!({"module": DIGEST, "inputs": ["_ingesta.schedules"], "group": "g"}),
         ];
         for case in cases {
             refused(
