@@ -202,12 +202,16 @@ pub struct RuntimeConfig {
     /// config-file deployment sets a fuel limit.
     pub fuel_metering: bool,
     /// This runner's name in the fleet: written into the state records it
-    /// writes (the audit says which runner made a change), and its static
-    /// member id in every deployment's consumer group
-    /// (`group.instance.id`), so a restart within the session timeout
-    /// moves no partition. Two live runners must not share one. Unset:
-    /// the host name and process id, and no static membership.
+    /// writes (the audit says which runner made a change and which carries
+    /// out a replay). Unset: the host name and process id.
     pub runner_id: Option<String>,
+    /// Join every deployment's group as a static member named
+    /// `runner_id` (`group.instance.id`): a restart within the session
+    /// timeout moves no partition. A stopped static member stays in its
+    /// groups until its session times out, so replays and group moves
+    /// wait that long. Needs `runner_id`; two live runners must not share
+    /// one.
+    pub static_membership: bool,
 }
 
 impl RuntimeConfig {
@@ -235,6 +239,7 @@ impl Default for RuntimeConfig {
             long_calls: None,
             fuel_metering: false,
             runner_id: None,
+            static_membership: false,
         }
     }
 }
@@ -299,9 +304,9 @@ impl Config {
             path: path.to_owned(),
             message,
         })?;
-        // A named runner is a static member of every deployment's group:
-        // restarting it within the session timeout moves no partition.
-        if let Some(id) = &config.runtime.runner_id {
+        // A static member of every deployment's group: restarting within
+        // the session timeout moves no partition.
+        if let (true, Some(id)) = (config.runtime.static_membership, &config.runtime.runner_id) {
             config
                 .kafka
                 .consumer
@@ -333,6 +338,11 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         if self.kafka.bootstrap_servers.trim().is_empty() {
             return Err("kafka.bootstrap_servers is empty".into());
+        }
+        if self.runtime.static_membership && self.runtime.runner_id.is_none() {
+            return Err(
+                "runtime.static_membership needs runtime.runner_id: the member id must be the same across restarts of this runner".into(),
+            );
         }
         check_managed(
             &self.kafka.properties,

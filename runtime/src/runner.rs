@@ -203,6 +203,36 @@ impl Runner {
         }
     }
 
+    /// The control plane's service over `state`, with the control
+    /// settings that are not its constructor's.
+    fn service(
+        &self,
+        config: &Config,
+        control: &crate::config::ControlConfig,
+        state: Arc<StateLog>,
+    ) -> Result<Arc<Service>> {
+        let offsets = Offsets::new(
+            &config.kafka,
+            Duration::from_millis(config.runtime.offsets_cache_ms),
+        )
+        .context("cannot create the runner's offsets client")?;
+        let mut service = Service::new(
+            control.auth().map_err(anyhow::Error::msg)?,
+            self.supervisor.clone(),
+            self.modules.clone(),
+            state,
+            Arc::new(offsets),
+            self.metrics.clone(),
+            self.engine.config().fuel,
+            (control.max_module_mib as usize) << 20,
+        );
+        service.compile_queue_wait = Duration::from_millis(control.compile_queue_wait_ms);
+        service.state_replication = control.state_replication_factor;
+        service.runner_id = config.runtime.runner_id();
+        let service = Arc::new(service);
+        Ok(service)
+    }
+
     /// Read the control plane's state from Kafka, start every deployment
     /// it holds, then serve the API.
     pub async fn start_control(&mut self, config: &Config) -> Result<()> {
@@ -211,7 +241,12 @@ impl Runner {
         };
         let opened = StateLog::open(&config.kafka, control).await?;
         let state = opened.log.clone();
-        self.supervisor.set_coordination(state.coordination());
+        let (replays_done, replayed) = tokio::sync::mpsc::unbounded_channel();
+        self.supervisor.join_fleet(
+            state.coordination(),
+            config.runtime.runner_id(),
+            replays_done,
+        );
         let applier = tokio::spawn(apply_state(
             opened.records,
             opened.ends,
@@ -223,25 +258,8 @@ impl Runner {
                 fuel_metering: self.engine.config().fuel,
             },
         ));
-        let offsets = Offsets::new(
-            &config.kafka,
-            Duration::from_millis(config.runtime.offsets_cache_ms),
-        )
-        .context("cannot create the runner's offsets client")?;
-        let mut service = Service::new(
-            control.auth().map_err(anyhow::Error::msg)?,
-            self.supervisor.clone(),
-            self.modules.clone(),
-            state.clone(),
-            Arc::new(offsets),
-            self.metrics.clone(),
-            self.engine.config().fuel,
-            (control.max_module_mib as usize) << 20,
-        );
-        service.compile_queue_wait = Duration::from_millis(control.compile_queue_wait_ms);
-        service.state_replication = control.state_replication_factor;
-        service.runner_id = config.runtime.runner_id();
-        let service = Arc::new(service);
+        let service = self.service(config, control, state.clone())?;
+        service.follow_replays(replayed);
         let (closing, closing_rx) = tokio::sync::watch::channel(false);
         let http_state = Arc::new(HttpState {
             service: service.clone(),

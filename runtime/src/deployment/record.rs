@@ -19,6 +19,10 @@ pub struct Replay {
     pub seq: u64,
     /// Where the group is moved to on every input partition.
     pub from: StartPosition,
+    /// Carried out: the runner that did it wrote the record again with
+    /// this set, and the runners waiting for it resume.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub done: bool,
 }
 
 /// An earlier revision, kept for rollback.
@@ -136,7 +140,11 @@ impl DeploymentRecord {
             let from: StartPosition = serde_json::from_value(from.clone())
                 .map_err(|e| PatchError::Invalid(format!("start: {e}")))?;
             let seq = self.replay.as_ref().map_or(0, |r| r.seq) + 1;
-            next.replay = Some(Replay { seq, from });
+            next.replay = Some(Replay {
+                seq,
+                from,
+                done: false,
+            });
         }
         Ok((next != *self).then(|| next.touched(by)))
     }
@@ -167,6 +175,18 @@ impl DeploymentRecord {
         });
         next.revision += 1;
         Ok(next.touched(by))
+    }
+
+    /// Replay `seq` marked carried out; `None` if the record asks for
+    /// another replay (or none) by now.
+    pub fn with_replay_done(&self, seq: u64, by: &str) -> Option<Self> {
+        let replay = self.replay.as_ref().filter(|r| r.seq == seq && !r.done)?;
+        let mut next = self.clone();
+        next.replay = Some(Replay {
+            done: true,
+            ..replay.clone()
+        });
+        Some(next.touched(by))
     }
 
     /// Reading `topic` beside its inputs from now on.

@@ -63,6 +63,11 @@ fn batch_bytes(b: &Batch) -> usize {
     b.data.len() + b.records.len() + b.headers.len()
 }
 
+/// How long a stopping deployment serves its revocation before it gives
+/// up on leaving the group cleanly (the group then notices at the session
+/// timeout).
+const LEAVE_WAIT: Duration = Duration::from_secs(5);
+
 /// The poll thread: the poll loop until stop is requested or a lane fails,
 /// then drain, commit and leave the group. A panic in the loop fails the
 /// deployment with its message rather than leave it running unseen.
@@ -88,8 +93,17 @@ pub(super) fn run(
     rebalance::commit(&consumer, &shared.name);
     consumer.unsubscribe();
     // Serve the revocation callback now, so the group sees us leave before
-    // the deployment reports itself stopped.
-    let _ = consumer.poll(Duration::from_millis(100));
+    // the deployment reports itself stopped (a replay on another runner
+    // waits for the group to be empty). Stopped in the middle of a
+    // rebalance, the revocation comes once the rebalance is through.
+    let leave_by = std::time::Instant::now() + LEAVE_WAIT;
+    loop {
+        let _ = consumer.poll(Duration::from_millis(100));
+        let assigned = consumer.assignment().map_or(0, |a| a.count());
+        if assigned == 0 || std::time::Instant::now() >= leave_by {
+            break;
+        }
+    }
     shared.partitions.revoke_all();
     let failure = shared.failure.lock().unwrap().clone();
     let state = match failure {

@@ -48,6 +48,9 @@ struct Slot {
     problem: Option<String>,
     /// The last replay request carried out.
     replayed: u64,
+    /// Why it is stopped for a while on purpose: another runner of the
+    /// fleet is carrying out a replay.
+    waiting: Option<String>,
     /// Metrics and guest log, kept for as long as the slot.
     telemetry: Arc<DeploymentTelemetry>,
 }
@@ -67,6 +70,9 @@ pub struct View {
     pub running: Option<Running>,
     /// Why it is not running when it should be.
     pub problem: Option<String>,
+    /// Why it is stopped for a while on purpose (another runner carries
+    /// out a replay).
+    pub waiting: Option<String>,
     /// Its metrics and guest log, which outlive restarts (kept as long as
     /// the deployment exists on this runner).
     pub telemetry: Arc<DeploymentTelemetry>,
@@ -85,6 +91,7 @@ impl View {
         match (&self.running, &self.problem) {
             (Some(d), _) => d.state().reported(),
             (None, Some(p)) => (State::Failed, Some(p.clone())),
+            (None, None) if self.waiting.is_some() => (State::Starting, self.waiting.clone()),
             (None, None) => (State::Stopped, None),
         }
     }
@@ -118,6 +125,11 @@ pub struct Supervisor {
     /// Where API deployments' schedules elect their owner (set once the
     /// control plane is up).
     coordination: std::sync::OnceLock<crate::producer::owner::Coordination>,
+    /// This runner's id in the fleet (set with the control plane).
+    runner_id: std::sync::OnceLock<String>,
+    /// Where a replay carried out here is announced, for the control
+    /// plane to mark it done in the state topic.
+    replays_done: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 impl Supervisor {
@@ -142,13 +154,23 @@ impl Supervisor {
             modules,
             slots: Mutex::new(BTreeMap::new()),
             coordination: std::sync::OnceLock::new(),
+            runner_id: std::sync::OnceLock::new(),
+            replays_done: std::sync::OnceLock::new(),
         })
     }
 
-    /// Elect one owner per schedule through `coordination` from now on
-    /// (the control plane's runners share their deployments).
-    pub fn set_coordination(&self, coordination: crate::producer::owner::Coordination) {
+    /// Join the fleet sharing the control plane: elect one owner per
+    /// schedule through `coordination`, know this runner as `runner_id`,
+    /// and announce replays carried out here on `replays_done`.
+    pub fn join_fleet(
+        &self,
+        coordination: crate::producer::owner::Coordination,
+        runner_id: String,
+        replays_done: tokio::sync::mpsc::UnboundedSender<String>,
+    ) {
         let _ = self.coordination.set(coordination);
+        let _ = self.runner_id.set(runner_id);
+        let _ = self.replays_done.set(replays_done);
     }
 
     /// The shared linker (config-file modules are linked before start).
@@ -187,6 +209,7 @@ impl Supervisor {
                 running: Some(d.clone()),
                 problem: None,
                 replayed: 0,
+                waiting: None,
                 telemetry,
             },
         );
@@ -239,9 +262,44 @@ impl Supervisor {
         let replayed = requested.map_or(replayed, |r| r.seq);
         let replay = requested.filter(|_| live).map(|r| r.from);
         let def = Arc::new(Definition::of_record(&record));
+        // In a fleet one runner carries a replay out, the one whose API
+        // took it; the others stop and wait until it says it is done (the
+        // same record again, marked done), so nobody reads the group while
+        // it is moved and nobody moves it twice.
+        if replay.is_some()
+            && let Some(by) = self.replayed_by_another(&record)
+        {
+            if let Some(d) = running {
+                stop(&d).await;
+            }
+            let waiting = format!(
+                "runner {by:?} is replaying the deployment's group; this runner resumes when it is done"
+            );
+            tracing::info!(deployment = key, runner = %by, "waiting for another runner's replay");
+            self.slots.lock().unwrap().insert(
+                key.to_owned(),
+                Slot {
+                    record: Some(Arc::new(record)),
+                    def,
+                    running: None,
+                    problem: None,
+                    replayed,
+                    waiting: Some(waiting),
+                    telemetry,
+                },
+            );
+            return;
+        }
+        let carried_out = replay.is_some() && def.spec.kind.consumer().is_some() && !record.paused;
         let outcome = self
             .reconcile(old.as_deref(), &record, &def, running, replay, &telemetry)
             .await;
+        if carried_out && outcome.is_ok() {
+            // Tell the fleet (the control plane writes it down).
+            if let Some(done) = self.replays_done.get() {
+                let _ = done.send(key.to_owned());
+            }
+        }
         let (running, problem) = match outcome {
             Ok(running) => (running, None),
             Err(e) => {
@@ -258,9 +316,19 @@ impl Supervisor {
                 running,
                 problem,
                 replayed,
+                waiting: None,
                 telemetry,
             },
         );
+    }
+
+    /// The runner that took `record`'s replay, if it is not this one and
+    /// the replay is not done yet (`None`: this runner carries it out).
+    fn replayed_by_another(&self, record: &DeploymentRecord) -> Option<String> {
+        let me = self.runner_id.get()?;
+        let by = record.runner.as_ref()?;
+        let pending = record.replay.as_ref().is_some_and(|r| !r.done);
+        (pending && by != me).then(|| by.clone())
     }
 
     /// Stop deployment `key` (if it runs) because `record` may not run on
@@ -286,6 +354,7 @@ impl Supervisor {
                 running: None,
                 problem: Some(reason),
                 replayed,
+                waiting: None,
                 telemetry,
             },
         );
@@ -484,6 +553,7 @@ fn view(key: &str, s: &Slot) -> View {
         def: s.def.clone(),
         running: s.running.clone(),
         problem: s.problem.clone(),
+        waiting: s.waiting.clone(),
         telemetry: s.telemetry.clone(),
     }
 }

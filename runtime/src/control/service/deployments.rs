@@ -267,6 +267,39 @@ impl Service {
         result
     }
 
+    /// Write down, as they come, the replays this runner carries out (the
+    /// supervisor announces them on `done`).
+    pub fn follow_replays(
+        self: &Arc<Self>,
+        mut done: tokio::sync::mpsc::UnboundedReceiver<String>,
+    ) {
+        let service = self.clone();
+        tokio::spawn(async move {
+            while let Some(key) = done.recv().await {
+                service.mark_replayed(&key).await;
+            }
+        });
+    }
+
+    /// Write down that this runner carried out deployment `key`'s pending
+    /// replay, so the runners waiting for it resume. A failure is logged:
+    /// those runners then wait until the deployment is paused and resumed.
+    pub async fn mark_replayed(&self, key: &str) {
+        let Some(record) = self.supervisor.view(key).and_then(|v| v.record) else {
+            return;
+        };
+        let Some(seq) = record.replay.as_ref().map(|r| r.seq) else {
+            return;
+        };
+        let Some(next) = record.with_replay_done(seq, &record.updated_by) else {
+            return;
+        };
+        if let Err(e) = self.write(key, Some(&next)).await {
+            tracing::warn!(deployment = key, error = %e,
+                "cannot write down that the replay is done; the other runners resume once the deployment is paused and resumed");
+        }
+    }
+
     /// Stop and forget a deployment (its group's offsets stay in Kafka).
     pub async fn delete(
         &self,
