@@ -100,6 +100,46 @@ pub struct PartitionStatus {
     /// Records not yet handled: high watermark minus the committed offset
     /// (minus the low watermark before the first commit).
     pub lag: i64,
+    /// The runner consuming it (`runtime.runner_id`), as the fleet's
+    /// reports say; `None` while no live runner has it assigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<String>,
+}
+
+/// A partition a runner has assigned.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
+pub struct AssignedPartition {
+    /// Input topic.
+    pub topic: String,
+    /// Partition number within `topic`.
+    pub partition: i32,
+}
+
+/// A deployment on one runner of the fleet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RunnerStatus {
+    /// The runner (`runtime.runner_id`).
+    pub runner: String,
+    /// The deployment's state on that runner; `reason` says why.
+    pub state: State,
+    /// Why it failed, is degraded, or waits there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The input partitions that runner consumes.
+    #[serde(default)]
+    pub partitions: Vec<AssignedPartition>,
+    /// Whether a scheduled producer deployment ticks there (one runner
+    /// of the fleet at a time).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ticking: bool,
+    /// That runner's counters (since it started).
+    pub counters: Counters,
+    /// When that runner reported this (ms since the Unix epoch); `None`
+    /// for the runner that answered, which shows what it has now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_ms: Option<u64>,
 }
 
 /// Counters since the deployment was created on this runner (or the runner
@@ -130,6 +170,40 @@ pub struct Counters {
     /// (`limits.log_lines_per_second`); the kept ones are in the
     /// deployment's log.
     pub guest_log_dropped: u64,
+}
+
+impl Counters {
+    /// The counters `/metrics` exports for a deployment, as status shows
+    /// them.
+    pub fn of(m: &crate::telemetry::DeploymentMetrics) -> Counters {
+        Counters {
+            records_in: m.records_in_total(),
+            records_out: m.records_out.get(),
+            bytes_in: crate::telemetry::metrics::sum_counters(&m.bytes_in),
+            bytes_out: m.bytes_out.get(),
+            batches: m.batches.get(),
+            errors: m.errors_total(),
+            retries: m.retries.get(),
+            traps: m.instance_restarts.get(),
+            dead_lettered: m.dead_lettered.get(),
+            guest_log_dropped: m.guest_log_dropped.get(),
+        }
+    }
+}
+
+impl std::ops::AddAssign<&Counters> for Counters {
+    fn add_assign(&mut self, o: &Counters) {
+        self.records_in += o.records_in;
+        self.records_out += o.records_out;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        self.batches += o.batches;
+        self.errors += o.errors;
+        self.retries += o.retries;
+        self.traps += o.traps;
+        self.dead_lettered += o.dead_lettered;
+        self.guest_log_dropped += o.guest_log_dropped;
+    }
 }
 
 /// What the API reports about a deployment.
@@ -168,8 +242,14 @@ pub struct DeploymentStatus {
     /// The current revision's spec (API deployments).
     #[schema(value_type = Option<crate::deployment::Fields>)]
     pub settings: Option<Spec>,
-    /// Counters of the runner that answered (not summed across runners).
+    /// Counters summed over the runners in `runners` (each counts since
+    /// it started; a runner that went away takes its counts with it).
     pub counters: Counters,
+    /// The deployment on each live runner of the fleet (the runner that
+    /// answered first): its state there, the partitions it consumes, its
+    /// counters. Runners report every `control.report_interval_ms`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runners: Vec<RunnerStatus>,
     /// Input partitions standing still with records waiting, records
     /// skipped because Kafka no longer had them, and partitions whose
     /// outputs are being published again (this runner's view).

@@ -104,6 +104,15 @@ pub struct ControlConfig {
     /// in full; a slower one is answered 408.
     #[serde(default = "default_body_read_timeout_ms")]
     pub body_read_timeout_ms: u64,
+    /// How often this runner reports its deployments (state, partitions,
+    /// schedules, counters) to the fleet through `<prefix>runners`, in ms;
+    /// a runner not heard from for three intervals is no longer listed.
+    #[serde(default = "default_report_interval_ms")]
+    pub report_interval_ms: u64,
+    /// How long the fleet's copy of guest log lines (`<prefix>logs`) is
+    /// kept, in ms, when ingesta creates that topic.
+    #[serde(default = "default_fleet_log_retention_ms")]
+    pub fleet_log_retention_ms: u64,
     /// Tenants and their grants (`[[control.tenant]]`).
     #[serde(default, rename = "tenant")]
     pub tenants: Vec<crate::auth::TenantConfig>,
@@ -118,6 +127,14 @@ impl ControlConfig {
             None => Ok(auth),
         }
     }
+}
+
+fn default_report_interval_ms() -> u64 {
+    2_000
+}
+
+fn default_fleet_log_retention_ms() -> u64 {
+    3_600_000
 }
 
 fn default_max_connections() -> usize {
@@ -434,6 +451,12 @@ impl ControlConfig {
         }
         if !(100..=600_000).contains(&self.body_read_timeout_ms) {
             return Err("control.body_read_timeout_ms must be between 100 and 600000".into());
+        }
+        if !(100..=600_000).contains(&self.report_interval_ms) {
+            return Err("control.report_interval_ms must be between 100 and 600000".into());
+        }
+        if self.fleet_log_retention_ms < 60_000 {
+            return Err("control.fleet_log_retention_ms must be at least 60000 (a minute)".into());
         }
         if self.max_module_mib == 0 || self.max_module_mib > 1024 {
             return Err("control.max_module_mib must be between 1 and 1024".into());

@@ -23,6 +23,7 @@
 //! | [`pipeline`] | a running consumer deployment: poll thread, per-partition lanes, ordered offset storing, rebalances, stalls and gaps |
 //! | [`producer`] | a running producer deployment: ingest requests and schedule ticks through an instance pool, publish, await acks, answer |
 //! | [`supervisor`] | reconciling desired deployments into running ones; read-only views of what runs |
+//! | [`fleet`] | what runners sharing a control plane tell each other: per-runner reports (state, partitions, schedules, counters) and mirrored guest logs |
 //! | [`control`] | the control plane: HTTP translation, the service (rules, audit), state in Kafka and its applier, status, ingest |
 //! | [`runner`] | wiring: engine, producer, supervisor, control plane; serve until a signal |
 //! | [`cli`] | the `ingesta` command line |
@@ -44,6 +45,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod deployment;
+pub mod fleet;
 pub mod kafka;
 pub mod modules;
 pub mod offsets;

@@ -21,6 +21,7 @@ use crate::control::http::{self, HttpState};
 use crate::control::service::Service;
 use crate::control::state::{StateLog, StateTopic};
 use crate::deployment::ModuleRef;
+use crate::fleet::{Fleet, FleetConfig};
 use crate::kafka::Producers;
 use crate::modules::ModuleRegistry;
 use crate::offsets::Offsets;
@@ -138,6 +139,8 @@ struct Control {
     stop_api: tokio::sync::oneshot::Sender<()>,
     api: tokio::task::JoinHandle<std::io::Result<()>>,
     applier: tokio::task::JoinHandle<()>,
+    /// Reports to the other runners; left once the deployments stopped.
+    fleet: Arc<Fleet>,
 }
 
 impl Runner {
@@ -210,6 +213,7 @@ impl Runner {
         config: &Config,
         control: &crate::config::ControlConfig,
         state: Arc<StateLog>,
+        fleet: Arc<Fleet>,
     ) -> Result<Arc<Service>> {
         let offsets = Offsets::new(
             &config.kafka,
@@ -229,6 +233,7 @@ impl Runner {
         service.compile_queue_wait = Duration::from_millis(control.compile_queue_wait_ms);
         service.state_replication = control.state_replication_factor;
         service.runner_id = config.runtime.runner_id();
+        service.fleet = Some(fleet);
         let service = Arc::new(service);
         Ok(service)
     }
@@ -242,11 +247,17 @@ impl Runner {
         let opened = StateLog::open(&config.kafka, control).await?;
         let state = opened.log.clone();
         let (replays_done, replayed) = tokio::sync::mpsc::unbounded_channel();
-        self.supervisor.join_fleet(
-            state.coordination(),
-            config.runtime.runner_id(),
-            replays_done,
-        );
+        let runner_id = config.runtime.runner_id();
+        self.supervisor
+            .join_fleet(state.coordination(), runner_id.clone(), replays_done);
+        let fleet = Fleet::join(
+            &config.kafka,
+            fleet_config(control),
+            &runner_id,
+            self.supervisor.clone(),
+            self.metrics.fleet_log_dropped.clone(),
+        )
+        .await?;
         let applier = tokio::spawn(apply_state(
             opened.records,
             opened.ends,
@@ -258,7 +269,7 @@ impl Runner {
                 fuel_metering: self.engine.config().fuel,
             },
         ));
-        let service = self.service(config, control, state.clone())?;
+        let service = self.service(config, control, state.clone(), fleet.clone())?;
         service.follow_replays(replayed);
         let (closing, closing_rx) = tokio::sync::watch::channel(false);
         let http_state = Arc::new(HttpState {
@@ -300,6 +311,7 @@ impl Runner {
             stop_api,
             api,
             applier,
+            fleet,
         });
         Ok(())
     }
@@ -307,6 +319,7 @@ impl Runner {
     /// Stop the API, drain and stop every deployment, flush the producers.
     /// Fails if any deployment failed, naming each and why.
     pub async fn stop(self) -> Result<()> {
+        let mut fleet = None;
         if let Some(c) = self.control {
             c.closing.send_replace(true);
             let _ = c.stop_api.send(());
@@ -316,8 +329,12 @@ impl Runner {
                 Err(e) => tracing::warn!(error = %e, "control API task failed"),
             }
             c.applier.abort();
+            fleet = Some(c.fleet);
         }
         let failures = self.supervisor.stop_all().await;
+        if let Some(f) = fleet {
+            f.leave().await;
+        }
         let p = self.producers.clone();
         tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(10)))
             .await?
@@ -326,6 +343,18 @@ impl Runner {
             bail!("{}", failures.join("\n"));
         }
         Ok(())
+    }
+}
+
+/// Where the fleet of runners sharing `control`'s state prefix meets.
+fn fleet_config(control: &crate::config::ControlConfig) -> FleetConfig {
+    let prefix = &control.state_topic_prefix;
+    FleetConfig {
+        runners_topic: format!("{prefix}runners"),
+        logs_topic: format!("{prefix}logs"),
+        every: Duration::from_millis(control.report_interval_ms),
+        log_retention_ms: control.fleet_log_retention_ms,
+        replication: control.state_replication_factor,
     }
 }
 

@@ -56,7 +56,7 @@ pub fn state_prefix() -> String {
 pub fn control_table(port: u16, state_prefix: &str, max_module_mib: u64) -> String {
     let hash = ingesta_runtime::auth::hash_token;
     let mut t = format!(
-        "[control]\nlisten = \"127.0.0.1:{port}\"\nstate_topic_prefix = {}\nmax_module_mib = {max_module_mib}\noperator_token_sha256 = \"{}\"\n",
+        "[control]\nlisten = \"127.0.0.1:{port}\"\nstate_topic_prefix = {}\nmax_module_mib = {max_module_mib}\noperator_token_sha256 = \"{}\"\nreport_interval_ms = 500\n",
         toml_str(state_prefix),
         hash(OPERATOR_TOKEN)
     );

@@ -123,3 +123,135 @@ pub fn watch_progress(
         std::thread::sleep(every);
     }
 }
+
+/// Records produced at a steady rate on a thread of its own until
+/// stopped, numbered `n-<i>` (key and value) and spread round-robin over
+/// the topic's partitions: the load a chaos scenario runs under.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Result<usize>>>,
+}
+
+impl Load {
+    /// Start producing `per_second` records a second to `topic` (with
+    /// `partitions` partitions), in batches every 100 ms.
+    pub fn start(topic: &str, partitions: i32, per_second: usize) -> Load {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (topic, flag) = (topic.to_owned(), stop.clone());
+        let thread = std::thread::spawn(move || -> Result<usize> {
+            let per_batch = (per_second / 10).max(1);
+            let mut sent = 0usize;
+            let mut next = Instant::now();
+            while !flag.load(Ordering::Acquire) {
+                let batch: Vec<(String, Option<i32>)> = (sent..sent + per_batch)
+                    .map(|i| (format!("n-{i}"), Some(i as i32 % partitions)))
+                    .collect();
+                crate::kafka::produce(&topic, batch.iter().map(|(v, p)| (v, v, *p)))?;
+                sent += per_batch;
+                next += Duration::from_millis(100);
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            }
+            Ok(sent)
+        });
+        Load {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stop; how many records were produced (`n-0` up to this, exclusive).
+    pub fn stop(mut self) -> Result<usize> {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        let thread = self.thread.take().context("stopped twice")?;
+        thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the load thread panicked"))?
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// Every `n-<i>` for `i < sent` must be among `output`'s values (read to
+/// its end): fails naming the missing ones; returns how many arrived more
+/// than once (at-least-once redelivery after a rebalance or a crash).
+pub fn check_outputs(output: &str, sent: usize, timeout: Duration) -> Result<usize> {
+    let messages = crate::kafka::read_to_end(output, timeout)?;
+    let mut seen: BTreeMap<usize, usize> = BTreeMap::new();
+    for m in &messages {
+        let v = crate::kafka::value_str(m)?;
+        if let Some(i) = v.strip_prefix("n-").and_then(|n| n.parse().ok()) {
+            *seen.entry(i).or_default() += 1;
+        }
+    }
+    let missing: Vec<usize> = (0..sent).filter(|i| !seen.contains_key(i)).collect();
+    if !missing.is_empty() {
+        bail!(
+            "{} of {sent} inputs have no output, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(20)]
+        );
+    }
+    Ok(seen.values().map(|n| n - 1).sum())
+}
+
+/// Samples a group's commits on a topic under load on a thread of its
+/// own: per partition, the longest time its committed offset stood still
+/// while it had records waiting.
+pub struct PauseWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Result<BTreeMap<i32, Duration>>>>,
+}
+
+impl PauseWatch {
+    /// Start sampling every 100 ms.
+    pub fn start(group: &str, topic: &str) -> Result<PauseWatch> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let watcher = Watcher::new(topic, Some(group))?;
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut last: BTreeMap<i32, (Option<i64>, Instant)> = BTreeMap::new();
+            let mut longest: BTreeMap<i32, Duration> = BTreeMap::new();
+            while !flag.load(Ordering::Acquire) {
+                let ends = watcher.high_watermarks()?;
+                let committed = watcher.committed()?;
+                let now = Instant::now();
+                for (&p, &end) in &ends {
+                    let c = committed.get(&p).copied().flatten();
+                    let entry = last.entry(p).or_insert((c, now));
+                    if c != entry.0 || c.unwrap_or(0) >= end {
+                        *entry = (c, now);
+                    }
+                    let worst = longest.entry(p).or_default();
+                    *worst = (*worst).max(now - entry.1);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Ok(longest)
+        });
+        Ok(PauseWatch {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stop; the longest pause per partition.
+    pub fn stop(mut self) -> Result<BTreeMap<i32, Duration>> {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        let thread = self.thread.take().context("stopped twice")?;
+        thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the pause watcher panicked"))?
+    }
+}
+
+impl Drop for PauseWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+    }
+}

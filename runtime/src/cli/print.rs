@@ -76,22 +76,24 @@ pub(super) fn status(s: &DeploymentStatus) {
         c.guest_log_dropped
     );
     notes(s);
+    runners(s);
     if s.partitions.is_empty() {
         return;
     }
     println!();
     println!(
-        "{:<32}  {:>9}  {:>12}  {:>12}  {:>10}",
+        "{:<32}  {:>9}  {:>12}  {:>12}  {:>10}  runner",
         "topic", "partition", "committed", "high", "lag"
     );
     for p in &s.partitions {
         println!(
-            "{:<32}  {:>9}  {:>12}  {:>12}  {:>10}",
+            "{:<32}  {:>9}  {:>12}  {:>12}  {:>10}  {}",
             p.topic,
             p.partition,
             or_dash(p.committed),
             p.high_watermark,
-            p.lag
+            p.lag,
+            p.runner.as_deref().unwrap_or("-")
         );
     }
     println!(
@@ -102,6 +104,45 @@ pub(super) fn status(s: &DeploymentStatus) {
         "",
         s.total_lag().unwrap_or(0)
     );
+}
+
+/// One line per runner of the fleet (when there is more than one).
+fn runners(s: &DeploymentStatus) {
+    if s.runners.len() < 2 {
+        return;
+    }
+    println!();
+    println!(
+        "{:<24}  {:<9}  {:>10}  {:>10}  {:>10}  partitions",
+        "runner", "state", "in", "out", "errors"
+    );
+    for r in &s.runners {
+        let parts: Vec<String> = r
+            .partitions
+            .iter()
+            .map(|p| p.partition.to_string())
+            .collect();
+        let mut state = r.state.to_string();
+        if r.ticking {
+            state.push('*');
+        }
+        println!(
+            "{:<24}  {:<9}  {:>10}  {:>10}  {:>10}  {}",
+            r.runner,
+            state,
+            r.counters.records_in,
+            r.counters.records_out,
+            r.counters.errors,
+            if parts.is_empty() {
+                "-".to_owned()
+            } else {
+                parts.join(",")
+            }
+        );
+    }
+    if s.runners.iter().any(|r| r.ticking) {
+        println!("(* ticks the schedule)");
+    }
 }
 
 fn notes(s: &DeploymentStatus) {

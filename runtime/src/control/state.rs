@@ -15,10 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
@@ -87,15 +84,16 @@ impl StateLog {
     pub async fn open(kafka_config: &KafkaConfig, control: &ControlConfig) -> Result<Opened> {
         let prefix = &control.state_topic_prefix;
         let topics = [format!("{prefix}deployments"), format!("{prefix}modules")];
-        ensure_topics(kafka_config, &topics, control.state_replication_factor).await?;
-        // Empty: its one partition is what each schedule's coordination
-        // group elects an owner with (see `producer::owner`).
-        ensure_topics(
-            kafka_config,
-            &[format!("{prefix}schedules")],
-            control.state_replication_factor,
-        )
-        .await?;
+        // `<prefix>schedules` is empty: its one partition is what each
+        // schedule's coordination group elects an owner with (see
+        // `producer::owner`).
+        let schedules = format!("{prefix}schedules");
+        let compacted = [("cleanup.policy", "compact")];
+        let wanted: Vec<(&str, &[(&str, &str)])> = [&topics[0], &topics[1], &schedules]
+            .into_iter()
+            .map(|t| (t.as_str(), &compacted[..]))
+            .collect();
+        kafka::topics::ensure_own(kafka_config, &wanted, control.state_replication_factor).await?;
 
         let producer: FutureProducer = kafka::producer_config(kafka_config)
             .set("client.id", "ingesta-state")
@@ -256,38 +254,4 @@ fn read_loop(
             }
         }
     }
-}
-
-async fn ensure_topics(
-    kafka_config: &KafkaConfig,
-    topics: &[String],
-    replication: Option<i32>,
-) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = kafka::admin_config(kafka_config)
-        .create()
-        .context("invalid Kafka admin client settings")?;
-    let new: Vec<NewTopic> = topics
-        .iter()
-        .map(|t| {
-            NewTopic::new(t, 1, TopicReplication::Fixed(replication.unwrap_or(-1)))
-                .set("cleanup.policy", "compact")
-        })
-        .collect();
-    let results = admin
-        .create_topics(
-            &new,
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        )
-        .await
-        .context("cannot create the control-plane state topics (is Kafka reachable?)")?;
-    for r in results {
-        match r {
-            Ok(topic) => tracing::info!(%topic, "created control-plane state topic"),
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => anyhow::bail!(
-                "cannot create the control-plane state topic {topic:?}: {code}; create it (compacted, 1 partition) or grant the runner CreateTopics"
-            ),
-        }
-    }
-    Ok(())
 }

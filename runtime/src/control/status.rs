@@ -3,14 +3,24 @@
 //! service.
 
 use crate::api::{Counters, DeploymentStatus, Source};
+use crate::fleet::Fleet;
 use crate::offsets::Offsets;
 use crate::supervisor::View;
-use crate::telemetry::metrics::{self, DeploymentMetrics};
+
+/// A deployment's status, without partitions: with `fleet`, every live
+/// runner's view of it and counters summed over them.
+pub fn brief(v: &View, fleet: Option<&Fleet>) -> DeploymentStatus {
+    let mut status = here(v);
+    if let Some(f) = fleet {
+        f.merge(v, &mut status);
+    }
+    status
+}
 
 /// A deployment's status as this runner knows it, without partitions.
-pub fn brief(v: &View) -> DeploymentStatus {
+fn here(v: &View) -> DeploymentStatus {
     let (state, reason) = v.state();
-    let counters = counters(&v.telemetry.metrics);
+    let counters = Counters::of(&v.telemetry.metrics);
     let notes = v.notes();
     match &v.record {
         Some(r) => DeploymentStatus {
@@ -30,6 +40,7 @@ pub fn brief(v: &View) -> DeploymentStatus {
                 .collect(),
             settings: Some(r.settings.clone()),
             counters,
+            runners: Vec::new(),
             notes,
             partitions: Vec::new(),
             updated_by: Some(r.updated_by.clone()),
@@ -48,6 +59,7 @@ pub fn brief(v: &View) -> DeploymentStatus {
             previous_modules: Vec::new(),
             settings: None,
             counters,
+            runners: Vec::new(),
             notes,
             partitions: Vec::new(),
             updated_by: None,
@@ -56,31 +68,23 @@ pub fn brief(v: &View) -> DeploymentStatus {
     }
 }
 
-/// The counters `/metrics` exports, as status shows them.
-pub fn counters(m: &DeploymentMetrics) -> Counters {
-    Counters {
-        records_in: m.records_in_total(),
-        records_out: m.records_out.get(),
-        bytes_in: metrics::sum_counters(&m.bytes_in),
-        bytes_out: m.bytes_out.get(),
-        batches: m.batches.get(),
-        errors: m.errors_total(),
-        retries: m.retries.get(),
-        traps: m.instance_restarts.get(),
-        dead_lettered: m.dead_lettered.get(),
-        guest_log_dropped: m.guest_log_dropped.get(),
-    }
-}
-
 /// The statuses of `views`, each with its partitions when `lag` (a
 /// deployment whose lag is not known is reported without).
-pub async fn list(offsets: &Offsets, views: &[View], lag: bool) -> Vec<DeploymentStatus> {
-    let mut out: Vec<DeploymentStatus> = views.iter().map(brief).collect();
+pub async fn list(
+    offsets: &Offsets,
+    fleet: Option<&Fleet>,
+    views: &[View],
+    lag: bool,
+) -> Vec<DeploymentStatus> {
+    let mut out: Vec<DeploymentStatus> = views.iter().map(|v| brief(v, fleet)).collect();
     if lag {
         let groups: Vec<_> = views.iter().map(|v| v.def.group_and_inputs()).collect();
         for (status, parts) in out.iter_mut().zip(offsets.lag_each(&groups).await) {
             match parts {
-                Some(Ok(p)) => status.partitions = p,
+                Some(Ok(p)) => {
+                    status.partitions = p;
+                    crate::fleet::report::name_partitions(status);
+                }
                 Some(Err(e)) => {
                     tracing::debug!(deployment = %status.key(), error = %e, "consumer lag not available")
                 }

@@ -368,3 +368,43 @@ unsafe fn text(s: *const c_char) -> String {
     }
     unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned()
 }
+
+/// Create the runner's own one-partition `topics` (each with its
+/// settings) where missing.
+pub async fn ensure_own(
+    kafka_config: &KafkaConfig,
+    topics: &[(&str, &[(&str, &str)])],
+    replication: Option<i32>,
+) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = super::admin_config(kafka_config)
+        .create()
+        .map_err(|e| anyhow::anyhow!("invalid Kafka admin client settings: {e}"))?;
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|(t, settings)| {
+            settings.iter().fold(
+                NewTopic::new(t, 1, TopicReplication::Fixed(replication.unwrap_or(-1))),
+                |n, (k, v)| n.set(k, v),
+            )
+        })
+        .collect();
+    let results = admin
+        .create_topics(
+            &new,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("cannot create the runner's own topics (is Kafka reachable?): {e}")
+        })?;
+    for r in results {
+        match r {
+            Ok(topic) => tracing::info!(%topic, "created control-plane topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => anyhow::bail!(
+                "cannot create the control-plane topic {topic:?}: {code}; create it with one partition (README: \"The runner's own topics\") or grant the runner CreateTopics"
+            ),
+        }
+    }
+    Ok(())
+}

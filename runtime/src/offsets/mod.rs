@@ -300,6 +300,7 @@ fn answer(cache: &Cache, group: &str, topics: &[String]) -> Result<Vec<Partition
                 committed,
                 high_watermark: high,
                 lag: lag(committed, low, high),
+                runner: None,
             });
         }
     }

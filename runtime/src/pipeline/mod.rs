@@ -254,6 +254,16 @@ impl Deployment {
         self.shared.partitions.notes()
     }
 
+    /// The input partitions it has assigned now.
+    pub fn assigned(&self) -> Vec<(String, i32)> {
+        self.shared
+            .partitions
+            .assigned()
+            .into_iter()
+            .map(|(k, _)| (k.0.to_string(), k.1))
+            .collect()
+    }
+
     /// The deployment's metrics.
     pub fn metrics(&self) -> &DeploymentMetrics {
         &self.shared.telemetry.metrics

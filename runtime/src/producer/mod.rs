@@ -223,6 +223,8 @@ pub struct ProducerDeployment {
     /// Where the schedule's owner is elected, in a fleet (`None`: this
     /// runner ticks on its own).
     coordination: Option<(crate::config::KafkaConfig, owner::Coordination)>,
+    /// Whether its schedule ticks on this runner now.
+    ticking: AtomicBool,
 }
 
 impl ProducerDeployment {
@@ -254,6 +256,7 @@ impl ProducerDeployment {
             drain_timeout,
             state: watch::channel(RunState::Running).0,
             coordination,
+            ticking: AtomicBool::new(false),
         });
         *d.ticker.lock().unwrap() = Some(schedule::Ticker::start(&d));
         let program = d.current();
@@ -286,6 +289,16 @@ impl ProducerDeployment {
     /// The current state.
     pub fn state(&self) -> RunState {
         self.state.borrow().clone()
+    }
+
+    /// Whether its schedule ticks on this runner now (in a fleet, on one
+    /// runner at a time).
+    pub fn ticking(&self) -> bool {
+        self.ticking.load(Ordering::Acquire)
+    }
+
+    fn set_ticking(&self, ticking: bool) {
+        self.ticking.store(ticking, Ordering::Release);
     }
 
     /// Resolves when the deployment has stopped.

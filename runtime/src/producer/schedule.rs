@@ -98,6 +98,7 @@ async fn run(
         let Some(schedule) = schedule else {
             // No schedule now: wait for a swap that may bring one (and
             // leave the coordination group meanwhile).
+            set_ticking(&d, false);
             current = None;
             owner = None;
             tokio::select! {
@@ -108,9 +109,12 @@ async fn run(
             continue;
         };
         // In a fleet, tick only while this runner owns the schedule.
-        if let Some(coordination) = coordination
-            && !owns(&mut owner, coordination, &name).await
-        {
+        let owned = match coordination {
+            Some(coordination) => owns(&mut owner, coordination, &name).await,
+            None => true,
+        };
+        set_ticking(&d, owned);
+        if !owned {
             let wait = if owner.is_some() { 100 } else { 5_000 };
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
@@ -177,6 +181,12 @@ fn note_failure(d: &ProducerDeployment, seq: u64, message: String, last: &mut Op
         tracing::debug!(deployment = d.name(), seq, error = %message, "tick failed");
     }
     *last = Some(message);
+}
+
+fn set_ticking(d: &Weak<ProducerDeployment>, ticking: bool) {
+    if let Some(d) = d.upgrade() {
+        d.set_ticking(ticking);
+    }
 }
 
 /// Whether this runner owns the schedule, joining its coordination group

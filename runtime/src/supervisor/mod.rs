@@ -130,6 +130,8 @@ pub struct Supervisor {
     /// Where a replay carried out here is announced, for the control
     /// plane to mark it done in the state topic.
     replays_done: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>,
+    /// Where every deployment's guest lines are mirrored to the fleet.
+    log_mirror: std::sync::OnceLock<crate::telemetry::guest_log::LogMirror>,
 }
 
 impl Supervisor {
@@ -156,6 +158,7 @@ impl Supervisor {
             coordination: std::sync::OnceLock::new(),
             runner_id: std::sync::OnceLock::new(),
             replays_done: std::sync::OnceLock::new(),
+            log_mirror: std::sync::OnceLock::new(),
         })
     }
 
@@ -171,6 +174,25 @@ impl Supervisor {
         let _ = self.coordination.set(coordination);
         let _ = self.runner_id.set(runner_id);
         let _ = self.replays_done.set(replays_done);
+    }
+
+    /// Mirror every deployment's guest lines to the fleet, those it has
+    /// now and those it gets.
+    pub fn mirror_logs(&self, mirror: crate::telemetry::guest_log::LogMirror) {
+        let _ = self.log_mirror.set(mirror.clone());
+        let slots = self.slots.lock().unwrap();
+        for s in slots.values() {
+            s.telemetry.log.mirror_to(mirror.clone());
+        }
+    }
+
+    /// Fresh telemetry for deployment `key`, mirrored to the fleet.
+    fn telemetry(&self, key: &str) -> Arc<DeploymentTelemetry> {
+        let t = DeploymentTelemetry::new(key);
+        if let Some(m) = self.log_mirror.get() {
+            t.log.mirror_to(m.clone());
+        }
+        t
     }
 
     /// The shared linker (config-file modules are linked before start).
@@ -247,7 +269,7 @@ impl Supervisor {
                     s.replayed,
                     s.telemetry.clone(),
                 ),
-                None => (None, None, 0, DeploymentTelemetry::new(key)),
+                None => (None, None, 0, self.telemetry(key)),
             }
         };
         let Some(record) = record else {
@@ -338,7 +360,7 @@ impl Supervisor {
             let slots = self.slots.lock().unwrap();
             match slots.get(key) {
                 Some(s) => (s.running.clone(), s.replayed, s.telemetry.clone()),
-                None => (None, 0, DeploymentTelemetry::new(key)),
+                None => (None, 0, self.telemetry(key)),
             }
         };
         if let Some(d) = running {

@@ -160,6 +160,14 @@ impl Running {
         }
     }
 
+    /// The input partitions it has assigned now (a producer has none).
+    pub fn assigned(&self) -> Vec<(String, i32)> {
+        match self {
+            Running::Consumer(d) => d.assigned(),
+            Running::Producer(_) => Vec::new(),
+        }
+    }
+
     /// Its metrics.
     pub fn metrics(&self) -> &DeploymentMetrics {
         match self {

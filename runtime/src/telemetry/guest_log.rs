@@ -9,10 +9,13 @@
 //!
 //! Admitted lines go to the runner's log (target `ingesta::guest`) and into
 //! a ring of the last [`KEPT_LINES`], numbered, from which the API serves a
-//! tenant its own deployment's log and followers are woken.
+//! tenant its own deployment's log and followers are woken. In a fleet,
+//! kept lines are also mirrored to the other runners ([`LogMirror`], see
+//! `crate::fleet`), which add them to their ring of the deployment, so the
+//! log reads the same on any runner.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus::IntCounter;
@@ -89,12 +92,29 @@ pub struct LogLine {
     pub message: String,
     /// Whether the message was cut at [`MAX_LINE`] bytes.
     pub truncated: bool,
+    /// The runner the guest ran on (`runtime.runner_id`), in a fleet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<String>,
+}
+
+/// Where a fleet's runner sends its kept guest lines for the others:
+/// `(deployment key, line)`, through a bounded queue (a full queue drops
+/// the copy, counted in `dropped`; the line stays in this runner's log).
+#[derive(Debug, Clone)]
+pub struct LogMirror {
+    /// This runner's id, written into every line.
+    pub runner: Arc<str>,
+    /// The fleet's publisher.
+    pub lines: tokio::sync::mpsc::Sender<(Arc<str>, LogLine)>,
+    /// Copies dropped because the queue was full.
+    pub dropped: IntCounter,
 }
 
 /// The bounded log of one deployment.
 #[derive(Debug)]
 pub struct GuestLog {
-    deployment: std::sync::Arc<str>,
+    deployment: Arc<str>,
+    mirror: OnceLock<LogMirror>,
     bucket: Mutex<Bucket>,
     ring: Mutex<Ring>,
     /// Woken for every kept line.
@@ -125,7 +145,7 @@ impl GuestLog {
     /// A log allowing `lines_per_second` on average and `burst` at once;
     /// `lines` and `dropped` count what it keeps and drops.
     pub fn new(
-        deployment: std::sync::Arc<str>,
+        deployment: Arc<str>,
         lines_per_second: u32,
         burst: u32,
         lines: IntCounter,
@@ -133,6 +153,7 @@ impl GuestLog {
     ) -> Self {
         Self {
             deployment,
+            mirror: OnceLock::new(),
             bucket: Mutex::new(Bucket {
                 lines_per_second: f64::from(lines_per_second),
                 burst: f64::from(burst.max(1)),
@@ -146,6 +167,23 @@ impl GuestLog {
             lines,
             dropped,
         }
+    }
+
+    /// Mirror every line kept from now on to the fleet (set once).
+    pub fn mirror_to(&self, mirror: LogMirror) {
+        let _ = self.mirror.set(mirror);
+    }
+
+    /// Keep a line another runner of the fleet kept for this deployment:
+    /// numbered here, not rate-limited again, not logged again (its runner
+    /// did both).
+    pub fn add_remote(&self, mut line: LogLine) {
+        let clipped = clip(&line.message).len();
+        if clipped < line.message.len() {
+            line.message.truncate(clipped);
+            line.truncated = true;
+        }
+        self.push(line);
     }
 
     /// Change the budget (a new revision may set other limits).
@@ -209,24 +247,39 @@ impl GuestLog {
         let time_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
+        let mirror = self.mirror.get();
+        let line = LogLine {
+            seq: 0,
+            time_ms,
+            level,
+            stream,
+            message: clipped.to_owned(),
+            truncated: clipped.len() < message.len(),
+            runner: mirror.map(|m| m.runner.to_string()),
+        };
+        if let Some(m) = mirror
+            && m.lines
+                .try_send((self.deployment.clone(), line.clone()))
+                .is_err()
+        {
+            m.dropped.inc();
+        }
+        self.push(line);
+        clipped
+    }
+
+    /// Number `line`, append it to the ring and wake followers.
+    fn push(&self, mut line: LogLine) {
         {
             let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
             ring.last_seq += 1;
-            let seq = ring.last_seq;
+            line.seq = ring.last_seq;
             if ring.lines.len() == KEPT_LINES {
                 ring.lines.pop_front();
             }
-            ring.lines.push_back(LogLine {
-                seq,
-                time_ms,
-                level,
-                stream,
-                message: clipped.to_owned(),
-                truncated: clipped.len() < message.len(),
-            });
+            ring.lines.push_back(line);
         }
         self.appended.notify_waiters();
-        clipped
     }
 
     /// Kept lines numbered above `after`, at most the last `limit` of them.

@@ -477,6 +477,9 @@ pub struct RunnerMetrics {
     /// The ingest producer (what producer deployments publish).
     pub ingest_producer: KafkaClientMetrics,
     producer_replaced: IntCounterVec,
+    /// Guest lines not copied to the fleet's logs topic (queue full or
+    /// refused by Kafka); they are still in this runner's log.
+    pub fleet_log_dropped: IntCounter,
     families: Families,
 }
 
@@ -504,10 +507,15 @@ impl RunnerMetrics {
         )
         .with_label_values(&[env!("CARGO_PKG_VERSION")])
         .set(1);
+        let fleet_log_dropped = f.counter(
+            "ingesta_fleet_log_lines_dropped_total",
+            "Guest log lines not copied to the fleet's logs topic (queue full or refused by Kafka); they are still in this runner's log.",
+        );
         Self {
             producer,
             ingest_producer,
             producer_replaced,
+            fleet_log_dropped,
             families: f,
         }
     }
@@ -537,6 +545,8 @@ pub struct ScrapeFamilies {
     pub by_state: IntGaugeVec,
     /// High watermark minus committed offset, per input partition.
     pub lag: IntGaugeVec,
+    /// 1 per input partition this runner consumes, naming the runner.
+    pub assigned: IntGaugeVec,
 }
 
 impl Default for ScrapeFamilies {
@@ -564,6 +574,11 @@ impl ScrapeFamilies {
                 "ingesta_consumer_lag",
                 "Records not yet handled: the partition's high watermark minus the group's committed offset (group-wide; every runner of the deployment reports the same value).",
                 &["deployment", "topic", "partition"],
+            ),
+            assigned: f.gauge_vec(
+                "ingesta_partition_assigned",
+                "1 for each input partition this runner consumes; runner is its runtime.runner_id (sum over the fleet's scrapes: every partition once).",
+                &["deployment", "topic", "partition", "runner"],
             ),
             families: f,
         }

@@ -22,10 +22,13 @@ pub struct Entry {
     pub telemetry: Arc<DeploymentTelemetry>,
     /// `(topic, partition, lag)` per input partition, if known.
     pub lag: Vec<(String, i32, i64)>,
+    /// `(topic, partition)` of each input partition this runner consumes.
+    pub assigned: Vec<(String, i32)>,
 }
 
-/// The text exposition of `runner` and `entries`.
-pub fn metrics_text(runner: Option<&RunnerMetrics>, entries: &[Entry]) -> String {
+/// The text exposition of `runner` and `entries`, on the runner named
+/// `runner_id`.
+pub fn metrics_text(runner: Option<&RunnerMetrics>, runner_id: &str, entries: &[Entry]) -> String {
     let scrape = ScrapeFamilies::new();
     let mut families = runner.map(RunnerMetrics::collect).unwrap_or_default();
     let mut by_state: BTreeMap<State, i64> = State::ALL.iter().map(|s| (*s, 0)).collect();
@@ -41,6 +44,12 @@ pub fn metrics_text(runner: Option<&RunnerMetrics>, entries: &[Entry]) -> String
                 .lag
                 .with_label_values(&[e.key.as_str(), topic, &partition.to_string()])
                 .set(*lag);
+        }
+        for (topic, partition) in &e.assigned {
+            scrape
+                .assigned
+                .with_label_values(&[e.key.as_str(), topic, &partition.to_string(), runner_id])
+                .set(1);
         }
     }
     for (state, n) in by_state {

@@ -25,6 +25,7 @@ mod crash;
 mod dead_letters;
 mod fleet_replay;
 mod fleet_schedule;
+mod fleet_views;
 mod fleet_writes;
 mod guest_log;
 mod handler_error;

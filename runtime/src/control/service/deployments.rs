@@ -153,7 +153,13 @@ impl Service {
     /// The statuses of the caller's deployments; with `lag`, each with its
     /// per-partition offsets and lag.
     pub async fn deployments(&self, caller: &Caller, lag: bool) -> Vec<DeploymentStatus> {
-        status::list(&self.offsets, &self.visible(caller), lag).await
+        status::list(
+            &self.offsets,
+            self.fleet.as_deref(),
+            &self.visible(caller),
+            lag,
+        )
+        .await
     }
 
     /// One deployment's status with its per-partition offsets and lag.
@@ -164,10 +170,13 @@ impl Service {
         tenant: Option<&str>,
     ) -> Result<DeploymentStatus, Error> {
         let view = self.view(caller, name, tenant)?;
-        let mut status = status::brief(&view);
+        let mut status = status::brief(&view, self.fleet.as_deref());
         if let Some(group) = view.def.group_and_inputs() {
             match self.offsets.lag(&[group]).await.pop() {
-                Some(Ok(parts)) => status.partitions = parts,
+                Some(Ok(parts)) => {
+                    status.partitions = parts;
+                    crate::fleet::report::name_partitions(&mut status);
+                }
                 Some(Err(e)) => {
                     return Err(Error::Unavailable(format!(
                         "deployment {name:?}: cannot read its offsets from Kafka: {e}"
@@ -496,7 +505,7 @@ impl Service {
     fn brief(&self, key: &str, name: &str) -> Result<DeploymentStatus, Error> {
         self.supervisor
             .view(key)
-            .map(|v| status::brief(&v))
+            .map(|v| status::brief(&v, self.fleet.as_deref()))
             .ok_or_else(|| Error::NotFound(format!("deployment {name:?}")))
     }
 }

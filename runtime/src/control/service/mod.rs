@@ -66,6 +66,8 @@ pub struct Service {
     pub state_replication: Option<i32>,
     /// This runner's name, written into the state records it writes.
     pub runner_id: String,
+    /// The other runners sharing this control plane, once joined.
+    pub fleet: Option<Arc<crate::fleet::Fleet>>,
     /// Open followed logs per caller (`Caller::name`).
     followers: Followers,
 }
@@ -146,6 +148,7 @@ impl Service {
             redrives: tokio::sync::Mutex::new(()),
             state_replication: None,
             runner_id: "runner".to_owned(),
+            fleet: None,
             followers: Followers::default(),
         }
     }
@@ -224,6 +227,11 @@ impl Service {
                 };
                 crate::telemetry::scrape::Entry {
                     state: v.state().0,
+                    assigned: v
+                        .running
+                        .as_ref()
+                        .map(crate::supervisor::Running::assigned)
+                        .unwrap_or_default(),
                     key: v.key,
                     telemetry: v.telemetry,
                     lag,
@@ -232,7 +240,7 @@ impl Service {
             .collect();
         // A tenant sees its deployments' series, not the runner's.
         let runner = matches!(scope, ScrapeScope::All).then_some(&*self.metrics);
-        crate::telemetry::scrape::metrics_text(runner, &entries)
+        crate::telemetry::scrape::metrics_text(runner, &self.runner_id, &entries)
     }
 }
 

@@ -164,12 +164,19 @@ pub(crate) struct Reserved<'a> {
 impl Reserved<'_> {
     /// Whether `topic` is one of them.
     pub(crate) fn contains(&self, topic: &str) -> bool {
-        // The schedules' coordination topic is `<prefix>schedules`.
-        let schedules = self.group_prefix.strip_suffix('.').map(|g| format!("{g}s"));
+        // The runner's other topics: `<prefix>schedules` (coordination),
+        // `<prefix>runners` and `<prefix>logs` (the fleet's).
+        let prefix = self
+            .group_prefix
+            .strip_suffix("schedule.")
+            .unwrap_or_default();
+        let own = topic
+            .strip_prefix(prefix)
+            .is_some_and(|rest| ["schedules", "runners", "logs"].contains(&rest));
         topic.starts_with("__")
             || self.state.contains(&topic)
             || topic.starts_with(self.redrive_prefix)
-            || schedules.as_deref() == Some(topic)
+            || (!prefix.is_empty() && own)
     }
 
     /// The redrive topic of deployment `name` of `tenant`:
@@ -625,6 +632,8 @@ mod tests {
             json!({"module": DIGEST, "inputs": ["_ingesta.redrive.shop.d"], "group": "g"}),
             json!({"module": DIGEST, "inputs": ["in"], "group": "_ingesta.schedule.shop.gen"}),
             json!({"module": DIGEST, "inputs": ["_ingesta.schedules"], "group": "g"}),
+            json!({"module": DIGEST, "inputs": ["_ingesta.runners"], "group": "g"}),
+            json!({"module": DIGEST, "inputs": ["in"], "group": "g", "outputs": ["_ingesta.logs"]}),
         ];
         for case in cases {
             refused(
