@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 
 use crate::control::{self, Api};
 use crate::kafka::Watcher;
@@ -140,18 +140,47 @@ impl Load {
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let (topic, flag) = (topic.to_owned(), stop.clone());
         let thread = std::thread::spawn(move || -> Result<usize> {
+            use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+            // One producer for the whole run: while the broker is away its
+            // records wait in librdkafka's queue and go out once it is back.
+            let producer: ThreadedProducer<crate::kafka::Acks> = crate::kafka::client_config()
+                .set("enable.idempotence", "true")
+                .set("acks", "all")
+                .set("linger.ms", "5")
+                .create_with_context(crate::kafka::Acks::default())
+                .context("cannot create the load's producer")?;
             let per_batch = (per_second / 10).max(1);
             let mut sent = 0usize;
             let mut next = Instant::now();
             while !flag.load(Ordering::Acquire) {
-                let batch: Vec<(String, Option<i32>)> = (sent..sent + per_batch)
-                    .map(|i| (format!("n-{i}"), Some(i as i32 % partitions)))
-                    .collect();
-                crate::kafka::produce(&topic, batch.iter().map(|(v, p)| (v, v, *p)))?;
+                for i in sent..sent + per_batch {
+                    let value = format!("n-{i}");
+                    let record = BaseRecord::to(&topic)
+                        .key(&value)
+                        .payload(&value)
+                        .partition(i as i32 % partitions);
+                    let queued = crate::kafka::send_when_room(
+                        &producer,
+                        record,
+                        Duration::from_millis(5),
+                        || false,
+                    )?;
+                    ensure!(queued, "record {i} was not queued");
+                }
                 sent += per_batch;
                 next += Duration::from_millis(100);
                 std::thread::sleep(next.saturating_duration_since(Instant::now()));
             }
+            producer
+                .flush(Duration::from_secs(120))
+                .context("the load's records were not all delivered")?;
+            let acks = producer.context();
+            let ok = acks.ok.load(Ordering::Acquire) as usize;
+            let failed = acks.failed.load(Ordering::Acquire);
+            ensure!(
+                ok == sent && failed == 0,
+                "of {sent} load records {ok} were delivered and {failed} failed"
+            );
             Ok(sent)
         });
         Load {

@@ -3,7 +3,7 @@
 //! cases concurrently with `--test-threads`).
 //!
 //! Tests that stop, freeze or reconfigure the broker live in binaries of
-//! their own (`tests/ingest_outage.rs`), which cargo runs after this one,
+//! their own (`tests/broker_outage.rs`), which cargo runs after this one,
 //! so they never disturb these cases. Each module's doc says what it
 //! proves; `tests/README.md` lists them all.
 //!

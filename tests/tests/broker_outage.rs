@@ -8,8 +8,13 @@
 //! producer in librdkafka's fatal state; the runner then replaces it, see
 //! `producer.rs` for that case on its own.)
 //!
+//! And a consumer deployment under a steady load while the broker is
+//! stopped and started again: it recovers by itself (no operator action),
+//! every input has its output, duplicates are reported.
+//!
 //! Its own test binary: the outages would stall tests running beside it,
-//! and cargo runs test binaries one at a time.
+//! and cargo runs test binaries one at a time. Its cases take turns
+//! ([`OUTAGE`]).
 
 #![allow(
     clippy::too_many_lines,
@@ -24,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use ingesta_tests::control::{self, Api, TENANT_A};
+use ingesta_tests::fleet::{self, Load};
 use ingesta_tests::kafka;
 use ingesta_tests::metrics;
 use ingesta_tests::runner::{self, RunnerProcess};
@@ -32,6 +38,10 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Held by the case whose outage is under way: one broker, one outage at
+/// a time.
+static OUTAGE: Mutex<()> = Mutex::new(());
 
 /// `deploy/kafka/kafka.sh <command>`; its standard output.
 fn kafka_sh(command: &str) -> Result<String> {
@@ -132,6 +142,9 @@ struct Seen {
 
 #[test]
 fn outages_get_retry_later_answers_and_lose_no_acknowledged_event() -> Result<()> {
+    let _turn = OUTAGE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let port = control::free_port()?;
     let config = control::config_toml(port, &control::state_prefix(), 8);
     let mut ingesta = RunnerProcess::spawn(&config)?;
@@ -287,6 +300,55 @@ fn outages_get_retry_later_answers_and_lose_no_acknowledged_event() -> Result<()
         missing.len(),
         seen.acked.len(),
         &missing[..missing.len().min(5)]
+    );
+    Ok(())
+}
+
+#[test]
+fn a_consumer_deployment_recovers_from_a_broker_restart_losing_nothing() -> Result<()> {
+    let _turn = OUTAGE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let port = control::free_port()?;
+    let config = control::config_toml(port, &control::state_prefix(), 8);
+    let mut ingesta = RunnerProcess::spawn(&config)?;
+    let api = Api::new(port)?;
+    ingesta.wait_ready(&api, TIMEOUT)?;
+    let [input, output] = kafka::fresh_topics(["a-bounce-in", "a-bounce-out"], 3)?;
+    let group = kafka::unique("a-bounce");
+    control::deploy_module(
+        &api,
+        TENANT_A.token,
+        &runner::guest_wasm("identity")?,
+        json!({
+            "name": "bounce", "inputs": [input], "group": group,
+            "outputs": [output], "config": { "output_topic": output },
+        }),
+    )?;
+    let load = Load::start(&input, 3, 200);
+    std::thread::sleep(Duration::from_secs(3));
+    let stopped = Stopped::broker()?;
+    std::thread::sleep(Duration::from_secs(5));
+    stopped.start()?;
+    std::thread::sleep(Duration::from_secs(5));
+    let sent = load.stop()?;
+    kafka::wait_until_committed_to_end_while(&group, &input, Duration::from_secs(120), || {
+        if let Some(exit) = ingesta.try_status()? {
+            anyhow::bail!("the runner exited ({exit}):\n{}", ingesta.log());
+        }
+        Ok(())
+    })?;
+    let duplicates = fleet::check_outputs(&output, sent, TIMEOUT)?;
+    let status = control::wait_status(&api, TENANT_A.token, "bounce", "running", TIMEOUT, |s| {
+        s.state.as_str() == "running"
+    })?;
+    ensure!(
+        status.counters.records_in >= sent as u64,
+        "handled {} of {sent}",
+        status.counters.records_in
+    );
+    eprintln!(
+        "broker restart under a consumer deployment: {sent} records, nothing missing, {duplicates} duplicates, running again by itself"
     );
     Ok(())
 }
