@@ -109,12 +109,7 @@ async fn run(
             continue;
         };
         // In a fleet, tick only while this runner owns the schedule.
-        let owned = match coordination {
-            Some(coordination) => owns(&mut owner, coordination, &name).await,
-            None => true,
-        };
-        set_ticking(&d, owned);
-        if !owned {
+        if !ticks_here(&d, &mut owner, coordination, &name).await {
             let wait = if owner.is_some() { 100 } else { 5_000 };
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
@@ -181,6 +176,22 @@ fn note_failure(d: &ProducerDeployment, seq: u64, message: String, last: &mut Op
         tracing::debug!(deployment = d.name(), seq, error = %message, "tick failed");
     }
     *last = Some(message);
+}
+
+/// Whether the schedule ticks on this runner (always, outside a fleet),
+/// as the deployment's status reports it.
+async fn ticks_here(
+    d: &Weak<ProducerDeployment>,
+    owner: &mut Option<ScheduleOwner>,
+    coordination: Option<(crate::config::KafkaConfig, super::owner::Coordination)>,
+    name: &str,
+) -> bool {
+    let owned = match coordination {
+        Some(coordination) => owns(owner, coordination, name).await,
+        None => true,
+    };
+    set_ticking(d, owned);
+    owned
 }
 
 fn set_ticking(d: &Weak<ProducerDeployment>, ticking: bool) {
