@@ -3,7 +3,8 @@
 //! of them (its output rate is the configured one, not three times it,
 //! and only one runner counts ticks), and when that runner is killed with
 //! SIGKILL another takes the schedule over within the coordination
-//! group's session timeout (6 s) plus a margin, at the same rate.
+//! group's session timeout (6 s) plus a margin, at the same rate. Status
+//! on any runner names the one that ticks.
 
 use std::time::{Duration, Instant};
 
@@ -83,8 +84,29 @@ fn a_schedule_ticks_on_one_runner_and_moves_when_it_dies() -> Result<()> {
         "ticks per runner {before:?} -> {after:?}: exactly one should tick"
     );
 
-    // Kill the owner: another takes over.
+    // Status on any runner says which one ticks.
     let owner = owners[0];
+    let read =
+        |m: &Member| control::wait_status(&m.api, TENANT_A.token, "gen", "read", TIMEOUT, |_| true);
+    let owner_id = read(&members[owner])?.runners[0].runner.clone();
+    let other = &members[(owner + 1) % 3];
+    control::wait_status(
+        &other.api,
+        TENANT_A.token,
+        "gen",
+        "the owner ticking",
+        TIMEOUT,
+        |s| {
+            s.runners.len() == 3
+                && s.runners
+                    .iter()
+                    .filter(|r| r.ticking)
+                    .map(|r| r.runner.as_str())
+                    .eq([owner_id.as_str()])
+        },
+    )?;
+
+    // Kill the owner: another takes over.
     members[owner].process.sigkill()?;
     let killed = Instant::now();
     let at_kill = kafka::total_records(&topic)?;
