@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll, Wake};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::RDKafkaLogLevel;
@@ -711,4 +711,28 @@ pub fn value_str(m: &OwnedMessage) -> Result<&str> {
             m.offset()
         )
     })
+}
+
+/// The type of `group` as the broker lists it (`Classic` or `Consumer`,
+/// the KIP-848 protocol), through Kafka's own `GroupsCommand`.
+pub fn group_type(group: &str) -> Result<String> {
+    let out = std::process::Command::new("bash")
+        .arg(crate::runner::workspace_root().join("deploy/kafka/kafka.sh"))
+        .args(["run-class", "org.apache.kafka.tools.GroupsCommand"])
+        .args(["--bootstrap-server", &bootstrap(), "--list"])
+        .output()
+        .context("cannot run Kafka's GroupsCommand")?;
+    ensure!(
+        out.status.success(),
+        "GroupsCommand --list: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listing = String::from_utf8(out.stdout)?;
+    listing
+        .lines()
+        .find_map(|l| {
+            let mut cols = l.split_whitespace();
+            (cols.next() == Some(group)).then(|| cols.next().unwrap_or_default().to_owned())
+        })
+        .with_context(|| format!("group {group:?} is not listed:\n{listing}"))
 }

@@ -9,7 +9,11 @@
 //! - three runners; one is killed with SIGKILL mid-stream, its partitions
 //!   move once the consumer session times out, and it is started again
 //!   later and takes partitions again;
-//! - a rolling restart of all three runners (SIGTERM, start again).
+//! - a rolling restart of all three runners (SIGTERM, start again);
+//! - a rolling restart that moves the fleet from the classic group
+//!   protocol (librdkafka's eager default) to KIP-848's
+//!   (`group.protocol = "consumer"`) without stopping it, as the README's
+//!   fleet section says to.
 //!
 //! The consumers' session timeout is lowered to 6 s (heartbeats every
 //! second) through `[kafka.consumer]`, so a killed runner's partitions
@@ -29,6 +33,18 @@ const PARTITIONS: i32 = 6;
 const RATE: usize = 200;
 /// Lowered for these cases (see the module doc).
 const SESSION_MS: u64 = 6_000;
+
+/// A runner in the KIP-848 group protocol (whose session timeout is the
+/// broker's to set, so none is given).
+fn kip848_member(prefix: &str, id: &str) -> Result<Member> {
+    Member::start(
+        prefix,
+        &format!(
+            "[runtime]\nrunner_id = \"{id}\"\n\n[kafka.consumer]\n\"group.protocol\" = \"consumer\"\n"
+        ),
+        TIMEOUT,
+    )
+}
 
 fn member(prefix: &str, id: &str) -> Result<Member> {
     Member::start(
@@ -221,6 +237,47 @@ fn a_rolling_restart_of_every_runner_loses_nothing() -> Result<()> {
     let duplicates = finish(load, &group, &input, &output)?;
     eprintln!(
         "rolling restart under load: nothing missing, {duplicates} duplicates, longest commit pause {worst:?}"
+    );
+    for m in members {
+        m.stop(TIMEOUT)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_rolling_restart_moves_the_fleet_to_the_kip848_protocol() -> Result<()> {
+    let prefix = control::state_prefix();
+    let ids = ["kip-1", "kip-2", "kip-3"];
+    let mut members = ids
+        .iter()
+        .map(|id| member(&prefix, id))
+        .collect::<Result<Vec<_>>>()?;
+    let [input, output] = kafka::fresh_topics(["a-kip-in", "a-kip-out"], PARTITIONS)?;
+    let group = deploy(&members[0], "kip", &input, &output)?;
+    owners(&members[0], "kip", 3)?;
+    ensure!(
+        kafka::group_type(&group)? == "Classic",
+        "the group starts classic"
+    );
+    let load = Load::start(&input, PARTITIONS, RATE);
+    std::thread::sleep(Duration::from_secs(2));
+    let watch = PauseWatch::start(&group, &input)?;
+    for id in ids {
+        let old = members.remove(0);
+        old.stop(TIMEOUT)?;
+        members.push(kip848_member(&prefix, id)?);
+        owners(&members[0], "kip", 3)?;
+    }
+    let pauses = watch.stop()?;
+    let worst = pauses.values().max().copied().unwrap_or_default();
+    let duplicates = finish(load, &group, &input, &output)?;
+    let kind = kafka::group_type(&group)?;
+    ensure!(
+        kind == "Consumer",
+        "the group is of type {kind:?} after every runner moved to group.protocol=consumer"
+    );
+    eprintln!(
+        "classic to KIP-848 by rolling restart under load: nothing missing, {duplicates} duplicates, longest commit pause {worst:?}"
     );
     for m in members {
         m.stop(TIMEOUT)?;
