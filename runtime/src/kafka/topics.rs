@@ -402,7 +402,7 @@ pub async fn ensure_own(
             Ok(topic) => tracing::info!(%topic, "created control-plane topic"),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => anyhow::bail!(
-                "cannot create the control-plane topic {topic:?}: {code}; create it with one partition (README: \"The runner's own topics\") or grant the runner CreateTopics"
+                "cannot create the control-plane topic {topic:?}: {code}; create it with one partition (see the README, \"Running a fleet\") or grant the runner CreateTopics"
             ),
         }
     }
