@@ -271,6 +271,7 @@ impl Runner {
         ));
         let service = self.service(config, control, state.clone(), fleet.clone())?;
         service.follow_replays(replayed);
+        service.adopt_orphaned_replays();
         let (closing, closing_rx) = tokio::sync::watch::channel(false);
         let http_state = Arc::new(HttpState {
             service: service.clone(),

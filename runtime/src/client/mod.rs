@@ -17,6 +17,42 @@ use crate::api::{
     ModuleInfo, RedriveReport, RedriveRequest, TopicInfo,
 };
 
+/// Attempts of a read (GET) that found no API or a busy one.
+const READ_ATTEMPTS: u32 = 3;
+
+/// Sending a request the way the CLI does: a read (GET) that found no API
+/// (connection refused or reset, timed out) or got 502, 503 or 504 (a
+/// runner restarting or still recovering its state, a proxy moving) is
+/// sent again, three times in all, 0.5 s then 1 s apart. A write is sent
+/// once: it may have been applied even if its answer was lost, and
+/// repeating it could apply it twice (read again and decide instead).
+trait Dispatch {
+    fn dispatch(self) -> reqwest::Result<Response>;
+}
+
+impl Dispatch for RequestBuilder {
+    fn dispatch(self) -> reqwest::Result<Response> {
+        let (client, request) = self.build_split();
+        let request = request?;
+        if request.method() != reqwest::Method::GET {
+            return client.execute(request);
+        }
+        let mut pause = Duration::from_millis(500);
+        for _ in 1..READ_ATTEMPTS {
+            let Some(attempt) = request.try_clone() else {
+                break;
+            };
+            match client.execute(attempt) {
+                Ok(r) if !matches!(r.status().as_u16(), 502..=504) => return Ok(r),
+                Err(e) if !(e.is_connect() || e.is_timeout()) => return Err(e),
+                _ => std::thread::sleep(pause),
+            }
+            pause *= 2;
+        }
+        client.execute(request)
+    }
+}
+
 /// The default API address (`[control] listen` in the demo config).
 pub const DEFAULT_API: &str = "http://127.0.0.1:8480";
 
@@ -60,14 +96,14 @@ impl ApiClient {
             .request(reqwest::Method::POST, "/v1/modules")
             .header(reqwest::header::CONTENT_TYPE, "application/wasm")
             .body(bytes)
-            .send();
+            .dispatch();
         json(response, &format!("upload of {}", file.display()))
     }
 
     /// The modules the token may see.
     pub fn list_modules(&self) -> Result<Vec<ModuleInfo>> {
         json(
-            self.request(reqwest::Method::GET, "/v1/modules").send(),
+            self.request(reqwest::Method::GET, "/v1/modules").dispatch(),
             "listing modules",
         )
     }
@@ -80,7 +116,9 @@ impl ApiClient {
     ) -> Result<DeploymentStatus> {
         let path = with_tenant("/v1/deployments", tenant);
         json(
-            self.request(reqwest::Method::POST, &path).json(body).send(),
+            self.request(reqwest::Method::POST, &path)
+                .json(body)
+                .dispatch(),
             "creating the deployment",
         )
     }
@@ -91,7 +129,7 @@ impl ApiClient {
         json(
             self.request(reqwest::Method::GET, "/v1/deployments")
                 .query(&[("lag", lag)])
-                .send(),
+                .dispatch(),
             "listing deployments",
         )
     }
@@ -100,7 +138,7 @@ impl ApiClient {
     pub fn deployment(&self, name: &str, tenant: Option<&str>) -> Result<DeploymentStatus> {
         let path = with_tenant(&format!("/v1/deployments/{name}"), tenant);
         json(
-            self.request(reqwest::Method::GET, &path).send(),
+            self.request(reqwest::Method::GET, &path).dispatch(),
             &format!("reading deployment {name:?}"),
         )
     }
@@ -121,7 +159,7 @@ impl ApiClient {
         if let Some(v) = version.filter(|v| *v > 0) {
             request = request.header(reqwest::header::IF_MATCH, format!("\"{v}\""));
         }
-        json(request.send(), &format!("updating deployment {name:?}"))
+        json(request.dispatch(), &format!("updating deployment {name:?}"))
     }
 
     /// `pause`, `resume` or `rollback`.
@@ -133,7 +171,7 @@ impl ApiClient {
     ) -> Result<DeploymentStatus> {
         let path = with_tenant(&format!("/v1/deployments/{name}/{action}"), tenant);
         json(
-            self.request(reqwest::Method::POST, &path).send(),
+            self.request(reqwest::Method::POST, &path).dispatch(),
             &format!("{action} of deployment {name:?}"),
         )
     }
@@ -142,7 +180,7 @@ impl ApiClient {
     pub fn delete_deployment(&self, name: &str, tenant: Option<&str>) -> Result<()> {
         let path = with_tenant(&format!("/v1/deployments/{name}"), tenant);
         checked(
-            self.request(reqwest::Method::DELETE, &path).send(),
+            self.request(reqwest::Method::DELETE, &path).dispatch(),
             &format!("deleting deployment {name:?}"),
         )
         .map(drop)
@@ -174,7 +212,7 @@ impl ApiClient {
             request = request.timeout(Duration::from_secs(100 * 365 * 24 * 3600));
         }
         let what = format!("reading the logs of deployment {name:?}");
-        let response = checked(request.send(), &what)?;
+        let response = checked(request.dispatch(), &what)?;
         for text in std::io::BufReader::new(response).lines() {
             let text = text.with_context(|| format!("{what}: connection lost"))?;
             // Blank lines are the server's heartbeats.
@@ -210,7 +248,7 @@ impl ApiClient {
                 &format!("/v1/deployments/{name}/dead-letters"),
             )
             .query(&query)
-            .send(),
+            .dispatch(),
             &format!("reading the dead letters of deployment {name:?}"),
         )
     }
@@ -229,7 +267,7 @@ impl ApiClient {
         json(
             self.request(reqwest::Method::POST, &path)
                 .json(request)
-                .send(),
+                .dispatch(),
             &format!("redriving dead letters of deployment {name:?}"),
         )
     }
@@ -240,7 +278,7 @@ impl ApiClient {
         let response = self
             .request(reqwest::Method::POST, "/v1/topics")
             .json(body)
-            .send();
+            .dispatch();
         if let Ok(r) = &response
             && r.status() == reqwest::StatusCode::CONFLICT
         {
@@ -252,7 +290,7 @@ impl ApiClient {
     /// The topics the token may see.
     pub fn topics(&self) -> Result<Vec<TopicInfo>> {
         json(
-            self.request(reqwest::Method::GET, "/v1/topics").send(),
+            self.request(reqwest::Method::GET, "/v1/topics").dispatch(),
             "listing topics",
         )
     }
@@ -261,7 +299,7 @@ impl ApiClient {
     pub fn topic(&self, name: &str) -> Result<TopicInfo> {
         json(
             self.request(reqwest::Method::GET, &format!("/v1/topics/{name}"))
-                .send(),
+                .dispatch(),
             &format!("describing topic {name:?}"),
         )
     }
@@ -271,7 +309,7 @@ impl ApiClient {
         json(
             self.request(reqwest::Method::PATCH, &format!("/v1/topics/{name}"))
                 .json(change)
-                .send(),
+                .dispatch(),
             &format!("altering topic {name:?}"),
         )
     }
@@ -280,7 +318,7 @@ impl ApiClient {
     pub fn delete_topic(&self, name: &str) -> Result<()> {
         let response = self
             .request(reqwest::Method::DELETE, &format!("/v1/topics/{name}"))
-            .send();
+            .dispatch();
         checked(response, &format!("deleting topic {name:?}")).map(drop)
     }
 
@@ -288,7 +326,7 @@ impl ApiClient {
     pub fn delete_module(&self, digest: &str) -> Result<()> {
         let response = self
             .request(reqwest::Method::DELETE, &format!("/v1/modules/{digest}"))
-            .send();
+            .dispatch();
         checked(response, &format!("deleting module {digest}")).map(drop)
     }
 }
@@ -318,4 +356,61 @@ fn json<T: DeserializeOwned>(response: reqwest::Result<Response>, what: &str) ->
     checked(response, what)?
         .json()
         .with_context(|| format!("{what}: unexpected response from the control API"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// An API on loopback answering 503 to the first `busy` requests and
+    /// 200 `[]` after; counts the requests.
+    fn api(busy: usize) -> (String, Arc<AtomicUsize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(AtomicUsize::new(0));
+        let count = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                let answer = if n < busy {
+                    "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                } else {
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n[]"
+                };
+                let _ = stream.write_all(answer.as_bytes());
+            }
+        });
+        (base, seen)
+    }
+
+    #[test]
+    fn reads_are_sent_again_while_the_api_is_busy_and_writes_once() {
+        let (base, seen) = api(2);
+        let client = ApiClient::new(&base, None).unwrap();
+        assert!(client.list_modules().unwrap().is_empty());
+        assert_eq!(seen.load(Ordering::SeqCst), 3, "two 503s, then the answer");
+
+        let (base, seen) = api(1);
+        let client = ApiClient::new(&base, None).unwrap();
+        let err = client
+            .create_deployment(&serde_json::json!({}), None)
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("503"), "{err:#}");
+        assert_eq!(seen.load(Ordering::SeqCst), 1, "a write is sent once");
+
+        let (base, seen) = api(5);
+        let client = ApiClient::new(&base, None).unwrap();
+        assert!(client.list_modules().is_err());
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            READ_ATTEMPTS as usize,
+            "a read gives up after its attempts"
+        );
+    }
 }

@@ -189,6 +189,21 @@ impl DeploymentRecord {
         Some(next.touched(by))
     }
 
+    /// Replay `seq`, which the runner that took it did not carry out (it
+    /// is gone), asked again: the next replay, to the same position, for
+    /// `runner` (the writer) to carry out. `None` if the record asks for
+    /// another replay (or none) by now, or `seq` is done.
+    pub fn with_replay_taken_over(&self, seq: u64, by: &str) -> Option<Self> {
+        let replay = self.replay.as_ref().filter(|r| r.seq == seq && !r.done)?;
+        let mut next = self.clone();
+        next.replay = Some(Replay {
+            seq: seq + 1,
+            from: replay.from.clone(),
+            done: false,
+        });
+        Some(next.touched(by))
+    }
+
     /// Reading `topic` beside its inputs from now on.
     pub fn with_redrive_topic(&self, topic: String, by: &str) -> Self {
         let mut next = self.clone();

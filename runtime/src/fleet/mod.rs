@@ -147,6 +147,48 @@ impl Fleet {
         report::merge(status, &view.key, &self.runner, Here::of(view), live);
     }
 
+    /// How often runners report.
+    pub fn every(&self) -> Duration {
+        self.config.every
+    }
+
+    /// Whether `runner` is this one or reported within its last three
+    /// intervals.
+    pub fn is_live(&self, runner: &str) -> bool {
+        let now = now_ms();
+        runner == &*self.runner
+            || self
+                .others
+                .lock()
+                .unwrap()
+                .get(runner)
+                .is_some_and(|r| r.is_live(now))
+    }
+
+    /// The live runners (this one included) on which deployment `key`
+    /// is `starting`, as their reports say (this one: as `starting_here`
+    /// says), sorted by id.
+    pub fn starting(&self, key: &str, starting_here: bool) -> Vec<String> {
+        let now = now_ms();
+        let others = self.others.lock().unwrap();
+        let mut ids: Vec<String> = others
+            .values()
+            .filter(|r| r.is_live(now))
+            .filter(|r| {
+                r.report
+                    .deployments
+                    .get(key)
+                    .is_some_and(|h| h.state == crate::deployment::State::Starting)
+            })
+            .map(|r| r.report.runner.clone())
+            .collect();
+        if starting_here {
+            ids.push(self.runner.to_string());
+        }
+        ids.sort();
+        ids
+    }
+
     /// Stop reporting and remove this runner's report, so the others stop
     /// listing it at once. Call once its deployments have stopped.
     pub async fn leave(&self) {

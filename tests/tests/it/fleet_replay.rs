@@ -4,12 +4,16 @@
 //! two stop and wait for it (state `starting`, the reason naming the
 //! runner), then all three run again. Every input is handled again (each
 //! key's output at least twice), no runner fails, and no runner moved the
-//! group under another's consumer.
+//! group under another's consumer. A replay taken by a runner that died
+//! before carrying it out is taken over by the first live runner waiting
+//! for it (three report intervals after the fleet last heard of it).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
+use ingesta_runtime::deployment::record::Replay;
+use ingesta_runtime::deployment::{DeploymentRecord, StartPosition};
 use ingesta_tests::control::{self, State, TENANT_A};
 use ingesta_tests::fleet::Member;
 use ingesta_tests::{kafka, runner};
@@ -127,6 +131,100 @@ fn a_replay_is_carried_out_once_and_every_runner_resumes() -> Result<()> {
     ensure!(
         moved == 1 && waited == 2,
         "one runner moves the group ({moved} did), the two others wait ({waited} did)"
+    );
+    kafka::delete_topics(&[&input, &output]);
+    Ok(())
+}
+
+#[test]
+fn a_replay_whose_runner_is_gone_is_taken_over() -> Result<()> {
+    let prefix = control::state_prefix();
+    let members = (1..=2)
+        .map(|i| {
+            Member::start(
+                &prefix,
+                &format!("[runtime]\nrunner_id = \"adopt-{i}\"\n"),
+                TIMEOUT,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let a = TENANT_A.token;
+    let [input, output] = kafka::fresh_topics(["a-adopt-in", "a-adopt-out"], 2)?;
+    let group = kafka::unique("a-adopt");
+    control::deploy_module(
+        &members[0].api,
+        a,
+        &runner::guest_wasm("identity")?,
+        json!({
+            "name": "adopt", "inputs": [input], "group": group, "outputs": [output],
+            "config": { "output_topic": output },
+        }),
+    )?;
+    kafka::produce(
+        &input,
+        (0..RECORDS).map(|i| (format!("k{i}"), format!("v{i}"), Some((i % 2) as i32))),
+    )?;
+    ensure!(
+        kafka::read_all(&output, RECORDS, TIMEOUT)?.len() == RECORDS,
+        "first pass"
+    );
+    kafka::wait_until_committed_to_end(&group, &input, TIMEOUT)?;
+
+    // A replay taken by a runner that died before carrying it out: the
+    // record as that runner would have written it, straight to the state
+    // topic.
+    let state_topic = format!("{prefix}deployments");
+    let key = format!("{}/adopt", TENANT_A.name);
+    let last = kafka::read_to_end(&state_topic, TIMEOUT)?
+        .into_iter()
+        .rev()
+        .find(|m| m.key() == Some(key.as_bytes()))
+        .and_then(|m| m.payload().map(<[u8]>::to_vec))
+        .context("the deployment's record")?;
+    let mut record: DeploymentRecord = serde_json::from_slice(&last)?;
+    record.version += 1;
+    record.runner = Some("adopt-gone".into());
+    record.replay = Some(Replay {
+        seq: record.replay.map_or(1, |r| r.seq + 1),
+        from: StartPosition::Earliest,
+        done: false,
+    });
+    kafka::produce(
+        &state_topic,
+        [(key.as_str(), serde_json::to_string(&record)?, None)],
+    )?;
+
+    // Both wait for the gone runner, then the first of them takes the
+    // replay over: every input is handled again and both run.
+    let out = kafka::read_all(&output, 2 * RECORDS, TIMEOUT)?;
+    if out.len() < 2 * RECORDS {
+        for (i, m) in members.iter().enumerate() {
+            for line in m
+                .process
+                .log()
+                .lines()
+                .filter(|l| l.contains("adopt") && !l.contains("Statistics"))
+            {
+                eprintln!("runner {}: {line}", i + 1);
+            }
+        }
+        anyhow::bail!("the replay was not carried out: {} outputs", out.len());
+    }
+    for m in &members {
+        control::wait_status(&m.api, a, "adopt", "running again", TIMEOUT, |s| {
+            s.state == State::Running
+        })?;
+    }
+    let logs: Vec<String> = members
+        .into_iter()
+        .map(|m| m.stop(TIMEOUT))
+        .collect::<Result<_>>()?;
+    let adopted: Vec<usize> = (0..2)
+        .filter(|&i| logs[i].contains("the runner carrying out the replay is gone"))
+        .collect();
+    ensure!(
+        adopted == [0],
+        "the first runner by id (adopt-1) takes the replay over; taken over by {adopted:?}"
     );
     kafka::delete_topics(&[&input, &output]);
     Ok(())

@@ -9,7 +9,9 @@
 //! - the guest log reads fleet-wide on any runner: lines logged on all
 //!   three runners, each naming its runner;
 //! - an ingest request works on any runner;
-//! - a runner that stops is no longer listed.
+//! - a runner that stops is no longer listed;
+//! - two live runners given one `runner_id` with `static_membership`:
+//!   one of them fails the deployment, naming the setting to change.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -281,4 +283,51 @@ fn log_lines(api: &control::Api) -> Result<Vec<Value>> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| Ok(serde_json::from_str(l)?))
         .collect()
+}
+
+#[test]
+fn two_live_runners_with_one_static_id_fail_naming_it() -> Result<()> {
+    let prefix = control::state_prefix();
+    let same = "[runtime]\nrunner_id = \"twin\"\nstatic_membership = true\n";
+    let first = Member::start(&prefix, same, TIMEOUT)?;
+    let a = TENANT_A.token;
+    let [input, output] = kafka::fresh_topics(["a-twin-in", "a-twin-out"], 2)?;
+    control::deploy_module(
+        &first.api,
+        a,
+        &runner::guest_wasm("identity")?,
+        json!({
+            "name": "twin", "inputs": [input], "group": kafka::unique("a-twin"),
+            "outputs": [output], "config": { "output_topic": output },
+        }),
+    )?;
+    control::wait_status(&first.api, a, "twin", "running", TIMEOUT, |s| {
+        s.state.as_str() == "running" && s.runners.first().is_some_and(|r| !r.partitions.is_empty())
+    })?;
+    // The second member with the same group.instance.id fences one of the
+    // two; that runner's deployment fails, saying what to change.
+    let second = Member::start(&prefix, same, TIMEOUT)?;
+    let deadline = Instant::now() + TIMEOUT;
+    let reason = loop {
+        let failed = [&first, &second].into_iter().find_map(|m| {
+            let s = m.api.status(a, "twin").ok()?;
+            (s.state.as_str() == "failed").then(|| s.reason.unwrap_or_default())
+        });
+        if let Some(r) = failed {
+            break r;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "neither runner noticed the other used its static member id"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    ensure!(
+        reason.contains("runtime.runner_id") && reason.contains("static member id"),
+        "the failure names the setting to change: {reason}"
+    );
+    eprintln!("two runners with one static id: {reason}");
+    first.stop(TIMEOUT).ok();
+    second.stop(TIMEOUT).ok();
+    Ok(())
 }

@@ -290,6 +290,64 @@ impl Service {
         });
     }
 
+    /// Take over replays whose runner is gone: every report interval, a
+    /// deployment waiting here for a replay by a runner the fleet has not
+    /// heard from for three more intervals is asked to replay again by the
+    /// first (by id) of the live runners waiting for it, which then
+    /// carries it out (a race between two is settled by the versions: one
+    /// write wins).
+    pub fn adopt_orphaned_replays(self: &Arc<Self>) {
+        let Some(fleet) = self.fleet.clone() else {
+            return;
+        };
+        let service = self.clone();
+        tokio::spawn(async move {
+            let mut gone_since: std::collections::HashMap<String, std::time::Instant> =
+                std::collections::HashMap::new();
+            loop {
+                tokio::time::sleep(fleet.every()).await;
+                for v in service.supervisor.snapshot() {
+                    let orphan = v.waiting.as_ref().and(v.record.as_ref()).and_then(|r| {
+                        let replay = r.replay.as_ref().filter(|p| !p.done)?;
+                        let by = r.runner.as_ref().filter(|by| !fleet.is_live(by))?;
+                        Some((r.clone(), replay.seq, by.clone()))
+                    });
+                    let Some((record, seq, by)) = orphan else {
+                        gone_since.remove(&v.key);
+                        continue;
+                    };
+                    let since = *gone_since
+                        .entry(v.key.clone())
+                        .or_insert_with(std::time::Instant::now);
+                    let first = fleet.starting(&v.key, true).into_iter().next();
+                    if since.elapsed() < fleet.every() * 3
+                        || first.as_deref() != Some(fleet.runner())
+                    {
+                        continue;
+                    }
+                    gone_since.remove(&v.key);
+                    service.adopt_replay(&v.key, &record, seq, &by).await;
+                }
+            }
+        });
+    }
+
+    async fn adopt_replay(&self, key: &str, record: &DeploymentRecord, seq: u64, gone: &str) {
+        let Some(next) = record.with_replay_taken_over(seq, &record.updated_by) else {
+            return;
+        };
+        tracing::warn!(
+            deployment = key,
+            runner = gone,
+            replay = seq,
+            "the runner carrying out the replay is gone; this runner carries it out"
+        );
+        if let Err(e) = self.write(key, Some(&next)).await {
+            tracing::warn!(deployment = key, error = %e,
+                "cannot take over the replay; the next interval tries again");
+        }
+    }
+
     /// Write down that this runner carried out deployment `key`'s pending
     /// replay, so the runners waiting for it resume. A failure is logged:
     /// those runners then wait until the deployment is paused and resumed.
