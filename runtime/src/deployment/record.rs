@@ -198,7 +198,7 @@ impl DeploymentRecord {
         let mut next = self.clone();
         next.replay = Some(Replay {
             seq: seq + 1,
-            from: replay.from.clone(),
+            from: replay.from,
             done: false,
         });
         Some(next.touched(by))
