@@ -62,6 +62,11 @@ pub struct ModuleRegistry {
     engine: Engine,
     compile_cache: PathBuf,
     modules: RwLock<BTreeMap<String, Entry>>,
+    /// Complete modules compiled once, by digest, shared by every
+    /// deployment running them: one copy of the code however many
+    /// deployments (and a deployment started after the first costs no
+    /// hashing or loading).
+    loaded: std::sync::Mutex<BTreeMap<String, LoadedModule>>,
 }
 
 impl ModuleRegistry {
@@ -71,6 +76,7 @@ impl ModuleRegistry {
             engine,
             compile_cache,
             modules: RwLock::default(),
+            loaded: std::sync::Mutex::default(),
         }
     }
 
@@ -99,6 +105,12 @@ impl ModuleRegistry {
             }
         }
         let complete = entry.complete().is_some();
+        if !complete {
+            self.loaded
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(digest);
+        }
         if entry.meta.is_none() && entry.chunks.is_empty() {
             modules.remove(digest);
             // Deleted: its compiled artifact goes too.
@@ -133,6 +145,11 @@ impl ModuleRegistry {
     /// compiled before); `None` if it is not (yet) all here. CPU-heavy:
     /// call from a blocking task.
     pub fn load(&self, digest: &Digest) -> Option<Result<LoadedModule, ModuleError>> {
+        let shared = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = shared.get(digest.as_str()) {
+            return Some(Ok(m.clone()));
+        }
+        drop(shared);
         let bytes = self.bytes(digest.as_str())?;
         let actual = Digest::of(&bytes);
         if actual != *digest {
@@ -141,12 +158,24 @@ impl ModuleRegistry {
                 actual: actual.to_string(),
             }));
         }
-        Some(LoadedModule::from_bytes(
-            &self.engine,
-            digest.as_str(),
-            &bytes,
-            &self.compile_cache,
-        ))
+        let loaded =
+            LoadedModule::from_bytes(&self.engine, digest.as_str(), &bytes, &self.compile_cache);
+        if let Ok(m) = &loaded {
+            // Under the registry's lock, so a deletion applied meanwhile
+            // (which empties `loaded` under the write lock) is seen.
+            let modules = self.modules.read().unwrap_or_else(|e| e.into_inner());
+            if modules
+                .get(digest.as_str())
+                .and_then(Entry::complete)
+                .is_some()
+            {
+                self.loaded
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(digest.to_string(), m.clone());
+            }
+        }
+        Some(loaded)
     }
 
     /// The bytes of a complete module.

@@ -208,3 +208,53 @@ fn module_routes_authenticate_validate_and_scope_by_tenant() -> Result<()> {
     );
     Ok(())
 }
+
+/// In process: the registry compiles a module once and every deployment
+/// of it shares that code (one copy in memory however many run it); a
+/// module deleted and uploaded again is loaded afresh.
+#[test]
+fn deployments_of_one_module_share_its_compiled_code() -> Result<()> {
+    use ingesta_runtime::deployment::Digest;
+    use ingesta_runtime::modules::{CHUNK_BYTES, ModuleRegistry, meta_key, new_meta};
+    let bytes = std::fs::read(runner::guest_wasm("noop")?)?;
+    ensure!(bytes.len() <= CHUNK_BYTES, "noop fits one chunk");
+    let cache = tempfile::tempdir()?;
+    let engine =
+        ingesta_runtime::wasm::WasmEngine::new(ingesta_runtime::wasm::WasmEngineConfig::new(
+            Duration::from_millis(10),
+            cache.path().to_owned(),
+        ))?;
+    let registry = ModuleRegistry::new(engine.engine().clone(), cache.path().to_owned());
+    let checked = registry.check(&bytes)?;
+    let digest = Digest::of(&bytes);
+    let upload = |r: &ModuleRegistry| {
+        r.apply(&format!("{digest}/chunk/0"), Some(&bytes));
+        r.apply(
+            &meta_key(&digest),
+            Some(&serde_json::to_vec(&new_meta(&checked, "a", 1)).unwrap()),
+        );
+    };
+    upload(&registry);
+    let load = |r: &ModuleRegistry| -> Result<_> {
+        Ok(r.load(&digest)
+            .ok_or_else(|| anyhow::anyhow!("not complete"))??
+            .component)
+    };
+    // Kept alive throughout, so a fresh load cannot reuse its addresses.
+    let first = load(&registry)?;
+    ensure!(
+        load(&registry)?.image_range() == first.image_range(),
+        "a second deployment shares the code"
+    );
+    registry.apply(&meta_key(&digest), None);
+    ensure!(
+        registry.load(&digest).is_none(),
+        "a deleted module does not load"
+    );
+    upload(&registry);
+    ensure!(
+        load(&registry)?.image_range() != first.image_range(),
+        "uploaded again, it is loaded afresh"
+    );
+    Ok(())
+}

@@ -23,6 +23,7 @@ mod control_deployments;
 mod control_modules;
 mod crash;
 mod dead_letters;
+mod density;
 mod fleet_chaos;
 mod fleet_replay;
 mod fleet_schedule;
