@@ -81,6 +81,24 @@ pub fn config_toml(port: u16, state_prefix: &str, max_module_mib: u64) -> String
     )
 }
 
+/// A runner process with the control plane on a free port (fresh state
+/// prefix, uploads up to `max_module_mib`, `extra` TOML appended), ready,
+/// and a client for its API.
+pub fn start_runner(
+    max_module_mib: u64,
+    extra: &str,
+) -> Result<(crate::runner::RunnerProcess, Api)> {
+    let port = free_port()?;
+    let config = format!(
+        "{}\n{extra}\n",
+        config_toml(port, &state_prefix(), max_module_mib)
+    );
+    let mut ingesta = crate::runner::RunnerProcess::spawn(&config)?;
+    let api = Api::new(port)?;
+    ingesta.wait_ready(&api, Duration::from_secs(60))?;
+    Ok((ingesta, api))
+}
+
 /// A blocking client for `http://127.0.0.1:<port>`.
 pub struct Api {
     base: String,

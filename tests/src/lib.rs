@@ -20,6 +20,7 @@ pub mod fleet;
 pub mod inproc;
 pub mod kafka;
 pub mod metrics;
+pub mod proc;
 pub mod runner;
 pub mod shop;
 

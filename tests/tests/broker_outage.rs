@@ -28,11 +28,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use ingesta_tests::control::{self, Api, TENANT_A};
+use ingesta_tests::control::{self, TENANT_A};
 use ingesta_tests::fleet::{self, Load};
 use ingesta_tests::kafka;
 use ingesta_tests::metrics;
-use ingesta_tests::runner::{self, RunnerProcess};
+use ingesta_tests::runner;
 use ingesta_tests::shop::{self, Event};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -145,11 +145,7 @@ fn outages_get_retry_later_answers_and_lose_no_acknowledged_event() -> Result<()
     let _turn = OUTAGE
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let port = control::free_port()?;
-    let config = control::config_toml(port, &control::state_prefix(), 8);
-    let mut ingesta = RunnerProcess::spawn(&config)?;
-    let api = Api::new(port)?;
-    ingesta.wait_ready(&api, TIMEOUT)?;
+    let (ingesta, api) = control::start_runner(8, "")?;
     let [topic] = kafka::fresh_topics(["a-activity"], 2)?;
     control::deploy_module(
         &api,
@@ -309,11 +305,7 @@ fn a_consumer_deployment_recovers_from_a_broker_restart_losing_nothing() -> Resu
     let _turn = OUTAGE
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let port = control::free_port()?;
-    let config = control::config_toml(port, &control::state_prefix(), 8);
-    let mut ingesta = RunnerProcess::spawn(&config)?;
-    let api = Api::new(port)?;
-    ingesta.wait_ready(&api, TIMEOUT)?;
+    let (mut ingesta, api) = control::start_runner(8, "")?;
     let [input, output] = kafka::fresh_topics(["a-bounce-in", "a-bounce-out"], 3)?;
     let group = kafka::unique("a-bounce");
     control::deploy_module(

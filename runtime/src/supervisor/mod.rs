@@ -298,16 +298,12 @@ impl Supervisor {
                 "runner {by:?} is replaying the deployment's group; this runner resumes when it is done"
             );
             tracing::info!(deployment = key, runner = %by, "waiting for another runner's replay");
+            let slot = Slot::not_running(record, def, replayed, telemetry);
             self.slots.lock().unwrap().insert(
                 key.to_owned(),
                 Slot {
-                    record: Some(Arc::new(record)),
-                    def,
-                    running: None,
-                    problem: None,
-                    replayed,
                     waiting: Some(waiting),
-                    telemetry,
+                    ..slot
                 },
             );
             return;
@@ -368,16 +364,12 @@ impl Supervisor {
         }
         tracing::warn!(deployment = key, %reason, "deployment refused; not running it");
         let def = Arc::new(Definition::of_record(&record));
+        let slot = Slot::not_running(record, def, replayed, telemetry);
         self.slots.lock().unwrap().insert(
             key.to_owned(),
             Slot {
-                record: Some(Arc::new(record)),
-                def,
-                running: None,
                 problem: Some(reason),
-                replayed,
-                waiting: None,
-                telemetry,
+                ..slot
             },
         );
     }
@@ -565,6 +557,27 @@ impl Supervisor {
         }
         failures.sort();
         failures
+    }
+}
+
+impl Slot {
+    /// `record`'s deployment, listed but not running (the caller says why:
+    /// `problem` or `waiting`).
+    fn not_running(
+        record: DeploymentRecord,
+        def: Arc<Definition>,
+        replayed: u64,
+        telemetry: Arc<DeploymentTelemetry>,
+    ) -> Slot {
+        Slot {
+            record: Some(Arc::new(record)),
+            def,
+            running: None,
+            problem: None,
+            replayed,
+            waiting: None,
+            telemetry,
+        }
     }
 }
 

@@ -19,11 +19,12 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Parser;
 use ingesta_tests::control::{self, Api, TENANT_A, upload};
 use ingesta_tests::kafka;
-use ingesta_tests::runner::{self, RunnerProcess};
+use ingesta_tests::proc::{Sample, sample};
+use ingesta_tests::runner;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -58,40 +59,6 @@ const TIMEOUT: Duration = Duration::from_secs(600);
 
 fn main() -> std::process::ExitCode {
     ingesta_tests::exit_code(run())
-}
-
-/// A process's memory, threads and CPU time so far.
-#[derive(Debug, Clone, Copy)]
-struct Sample {
-    rss_kib: u64,
-    pss_kib: u64,
-    threads: u64,
-    cpu_ticks: u64,
-}
-
-fn field_kib(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-fn sample(pid: u32) -> Result<Sample> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("process {pid} is gone"))?;
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may hold spaces): utime is the
-    // 14th field of the line, stime the 15th.
-    let after = stat.rsplit_once(')').context("bad /proc stat")?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    Ok(Sample {
-        rss_kib: field_kib(&status, "VmRSS:"),
-        pss_kib: field_kib(&rollup, "Pss:"),
-        threads: field_kib(&status, "Threads:"),
-        cpu_ticks: ticks,
-    })
 }
 
 /// CPU share of one core used by `pid` over `window`, and the sample at
@@ -162,15 +129,7 @@ fn row(what: &str, share_runner: f64, share_broker: f64, s: &Sample) {
 fn run() -> Result<()> {
     let args = Args::parse();
     kafka::set_bootstrap(&args.bootstrap);
-    let port = control::free_port()?;
-    let config = format!(
-        "{}\n{}\n",
-        control::config_toml(port, &control::state_prefix(), 8),
-        args.extra
-    );
-    let mut ingesta = RunnerProcess::spawn(&config)?;
-    let api = Api::new(port)?;
-    ingesta.wait_ready(&api, Duration::from_secs(60))?;
+    let (mut ingesta, api) = control::start_runner(8, &args.extra)?;
     let (pid, broker) = (ingesta.pid(), broker_pid()?);
     let a = TENANT_A.token;
     let digest = upload(&api, a, std::fs::read(runner::guest_wasm("noop")?)?)?;

@@ -37,12 +37,7 @@ fn module(lang: &str, name: &str) -> Result<PathBuf> {
 /// A runner with the control plane (uploads up to 64 MiB: Python
 /// components carry CPython), ready, and its API.
 fn runner() -> Result<(RunnerProcess, Api)> {
-    let port = control::free_port()?;
-    let config = control::config_toml(port, &control::state_prefix(), 64);
-    let mut ingesta = RunnerProcess::spawn(&config)?;
-    let api = Api::new(port)?;
-    ingesta.wait_ready(&api, TIMEOUT)?;
-    Ok((ingesta, api))
+    control::start_runner(64, "")
 }
 
 type Head = Vec<(String, Option<Vec<u8>>)>;

@@ -7,10 +7,10 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, ensure};
-use ingesta_tests::control::{self, Api, TENANT_A, upload};
+use anyhow::{Result, ensure};
+use ingesta_tests::control::{self, TENANT_A, upload};
 use ingesta_tests::kafka;
-use ingesta_tests::runner::{self, RunnerProcess};
+use ingesta_tests::runner;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -19,22 +19,12 @@ const DEPLOYMENTS: usize = 100;
 const MAX_MIB_EACH: f64 = 4.0;
 
 fn rss_mib(pid: u32) -> Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("no VmRSS")?;
-    Ok(kib / 1024.0)
+    Ok(ingesta_tests::proc::sample(pid)?.rss_kib as f64 / 1024.0)
 }
 
 #[test]
 fn a_hundred_idle_deployments_cost_little_memory() -> Result<()> {
-    let port = control::free_port()?;
-    let mut ingesta =
-        RunnerProcess::spawn(&control::config_toml(port, &control::state_prefix(), 8))?;
-    let api = Api::new(port)?;
-    ingesta.wait_ready(&api, TIMEOUT)?;
+    let (mut ingesta, api) = control::start_runner(8, "")?;
     let a = TENANT_A.token;
     let digest = upload(&api, a, std::fs::read(runner::guest_wasm("noop")?)?)?;
     let [input] = kafka::fresh_topics(["a-dense-in"], 2)?;

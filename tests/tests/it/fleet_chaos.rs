@@ -31,45 +31,111 @@ use serde_json::json;
 const TIMEOUT: Duration = Duration::from_secs(90);
 const PARTITIONS: i32 = 6;
 const RATE: usize = 200;
-/// Lowered for these cases (see the module doc).
+/// Lowered for these cases (see the module doc and [`CLASSIC`]).
 const SESSION_MS: u64 = 6_000;
 
-/// A runner in the KIP-848 group protocol (whose session timeout is the
-/// broker's to set, so none is given).
-fn kip848_member(prefix: &str, id: &str) -> Result<Member> {
+/// `[kafka.consumer]` of the classic protocol's runners: the lowered
+/// session (see the module doc).
+const CLASSIC: &str = "\"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 1000\n";
+/// `[kafka.consumer]` of a runner in the KIP-848 protocol, whose session
+/// timeout is the broker's to set.
+const KIP848: &str = "\"group.protocol\" = \"consumer\"\n";
+
+/// Runner `id` sharing `prefix`, its consumers set by `consumer`.
+fn member(prefix: &str, id: &str, consumer: &str) -> Result<Member> {
     Member::start(
         prefix,
-        &format!(
-            "[runtime]\nrunner_id = \"{id}\"\n\n[kafka.consumer]\n\"group.protocol\" = \"consumer\"\n"
-        ),
+        &format!("[runtime]\nrunner_id = \"{id}\"\n\n[kafka.consumer]\n{consumer}"),
         TIMEOUT,
     )
 }
 
-fn member(prefix: &str, id: &str) -> Result<Member> {
-    Member::start(
-        prefix,
-        &format!(
-            "[runtime]\nrunner_id = \"{id}\"\n\n[kafka.consumer]\n\"session.timeout.ms\" = {SESSION_MS}\n\"heartbeat.interval.ms\" = 1000\n"
-        ),
-        TIMEOUT,
-    )
+/// A case under way: the runners, an identity deployment `name` from
+/// `input` to `output` in `group`, and the load on `input`.
+struct Scenario {
+    prefix: String,
+    name: &'static str,
+    members: Vec<Member>,
+    input: String,
+    output: String,
+    group: String,
+    load: Load,
 }
 
-/// A deployment of identity from `input` to `output` in a fresh group,
-/// created through `m`; the group's id.
-fn deploy(m: &Member, name: &str, input: &str, output: &str) -> Result<String> {
-    let group = kafka::unique(&format!("a-{name}"));
-    control::deploy_module(
-        &m.api,
-        TENANT_A.token,
-        &runner::guest_wasm("identity")?,
-        json!({
-            "name": name, "inputs": [input], "group": group,
-            "outputs": [output], "config": { "output_topic": output },
-        }),
-    )?;
-    Ok(group)
+impl Scenario {
+    /// Classic runners `ids`, the deployment spread over all of them
+    /// (which runner has which partition: `.1`), and the load running
+    /// for two seconds.
+    fn start(name: &'static str, ids: &[&str]) -> Result<(Scenario, BTreeMap<i32, String>)> {
+        let prefix = control::state_prefix();
+        let members = ids
+            .iter()
+            .map(|id| member(&prefix, id, CLASSIC))
+            .collect::<Result<Vec<_>>>()?;
+        let [input, output] = kafka::fresh_topics(
+            [&format!("a-{name}-in"), &format!("a-{name}-out")],
+            PARTITIONS,
+        )?;
+        let group = kafka::unique(&format!("a-{name}"));
+        control::deploy_module(
+            &members[0].api,
+            TENANT_A.token,
+            &runner::guest_wasm("identity")?,
+            json!({
+                "name": name, "inputs": [input], "group": group,
+                "outputs": [output], "config": { "output_topic": output },
+            }),
+        )?;
+        let owners = owners(&members[0], name, ids.len())?;
+        let load = Load::start(&input, PARTITIONS, RATE);
+        std::thread::sleep(Duration::from_secs(2));
+        let scenario = Scenario {
+            prefix,
+            name,
+            members,
+            input,
+            output,
+            group,
+            load,
+        };
+        Ok((scenario, owners))
+    }
+
+    /// Which runner consumes each partition, once `runners` share them.
+    fn owners(&self, runners: usize) -> Result<BTreeMap<i32, String>> {
+        owners(&self.members[0], self.name, runners)
+    }
+
+    fn watch(&self) -> Result<PauseWatch> {
+        PauseWatch::start(&self.group, &self.input)
+    }
+
+    /// Restart every runner in turn (the oldest goes, a new one with its
+    /// id comes, consumers set by `consumer`), waiting each time until the
+    /// partitions are spread again; the longest commit pause meanwhile.
+    fn rolling_restart(&mut self, ids: &[&str], consumer: &str) -> Result<Duration> {
+        let watch = self.watch()?;
+        for id in ids {
+            let old = self.members.remove(0);
+            old.stop(TIMEOUT)?;
+            self.members.push(member(&self.prefix, id, consumer)?);
+            self.owners(ids.len())?;
+        }
+        Ok(watch.stop()?.values().max().copied().unwrap_or_default())
+    }
+
+    /// Stop the load, wait until the group committed everything, check
+    /// the outputs and stop the runners; the duplicates.
+    fn finish(self) -> Result<usize> {
+        let sent = self.load.stop()?;
+        kafka::wait_until_committed_to_end(&self.group, &self.input, TIMEOUT)?;
+        let duplicates = fleet::check_outputs(&self.output, sent, TIMEOUT)
+            .with_context(|| format!("after {sent} records"))?;
+        for m in self.members {
+            m.stop(TIMEOUT)?;
+        }
+        Ok(duplicates)
+    }
 }
 
 /// Which runner consumes each partition, once `runners` runners are
@@ -96,45 +162,25 @@ fn owners(m: &Member, name: &str, runners: usize) -> Result<BTreeMap<i32, String
         .collect())
 }
 
-/// Stop the load, wait until `group` committed everything, and check the
-/// outputs; returns the duplicates.
-fn finish(load: Load, group: &str, input: &str, output: &str) -> Result<usize> {
-    let sent = load.stop()?;
-    kafka::wait_until_committed_to_end(group, input, TIMEOUT)?;
-    fleet::check_outputs(output, sent, TIMEOUT).with_context(|| format!("after {sent} records"))
-}
-
 #[test]
 fn a_fourth_runner_joins_and_one_leaves_under_load() -> Result<()> {
-    let prefix = control::state_prefix();
-    let mut members = ["join-1", "join-2", "join-3"]
-        .iter()
-        .map(|id| member(&prefix, id))
-        .collect::<Result<Vec<_>>>()?;
-    let [input, output] = kafka::fresh_topics(["a-join-in", "a-join-out"], PARTITIONS)?;
-    let group = deploy(&members[0], "join", &input, &output)?;
-    let before = owners(&members[0], "join", 3)?;
-    let load = Load::start(&input, PARTITIONS, RATE);
-    std::thread::sleep(Duration::from_secs(2));
+    let (mut s, before) = Scenario::start("join", &["join-1", "join-2", "join-3"])?;
 
-    let watch = PauseWatch::start(&group, &input)?;
-    members.push(member(&prefix, "join-4")?);
-    let joined = owners(&members[0], "join", 4)?;
+    let watch = s.watch()?;
+    s.members.push(member(&s.prefix, "join-4", CLASSIC)?);
+    let joined = s.owners(4)?;
     let join_pauses = watch.stop()?;
 
-    let watch = PauseWatch::start(&group, &input)?;
-    let leaving = members.remove(1);
+    let watch = s.watch()?;
+    let leaving = s.members.remove(1);
     leaving.stop(TIMEOUT)?;
-    let left = owners(&members[0], "join", 3)?;
+    let left = s.owners(3)?;
     let leave_pauses = watch.stop()?;
 
-    let duplicates = finish(load, &group, &input, &output)?;
+    let duplicates = s.finish()?;
     report("join", &before, &joined, &join_pauses);
     report("leave", &joined, &left, &leave_pauses);
     eprintln!("join and leave under load: nothing missing, {duplicates} duplicates");
-    for m in members {
-        m.stop(TIMEOUT)?;
-    }
     Ok(())
 }
 
@@ -166,25 +212,16 @@ fn report(
 
 #[test]
 fn a_killed_runner_loses_nothing_and_comes_back() -> Result<()> {
-    let prefix = control::state_prefix();
-    let mut members = ["kill-1", "kill-2", "kill-3"]
-        .iter()
-        .map(|id| member(&prefix, id))
-        .collect::<Result<Vec<_>>>()?;
-    let [input, output] = kafka::fresh_topics(["a-kill-in", "a-kill-out"], PARTITIONS)?;
-    let group = deploy(&members[0], "kill", &input, &output)?;
-    let before = owners(&members[0], "kill", 3)?;
-    let load = Load::start(&input, PARTITIONS, RATE);
-    std::thread::sleep(Duration::from_secs(2));
+    let (mut s, before) = Scenario::start("kill", &["kill-1", "kill-2", "kill-3"])?;
 
-    let watch = PauseWatch::start(&group, &input)?;
-    let mut victim = members.remove(2);
+    let watch = s.watch()?;
+    let mut victim = s.members.remove(2);
     let killed = Instant::now();
     victim.process.sigkill()?;
     drop(victim);
     // Its report stops; the group gives its partitions to the others once
     // its session times out.
-    let after = owners(&members[0], "kill", 2)?;
+    let after = s.owners(2)?;
     let moved_in = killed.elapsed();
     let pauses = watch.stop()?;
     report("SIGKILL", &before, &after, &pauses);
@@ -197,90 +234,46 @@ fn a_killed_runner_loses_nothing_and_comes_back() -> Result<()> {
     );
 
     // Started again with the same id, it takes partitions again.
-    members.push(member(&prefix, "kill-3")?);
-    let back = owners(&members[0], "kill", 3)?;
+    s.members.push(member(&s.prefix, "kill-3", CLASSIC)?);
+    let back = s.owners(3)?;
     ensure!(
         back.values().any(|r| r == "kill-3"),
         "the restarted runner has no partition: {back:?}"
     );
-    let duplicates = finish(load, &group, &input, &output)?;
+    let duplicates = s.finish()?;
     eprintln!("SIGKILL and restart under load: nothing missing, {duplicates} duplicates");
-    for m in members {
-        m.stop(TIMEOUT)?;
-    }
     Ok(())
 }
 
 #[test]
 fn a_rolling_restart_of_every_runner_loses_nothing() -> Result<()> {
-    let prefix = control::state_prefix();
     let ids = ["roll-1", "roll-2", "roll-3"];
-    let mut members = ids
-        .iter()
-        .map(|id| member(&prefix, id))
-        .collect::<Result<Vec<_>>>()?;
-    let [input, output] = kafka::fresh_topics(["a-roll-in", "a-roll-out"], PARTITIONS)?;
-    let group = deploy(&members[0], "roll", &input, &output)?;
-    owners(&members[0], "roll", 3)?;
-    let load = Load::start(&input, PARTITIONS, RATE);
-    std::thread::sleep(Duration::from_secs(2));
-    let watch = PauseWatch::start(&group, &input)?;
-    for id in ids {
-        // The oldest member goes, a new one with its id comes.
-        let old = members.remove(0);
-        old.stop(TIMEOUT)?;
-        members.push(member(&prefix, id)?);
-        owners(&members[0], "roll", 3)?;
-    }
-    let pauses = watch.stop()?;
-    let worst = pauses.values().max().copied().unwrap_or_default();
-    let duplicates = finish(load, &group, &input, &output)?;
+    let (mut s, _) = Scenario::start("roll", &ids)?;
+    let worst = s.rolling_restart(&ids, CLASSIC)?;
+    let duplicates = s.finish()?;
     eprintln!(
         "rolling restart under load: nothing missing, {duplicates} duplicates, longest commit pause {worst:?}"
     );
-    for m in members {
-        m.stop(TIMEOUT)?;
-    }
     Ok(())
 }
 
 #[test]
 fn a_rolling_restart_moves_the_fleet_to_the_kip848_protocol() -> Result<()> {
-    let prefix = control::state_prefix();
     let ids = ["kip-1", "kip-2", "kip-3"];
-    let mut members = ids
-        .iter()
-        .map(|id| member(&prefix, id))
-        .collect::<Result<Vec<_>>>()?;
-    let [input, output] = kafka::fresh_topics(["a-kip-in", "a-kip-out"], PARTITIONS)?;
-    let group = deploy(&members[0], "kip", &input, &output)?;
-    owners(&members[0], "kip", 3)?;
+    let (mut s, _) = Scenario::start("kip", &ids)?;
     ensure!(
-        kafka::group_type(&group)? == "Classic",
+        kafka::group_type(&s.group)? == "Classic",
         "the group starts classic"
     );
-    let load = Load::start(&input, PARTITIONS, RATE);
-    std::thread::sleep(Duration::from_secs(2));
-    let watch = PauseWatch::start(&group, &input)?;
-    for id in ids {
-        let old = members.remove(0);
-        old.stop(TIMEOUT)?;
-        members.push(kip848_member(&prefix, id)?);
-        owners(&members[0], "kip", 3)?;
-    }
-    let pauses = watch.stop()?;
-    let worst = pauses.values().max().copied().unwrap_or_default();
-    let duplicates = finish(load, &group, &input, &output)?;
-    let kind = kafka::group_type(&group)?;
+    let worst = s.rolling_restart(&ids, KIP848)?;
+    let kind = kafka::group_type(&s.group)?;
     ensure!(
         kind == "Consumer",
         "the group is of type {kind:?} after every runner moved to group.protocol=consumer"
     );
+    let duplicates = s.finish()?;
     eprintln!(
         "classic to KIP-848 by rolling restart under load: nothing missing, {duplicates} duplicates, longest commit pause {worst:?}"
     );
-    for m in members {
-        m.stop(TIMEOUT)?;
-    }
     Ok(())
 }

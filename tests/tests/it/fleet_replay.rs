@@ -24,39 +24,66 @@ use serde_json::json;
 const TIMEOUT: Duration = Duration::from_secs(90);
 const RECORDS: usize = 300;
 
-#[test]
-fn a_replay_is_carried_out_once_and_every_runner_resumes() -> Result<()> {
+/// Runners sharing a control plane, and the inputs and outputs of their
+/// identity deployment.
+struct Fleet {
+    prefix: String,
+    members: Vec<Member>,
+    input: String,
+    output: String,
+}
+
+/// `n` runners (`<id>-1`...), an identity deployment `name` over an
+/// `n`-partition topic, and [`RECORDS`] inputs handled once and committed.
+fn handled_once(name: &str, id: &str, n: usize) -> Result<Fleet> {
     let prefix = control::state_prefix();
-    let members = (1..=3)
+    let members = (1..=n)
         .map(|i| {
             Member::start(
                 &prefix,
-                &format!("[runtime]\nrunner_id = \"replay-{i}\"\n"),
+                &format!("[runtime]\nrunner_id = \"{id}-{i}\"\n"),
                 TIMEOUT,
             )
         })
         .collect::<Result<Vec<_>>>()?;
-    let a = TENANT_A.token;
-    let [input, output] = kafka::fresh_topics(["a-replay-in", "a-replay-out"], 3)?;
-    let group = kafka::unique("a-replay");
+    let [input, output] =
+        kafka::fresh_topics([&format!("a-{id}-in"), &format!("a-{id}-out")], n as i32)?;
+    let group = kafka::unique(&format!("a-{id}"));
     control::deploy_module(
         &members[0].api,
-        a,
+        TENANT_A.token,
         &runner::guest_wasm("identity")?,
         json!({
-            "name": "rp", "inputs": [input], "group": group, "outputs": [output],
+            "name": name, "inputs": [input], "group": group, "outputs": [output],
             "config": { "output_topic": output },
         }),
     )?;
     kafka::produce(
         &input,
-        (0..RECORDS).map(|i| (format!("k{i}"), format!("v{i}"), Some((i % 3) as i32))),
+        (0..RECORDS).map(|i| (format!("k{i}"), format!("v{i}"), Some((i % n) as i32))),
     )?;
     ensure!(
         kafka::read_all(&output, RECORDS, TIMEOUT)?.len() == RECORDS,
         "first pass"
     );
     kafka::wait_until_committed_to_end(&group, &input, TIMEOUT)?;
+    Ok(Fleet {
+        prefix,
+        members,
+        input,
+        output,
+    })
+}
+
+#[test]
+fn a_replay_is_carried_out_once_and_every_runner_resumes() -> Result<()> {
+    let Fleet {
+        prefix: _,
+        members,
+        input,
+        output,
+    } = handled_once("rp", "replay", 3)?;
+    let a = TENANT_A.token;
 
     let (code, body) = members[1].api.json(
         Method::PATCH,
@@ -138,37 +165,13 @@ fn a_replay_is_carried_out_once_and_every_runner_resumes() -> Result<()> {
 
 #[test]
 fn a_replay_whose_runner_is_gone_is_taken_over() -> Result<()> {
-    let prefix = control::state_prefix();
-    let members = (1..=2)
-        .map(|i| {
-            Member::start(
-                &prefix,
-                &format!("[runtime]\nrunner_id = \"adopt-{i}\"\n"),
-                TIMEOUT,
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let Fleet {
+        prefix,
+        members,
+        input,
+        output,
+    } = handled_once("adopt", "adopt", 2)?;
     let a = TENANT_A.token;
-    let [input, output] = kafka::fresh_topics(["a-adopt-in", "a-adopt-out"], 2)?;
-    let group = kafka::unique("a-adopt");
-    control::deploy_module(
-        &members[0].api,
-        a,
-        &runner::guest_wasm("identity")?,
-        json!({
-            "name": "adopt", "inputs": [input], "group": group, "outputs": [output],
-            "config": { "output_topic": output },
-        }),
-    )?;
-    kafka::produce(
-        &input,
-        (0..RECORDS).map(|i| (format!("k{i}"), format!("v{i}"), Some((i % 2) as i32))),
-    )?;
-    ensure!(
-        kafka::read_all(&output, RECORDS, TIMEOUT)?.len() == RECORDS,
-        "first pass"
-    );
-    kafka::wait_until_committed_to_end(&group, &input, TIMEOUT)?;
 
     // A replay taken by a runner that died before carrying it out: the
     // record as that runner would have written it, straight to the state

@@ -33,12 +33,7 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A runner with the control plane, ready, and its API.
 fn runner() -> Result<(RunnerProcess, Api)> {
-    let port = control::free_port()?;
-    let config = control::config_toml(port, &control::state_prefix(), 8);
-    let mut ingesta = RunnerProcess::spawn(&config)?;
-    let api = Api::new(port)?;
-    ingesta.wait_ready(&api, TIMEOUT)?;
-    Ok((ingesta, api))
+    control::start_runner(8, "")
 }
 
 /// Uploads guest example `guest` as tenant A and creates a deployment of it

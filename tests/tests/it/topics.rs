@@ -105,78 +105,40 @@ fn a_tenant_manages_its_topics_within_its_grant_and_maxima() -> Result<()> {
         &["topic", "create", &other, "--partitions", "5"],
         "5 partitions is over tenant \"topics\"'s maximum of 4",
     )?;
-    refused(
-        &[
-            "topic",
-            "create",
-            &other,
-            "--partitions",
-            "4",
-            "--config",
-            "retention.bytes=1",
-        ],
-        "max_total_partitions",
-    )?;
-    refused(
-        &[
-            "topic",
-            "create",
-            &other,
-            "--partitions",
-            "1",
-            "--retention-hours",
-            "200",
-        ],
-        "max_retention_ms",
-    )?;
-    refused(
-        &[
-            "topic",
-            "create",
-            &other,
-            "--partitions",
-            "1",
-            "--config",
-            "retention.bytes=8000000",
-        ],
-        "max_retention_bytes_total",
-    )?;
-    refused(
-        &[
-            "topic",
-            "create",
-            &other,
-            "--partitions",
-            "1",
-            "--replication-factor",
-            "3",
-        ],
-        "replication factor 3 needs 3 brokers, and the cluster has 1",
-    )?;
-    refused(
-        &[
-            "topic",
-            "create",
-            &other,
-            "--partitions",
-            "1",
-            "--config",
-            "min.insync.replicas=2",
-        ],
-        "min.insync.replicas 2 is more than its replication factor 1",
-    )?;
-    refused(
-        &[
-            "topic",
-            "create",
-            &other,
-            "--partitions",
-            "1",
-            "--config",
-            "log.retention.hours=168",
-        ],
-        "cannot be set through ingesta",
-    )?;
+    // `topic create <other>` with these flags, and what the refusal names.
+    let creates: [(&[&str], &str); 6] = [
+        (
+            &["--partitions", "4", "--config", "retention.bytes=1"],
+            "max_total_partitions",
+        ),
+        (
+            &["--partitions", "1", "--retention-hours", "200"],
+            "max_retention_ms",
+        ),
+        (
+            &["--partitions", "1", "--config", "retention.bytes=8000000"],
+            "max_retention_bytes_total",
+        ),
+        (
+            &["--partitions", "1", "--replication-factor", "3"],
+            "replication factor 3 needs 3 brokers, and the cluster has 1",
+        ),
+        (
+            &["--partitions", "1", "--config", "min.insync.replicas=2"],
+            "min.insync.replicas 2 is more than its replication factor 1",
+        ),
+        (
+            &["--partitions", "1", "--config", "log.retention.hours=168"],
+            "cannot be set through ingesta",
+        ),
+    ];
+    for (flags, needle) in creates {
+        let args: Vec<&str> = ["topic", "create", other.as_str()]
+            .into_iter()
+            .chain(flags.iter().copied())
+            .collect();
+        refused(&args, needle)?;
+    }
     refused(
         &["topic", "create", "a-not-granted", "--partitions", "1"],
         &format!("matches none of its grants [prefix {prefix:?}]"),
