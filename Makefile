@@ -11,7 +11,7 @@ PY_PROJECTS := guest-examples/python/activity-stats guest-examples/python/pii-ro
 # Native test runs of the Go and Python SDKs and projects.
 PY_TEST := PYTHONPATH=$(CURDIR)/sdk/python python3 -m unittest discover -s tests -t .
 
-.PHONY: all setup kafka-up kafka-down kafka-status build guests lint unit sdk-test integration test demo bench clean
+.PHONY: all setup kafka-up kafka-fresh kafka-down kafka-status build guests lint unit sdk-test integration test demo bench clean
 
 all: build guests
 
@@ -22,6 +22,10 @@ setup:
 ## kafka-up / kafka-down: start or stop the local single-node KRaft broker on 127.0.0.1:9092
 kafka-up: setup
 	@bash deploy/kafka/kafka.sh start
+## kafka-fresh: the same, on an emptied data dir unless a broker is already running
+## (tests and benchmarks create throwaway topics; runs would otherwise pile them up)
+kafka-fresh: setup
+	@bash deploy/kafka/kafka.sh start --fresh
 kafka-down:
 	@bash deploy/kafka/kafka.sh stop
 kafka-status:
@@ -54,11 +58,11 @@ sdk-test: setup
 		echo "python tests: $$m"; (cd $$m && $(PY_TEST)) || exit 1; done
 
 ## integration: end-to-end tests against the real broker
-integration: kafka-up build guests
+integration: kafka-fresh build guests
 	$(CARGO) test --release -p ingesta-tests --tests -- --test-threads=2
 
 ## test: everything CI checks, from a fresh clone
-test: setup lint sdk-test kafka-up build guests
+test: setup lint sdk-test kafka-fresh build guests
 	$(CARGO) test --release --workspace -- --test-threads=2
 
 ## demo: local Kafka + runner + the shop example, with live stats and alerts
@@ -66,7 +70,7 @@ demo: kafka-up build guests
 	@bash deploy/demo/run.sh
 
 ## bench: throughput of raw consume vs ingesta (see docs/benchmarks.md)
-bench: kafka-up build guests
+bench: kafka-fresh build guests
 	$(CARGO) run --release -p ingesta-tests --bin ingesta-bench -- --out target/bench-latest.md
 	$(CARGO) run --release -p ingesta-tests --bin deploy-bench | tee target/bench-deploy-latest.md
 	$(CARGO) run --release -p ingesta-tests --bin density-bench | tee target/bench-density-latest.md
