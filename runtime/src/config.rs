@@ -229,6 +229,15 @@ pub struct RuntimeConfig {
     /// wait that long. Needs `runner_id`; two live runners must not share
     /// one.
     pub static_membership: bool,
+    /// How long an API consumer deployment may stand caught up with no
+    /// record before it sleeps: its consumer, threads and instances are
+    /// released (it leaves its group) and the runner watches its inputs'
+    /// ends, starting it again when one moves. `0`: never sleep.
+    pub sleep_after_ms: u64,
+    /// How often the ends of sleeping deployments' inputs are read (one
+    /// request for all of them): the most a record waits before its
+    /// sleeping deployment starts waking.
+    pub wake_check_ms: u64,
 }
 
 impl RuntimeConfig {
@@ -257,6 +266,8 @@ impl Default for RuntimeConfig {
             fuel_metering: false,
             runner_id: None,
             static_membership: false,
+            sleep_after_ms: 60_000,
+            wake_check_ms: 200,
         }
     }
 }
@@ -418,6 +429,14 @@ impl RuntimeConfig {
         }
         if self.offsets_cache_ms > 60_000 {
             return Err("runtime.offsets_cache_ms must be at most 60000".into());
+        }
+        if self.sleep_after_ms != 0 && self.sleep_after_ms < 1_000 {
+            return Err(
+                "runtime.sleep_after_ms must be 0 (never sleep) or at least 1000 (the idle check runs once a second)".into(),
+            );
+        }
+        if !(20..=10_000).contains(&self.wake_check_ms) {
+            return Err("runtime.wake_check_ms must be between 20 and 10000".into());
         }
         if self.epoch_tick_ms == 0 {
             return Err("runtime.epoch_tick_ms must be at least 1".into());

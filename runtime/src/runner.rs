@@ -141,6 +141,9 @@ struct Control {
     applier: tokio::task::JoinHandle<()>,
     /// Reports to the other runners; left once the deployments stopped.
     fleet: Arc<Fleet>,
+    /// Puts idle deployments to sleep and wakes them (unless
+    /// `runtime.sleep_after_ms` is 0).
+    sleeper: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Runner {
@@ -214,18 +217,14 @@ impl Runner {
         control: &crate::config::ControlConfig,
         state: Arc<StateLog>,
         fleet: Arc<Fleet>,
+        offsets: Arc<Offsets>,
     ) -> Result<Arc<Service>> {
-        let offsets = Offsets::new(
-            &config.kafka,
-            Duration::from_millis(config.runtime.offsets_cache_ms),
-        )
-        .context("cannot create the runner's offsets client")?;
         let mut service = Service::new(
             control.auth().map_err(anyhow::Error::msg)?,
             self.supervisor.clone(),
             self.modules.clone(),
             state,
-            Arc::new(offsets),
+            offsets,
             self.metrics.clone(),
             self.engine.config().fuel,
             (control.max_module_mib as usize) << 20,
@@ -269,10 +268,32 @@ impl Runner {
                 fuel_metering: self.engine.config().fuel,
             },
         ));
-        let service = self.service(config, control, state.clone(), fleet.clone())?;
+        let offsets = Arc::new(
+            Offsets::new(
+                &config.kafka,
+                Duration::from_millis(config.runtime.offsets_cache_ms),
+            )
+            .context("cannot create the runner's offsets client")?,
+        );
+        let service = self.service(
+            config,
+            control,
+            state.clone(),
+            fleet.clone(),
+            offsets.clone(),
+        )?;
+
         service.follow_replays(replayed);
         service.adopt_orphaned_replays();
         let (closing, closing_rx) = tokio::sync::watch::channel(false);
+        let sleeper = (config.runtime.sleep_after_ms > 0).then(|| {
+            tokio::spawn(self.supervisor.clone().keep_sleeping(
+                offsets,
+                Duration::from_millis(config.runtime.sleep_after_ms),
+                Duration::from_millis(config.runtime.wake_check_ms),
+                closing_rx.clone(),
+            ))
+        });
         let http_state = Arc::new(HttpState {
             service: service.clone(),
             closing: closing_rx,
@@ -313,6 +334,7 @@ impl Runner {
             api,
             applier,
             fleet,
+            sleeper,
         });
         Ok(())
     }
@@ -330,6 +352,11 @@ impl Runner {
                 Err(e) => tracing::warn!(error = %e, "control API task failed"),
             }
             c.applier.abort();
+            // It finishes the round it is in, so nothing it woke is left
+            // out of the stop below.
+            if let Some(sleeper) = c.sleeper {
+                let _ = sleeper.await;
+            }
             fleet = Some(c.fleet);
         }
         let failures = self.supervisor.stop_all().await;

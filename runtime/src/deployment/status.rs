@@ -72,17 +72,23 @@ pub enum State {
     /// Stopped on request (the runner shutting down, or between the stop
     /// and the start of a restart); what it handled was committed.
     Stopped,
+    /// Caught up and idle for `runtime.sleep_after_ms`: its consumer,
+    /// threads and instances are released and what it handled is
+    /// committed; the runner watches its inputs' ends and starts it again
+    /// when a record arrives. Lag is still reported.
+    Sleeping,
 }
 
 impl State {
     /// Every state, for metrics that list them up front.
-    pub const ALL: [State; 6] = [
+    pub const ALL: [State; 7] = [
         State::Running,
         State::Degraded,
         State::Paused,
         State::Failed,
         State::Starting,
         State::Stopped,
+        State::Sleeping,
     ];
 
     /// The name, as serialized.
@@ -94,6 +100,7 @@ impl State {
             State::Failed => "failed",
             State::Starting => "starting",
             State::Stopped => "stopped",
+            State::Sleeping => "sleeping",
         }
     }
 }

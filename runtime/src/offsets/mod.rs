@@ -150,6 +150,32 @@ impl Offsets {
             .collect())
     }
 
+    /// The `(low, high)` watermarks of every partition of `topics`, read
+    /// now in one request whatever the cache holds (partition lists are
+    /// cached as usual), and kept for the other readers. Sleeping
+    /// deployments are woken by these.
+    pub async fn ends(&self, topics: &[String]) -> Result<HashMap<Tp, (i64, i64)>, LagError> {
+        let mut cache = self.cache.lock().await;
+        self.topics(&mut cache, topics).await?;
+        let parts: Vec<Tp> = topics
+            .iter()
+            .filter_map(|t| cache.partitions.get(t).map(|(_, ids)| (t, ids)))
+            .flat_map(|(t, ids)| ids.iter().map(move |p| (t.clone(), *p)))
+            .collect();
+        if parts.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let admin = self.admin.clone();
+        let fetched = tokio::task::spawn_blocking(move || admin.fetch(&parts, &[], LOOKUP_TIMEOUT))
+            .await
+            .map_err(|e| AdminError::Metadata(e.to_string()))??;
+        let now = Instant::now();
+        for (tp, marks) in &fetched.watermarks {
+            cache.watermarks.insert(tp.clone(), (now, Ok(*marks)));
+        }
+        Ok(fetched.watermarks)
+    }
+
     /// Each of `topics`' `max.message.bytes` as Kafka reports it (not
     /// cached: asked only when a deployment is checked).
     pub async fn max_message_bytes(

@@ -76,6 +76,9 @@ pub struct Shared {
     /// run of the deployment).
     pub telemetry: Arc<DeploymentTelemetry>,
     state: watch::Sender<RunState>,
+    /// Where it stands while caught up, and since when (the watchdog's
+    /// checks write it; the supervisor reads it to put it to sleep).
+    quiet: Mutex<Option<partitions::Quiet>>,
 }
 
 impl Shared {
@@ -168,6 +171,7 @@ impl Deployment {
             stall_timeout: timeouts.stall,
             telemetry,
             state: state_tx,
+            quiet: Mutex::new(None),
         });
         let consumer: rebalance::DeploymentConsumer =
             kafka::consumer_config(kafka_config, &def.name, &settings.group, &def.kafka)
@@ -262,6 +266,15 @@ impl Deployment {
             .into_iter()
             .map(|(k, _)| (k.0.to_string(), k.1))
             .collect()
+    }
+
+    /// Where it stands on every assigned partition and since when, if it
+    /// has been caught up since the last check (about once a second).
+    pub fn quiet(&self) -> Option<partitions::Quiet> {
+        if !self.state().is_running() {
+            return None;
+        }
+        self.shared.quiet.lock().unwrap().clone()
     }
 
     /// The deployment's metrics.

@@ -440,9 +440,61 @@ pub fn report(partitions: &Partitions, key: &PartitionKey, obs: Observation, ver
     }
 }
 
+/// Where a deployment stood when it was last caught up on every assigned
+/// partition (everything received handled, nothing cut or waiting), and
+/// since when it has stood there. The supervisor puts a deployment quiet
+/// for `runtime.sleep_after_ms` to sleep and wakes it when a partition's
+/// end passes where it stood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quiet {
+    /// The first check that found it caught up at `at`.
+    pub since: Instant,
+    /// The next offset to read on each assigned partition.
+    pub at: BTreeMap<PartitionKey, i64>,
+}
+
+impl Quiet {
+    /// The state after a check that found the deployment caught up at
+    /// `at` (`None`: not caught up): quiet since the first of consecutive
+    /// checks that found it at the same place.
+    pub fn next(
+        prev: Option<Quiet>,
+        at: Option<BTreeMap<PartitionKey, i64>>,
+        now: Instant,
+    ) -> Option<Quiet> {
+        let at = at?;
+        match prev {
+            Some(q) if q.at == at => Some(q),
+            _ => Some(Quiet { since: now, at }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quiet_lasts_while_the_deployment_stands_still() {
+        let t0 = Instant::now();
+        let at = |o: i64| Some(BTreeMap::from([(("t".to_owned(), 0), o)]));
+        let q = Quiet::next(None, at(5), t0).unwrap();
+        let later = t0 + Duration::from_secs(3);
+        assert_eq!(
+            Quiet::next(Some(q.clone()), at(5), later).unwrap().since,
+            t0
+        );
+        assert_eq!(
+            Quiet::next(Some(q.clone()), at(6), later).unwrap().since,
+            later,
+            "handled more: quiet from now"
+        );
+        assert_eq!(
+            Quiet::next(Some(q), None, later),
+            None,
+            "work waiting: not quiet"
+        );
+    }
 
     fn key() -> PartitionKey {
         ("in".into(), 0)

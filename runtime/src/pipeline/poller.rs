@@ -27,7 +27,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::Shared;
 use super::lane::{self, LaneCtx};
-use super::partitions::{self, Observation, PartitionKey, Watchdog};
+use super::partitions::{self, Observation, PartitionKey, Quiet, Watchdog};
 use super::rebalance::{self, DeploymentConsumer};
 use crate::deployment::BatchConfig;
 use crate::deployment::RunState;
@@ -331,12 +331,31 @@ fn watch(
     let assigned = shared.partitions.assigned();
     watchdog.retain(|k| assigned.iter().any(|(a, _)| a == k));
     let mut positions: Option<TopicPartitionList> = None;
+    // Where every assigned partition stands, while all are caught up.
+    let mut caught_up = Some(std::collections::BTreeMap::new());
     for (key, progress) in &assigned {
-        let received_to = parts
+        let part = parts
             .iter()
-            .find(|p| p.partition == key.1 && p.topic == key.0)
-            .map(|p| p.expected)
-            .filter(|o| *o >= 0);
+            .find(|p| p.partition == key.1 && p.topic == key.0);
+        let received_to = part.map(|p| p.expected).filter(|o| *o >= 0);
+        let holding = part.is_some_and(|p| !p.builder.is_empty() || !p.waiting.is_empty());
+        match (progress.handled_to(), &mut caught_up) {
+            (Some(h), Some(at)) if !holding && received_to.is_none_or(|r| r <= h) => {
+                // The application position also moves past transaction
+                // markers, which no record ever hands over.
+                let positions =
+                    positions.get_or_insert_with(|| consumer.position().unwrap_or_default());
+                let delivered =
+                    positions
+                        .find_partition(&key.0, key.1)
+                        .and_then(|e| match e.offset() {
+                            Offset::Offset(o) => Some(o),
+                            _ => None,
+                        });
+                at.insert(key.clone(), delivered.map_or(h, |d| d.max(h)));
+            }
+            _ => caught_up = None,
+        }
         let mut obs = Observation {
             handled_to: progress.handled_to(),
             received_to,
@@ -360,6 +379,8 @@ fn watch(
         let verdict = watchdog.observe(key, obs, now);
         partitions::report(&shared.partitions, key, obs, verdict);
     }
+    let mut quiet = shared.quiet.lock().unwrap();
+    *quiet = Quiet::next(quiet.take(), caught_up, now);
 }
 
 /// The partition's end as the consumer last saw it, or from the broker if

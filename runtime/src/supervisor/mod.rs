@@ -11,6 +11,7 @@
 //! removes it.
 
 mod running;
+mod sleep;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -53,6 +54,8 @@ struct Slot {
     waiting: Option<String>,
     /// Metrics and guest log, kept for as long as the slot.
     telemetry: Arc<DeploymentTelemetry>,
+    /// Set while it sleeps: caught up and idle, its consumer released.
+    asleep: Option<sleep::Asleep>,
 }
 
 /// One deployment as the supervisor has it: a read-only copy, cheap to
@@ -76,6 +79,8 @@ pub struct View {
     /// Its metrics and guest log, which outlive restarts (kept as long as
     /// the deployment exists on this runner).
     pub telemetry: Arc<DeploymentTelemetry>,
+    /// How long it has been asleep, if it sleeps.
+    pub asleep_for: Option<Duration>,
 }
 
 impl View {
@@ -92,6 +97,7 @@ impl View {
             (Some(d), _) => d.state().reported(),
             (None, Some(p)) => (State::Failed, Some(p.clone())),
             (None, None) if self.waiting.is_some() => (State::Starting, self.waiting.clone()),
+            (None, None) if self.asleep_for.is_some() => (State::Sleeping, None),
             (None, None) => (State::Stopped, None),
         }
     }
@@ -132,6 +138,9 @@ pub struct Supervisor {
     replays_done: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>,
     /// Where every deployment's guest lines are mirrored to the fleet.
     log_mirror: std::sync::OnceLock<crate::telemetry::guest_log::LogMirror>,
+    /// One change at a time per deployment: the applier's, sleeping and
+    /// waking take turns.
+    turns: Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Supervisor {
@@ -159,6 +168,7 @@ impl Supervisor {
             runner_id: std::sync::OnceLock::new(),
             replays_done: std::sync::OnceLock::new(),
             log_mirror: std::sync::OnceLock::new(),
+            turns: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -184,6 +194,18 @@ impl Supervisor {
         for s in slots.values() {
             s.telemetry.log.mirror_to(mirror.clone());
         }
+    }
+
+    /// Wait for deployment `key`'s turn to change.
+    async fn turn(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .turns
+            .lock()
+            .unwrap()
+            .entry(key.to_owned())
+            .or_default()
+            .clone();
+        lock.lock_owned().await
     }
 
     /// Fresh telemetry for deployment `key`, mirrored to the fleet.
@@ -233,6 +255,7 @@ impl Supervisor {
                 replayed: 0,
                 waiting: None,
                 telemetry,
+                asleep: None,
             },
         );
         Ok(d)
@@ -257,6 +280,7 @@ impl Supervisor {
     /// recovering state at start was carried out when it was made, and
     /// repeating it would rewind the group again.
     pub async fn apply(&self, key: &str, record: Option<DeploymentRecord>, live: bool) {
+        let _turn = self.turn(key).await;
         let (old, running, replayed, telemetry) = {
             let slots = self.slots.lock().unwrap();
             match slots.get(key) {
@@ -336,6 +360,7 @@ impl Supervisor {
                 replayed,
                 waiting: None,
                 telemetry,
+                asleep: None,
             },
         );
     }
@@ -352,6 +377,7 @@ impl Supervisor {
     /// Stop deployment `key` (if it runs) because `record` may not run on
     /// this runner, and keep it listed as failed with `reason`.
     pub async fn refuse(&self, key: &str, record: DeploymentRecord, reason: String) {
+        let _turn = self.turn(key).await;
         let (running, replayed, telemetry) = {
             let slots = self.slots.lock().unwrap();
             match slots.get(key) {
@@ -577,6 +603,7 @@ impl Slot {
             replayed,
             waiting: None,
             telemetry,
+            asleep: None,
         }
     }
 }
@@ -590,6 +617,7 @@ fn view(key: &str, s: &Slot) -> View {
         problem: s.problem.clone(),
         waiting: s.waiting.clone(),
         telemetry: s.telemetry.clone(),
+        asleep_for: s.asleep.as_ref().map(|a| a.since.elapsed()),
     }
 }
 

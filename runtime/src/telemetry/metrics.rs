@@ -176,6 +176,14 @@ pub struct DeploymentMetrics {
     pub rebalances: IntCounter,
     /// Partitions assigned to this runner by rebalances.
     pub partitions_assigned: IntCounter,
+    /// Times the deployment was put to sleep on this runner (caught up and
+    /// idle for `runtime.sleep_after_ms`).
+    pub sleeps: IntCounter,
+    /// Times it was started again because records arrived while it slept.
+    pub wakes: IntCounter,
+    /// Time from noticing a sleeping deployment's new records to its
+    /// consumer being started again, in milliseconds, summed over wakes.
+    pub wake_ms: IntCounter,
     /// Partitions taken from this runner by rebalances, by `how`:
     /// `revoked` (drained and committed first) or `lost` (the group moved
     /// on without this member).
@@ -310,6 +318,18 @@ impl DeploymentMetrics {
             partitions_assigned: f.counter(
                 "ingesta_partitions_assigned_total",
                 "Partitions assigned to this runner by rebalances.",
+            ),
+            sleeps: f.counter(
+                "ingesta_deployment_sleeps_total",
+                "Times the deployment was put to sleep (caught up and idle for runtime.sleep_after_ms; its consumer released).",
+            ),
+            wakes: f.counter(
+                "ingesta_deployment_wakes_total",
+                "Times a sleeping deployment was started again because records arrived on its inputs.",
+            ),
+            wake_ms: f.counter(
+                "ingesta_deployment_wake_milliseconds_total",
+                "Time from noticing a sleeping deployment's new records to its consumer being started, summed over wakes.",
             ),
             partitions_revoked: f.counter_vec(
                 "ingesta_partitions_revoked_total",

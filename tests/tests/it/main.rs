@@ -43,6 +43,7 @@ mod sandbox;
 mod scaffold;
 mod shutdown;
 mod skips;
+mod sleeping;
 mod topics;
 mod tutorial;
 mod visible;
