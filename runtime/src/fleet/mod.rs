@@ -212,7 +212,7 @@ impl Fleet {
         let reader: BaseConsumer = crate::kafka::group_admin_config(kafka, "ingesta-fleet-reader")
             .set("client.id", "ingesta-fleet-reader")
             .set("enable.partition.eof", "false")
-            .set("fetch.wait.max.ms", "200")
+            .set("fetch.wait.max.ms", "500")
             .create()
             .context("invalid Kafka consumer settings for the fleet's topics")?;
         let mut tpl = TopicPartitionList::new();

@@ -62,9 +62,12 @@ pub fn consumer_config(
         // New partitions of an input topic are noticed (and a rebalance
         // assigns them) within this, rather than librdkafka's 5 minutes.
         .set("topic.metadata.refresh.interval.ms", "30000")
-        // librdkafka waits up to 500 ms for a fetch to fill by default; at
-        // low rates that wait is pure latency.
-        .set("fetch.wait.max.ms", "10")
+        // The broker holds a fetch until a record arrives (fetch.min.bytes
+        // is 1) or this long: an idle consumer asks twice a second rather
+        // than a hundred times (10 ms cost 0.004 cores of runner and of
+        // broker per idle deployment), and latency-bench measured no cost
+        // in latency (docs/benchmarks.md, "Latency").
+        .set("fetch.wait.max.ms", "500")
         // The default pre-fetch queue (64 MiB) is per consumer; with hundreds
         // of deployments per runner that is too much memory to pin.
         .set("queued.max.messages.kbytes", "16384")

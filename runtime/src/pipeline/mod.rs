@@ -313,19 +313,26 @@ impl Deployment {
 
 /// Fail fast, with the topic's name, when an input or output topic is
 /// missing: otherwise the consumer would idle and outputs would time out.
+///
+/// Asks for the deployment's topics only, one at a time: the cluster's
+/// whole metadata would cost the broker a full answer per start, and many
+/// deployments start at once (a runner's start, a wake-up storm).
 fn check_topics<C: ConsumerContext>(consumer: &BaseConsumer<C>, d: &Definition) -> Result<()> {
-    let metadata = consumer
-        .fetch_metadata(None, Duration::from_secs(10))
-        .with_context(|| {
-            format!(
-                "deployment {:?}: cannot fetch metadata from Kafka (is it running and reachable?)",
-                d.name
-            )
-        })?;
-    let known: std::collections::HashSet<&str> =
-        metadata.topics().iter().map(|t| t.name()).collect();
     for (role, topic) in d.spec.topics() {
-        if !known.contains(topic) {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .with_context(|| {
+                format!(
+                    "deployment {:?}: cannot fetch the metadata of {role} topic {topic:?} from Kafka (is it running and reachable?)",
+                    d.name
+                )
+            })?;
+        let missing = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .is_none_or(|t| t.error().is_some() || t.partitions().is_empty());
+        if missing {
             anyhow::bail!(
                 "deployment {:?}: {role} topic {topic:?} does not exist in Kafka; create it first (ingesta does not auto-create topics)",
                 d.name

@@ -46,8 +46,13 @@ struct Args {
     /// Client threads creating and deleting deployments.
     #[arg(long, default_value_t = 8)]
     clients: usize,
+    /// `runtime.sleep_after_ms`: 0 keeps every deployment awake (the cost
+    /// of idle consumers); otherwise the idle figures are taken once every
+    /// deployment sleeps.
+    #[arg(long, default_value_t = 0)]
+    sleep_after_ms: u64,
     /// Extra TOML appended to the runner's config (e.g. `[kafka.consumer]`
-    /// settings to compare).
+    /// settings to compare; not `[runtime]`, which `--sleep-after-ms` sets).
     #[arg(long, default_value = "")]
     extra: String,
     /// Kafka bootstrap servers.
@@ -105,14 +110,29 @@ fn in_parallel(n: usize, clients: usize, job: impl Fn(usize) -> Result<()> + Syn
     })
 }
 
-fn running(api: &Api) -> Result<usize> {
+/// How many deployments are in one of `states`.
+fn in_state(api: &Api, states: &[&str]) -> Result<usize> {
     let (status, body) = api.call(Method::GET, "/v1/deployments", Some(TENANT_A.token), None)?;
     if !status.is_success() {
         bail!("list: {status} {body}");
     }
-    Ok(body
-        .as_array()
-        .map_or(0, |a| a.iter().filter(|d| d["state"] == "running").count()))
+    Ok(body.as_array().map_or(0, |a| {
+        a.iter()
+            .filter(|d| states.iter().any(|s| d["state"] == *s))
+            .count()
+    }))
+}
+
+/// Wait until `n` deployments are in one of `states`.
+fn wait_for(api: &Api, states: &[&str], n: usize) -> Result<()> {
+    let deadline = Instant::now() + TIMEOUT;
+    while in_state(api, states)? < n {
+        if Instant::now() > deadline {
+            bail!("not {n} deployments {states:?} within {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Ok(())
 }
 
 fn row(what: &str, share_runner: f64, share_broker: f64, s: &Sample) {
@@ -129,7 +149,11 @@ fn row(what: &str, share_runner: f64, share_broker: f64, s: &Sample) {
 fn run() -> Result<()> {
     let args = Args::parse();
     kafka::set_bootstrap(&args.bootstrap);
-    let (mut ingesta, api) = control::start_runner(8, &args.extra)?;
+    let extra = format!(
+        "{}\n[runtime]\nsleep_after_ms = {}\n",
+        args.extra, args.sleep_after_ms
+    );
+    let (mut ingesta, api) = control::start_runner(8, &extra)?;
     let (pid, broker) = (ingesta.pid(), broker_pid()?);
     let a = TENANT_A.token;
     let digest = upload(&api, a, std::fs::read(runner::guest_wasm("noop")?)?)?;
@@ -164,20 +188,22 @@ fn run() -> Result<()> {
         Ok(())
     })?;
     let created = started.elapsed();
-    let deadline = Instant::now() + TIMEOUT;
-    while running(&api)? < args.deployments {
-        if Instant::now() > deadline {
-            bail!("not every deployment ran within {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_for(&api, &["running", "sleeping"], args.deployments)?;
     let all_running = started.elapsed();
+    let asleep = args.sleep_after_ms > 0;
+    if asleep {
+        wait_for(&api, &["sleeping"], args.deployments)?;
+    }
     std::thread::sleep(Duration::from_secs(args.settle));
     // Runner and broker over the same window, measured one after the other.
     let (r1, idle) = cpu_over(pid, window)?;
     let (b1, _) = cpu_over(broker, window)?;
     row(
-        &format!("{} idle deployments", args.deployments),
+        &format!(
+            "{} idle deployments{}",
+            args.deployments,
+            if asleep { ", asleep" } else { "" }
+        ),
         r1,
         b1,
         &idle,
