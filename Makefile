@@ -74,6 +74,9 @@ bench: kafka-fresh build guests
 	$(CARGO) run --release -p ingesta-tests --bin ingesta-bench -- --out target/bench-latest.md
 	$(CARGO) run --release -p ingesta-tests --bin deploy-bench | tee target/bench-deploy-latest.md
 	$(CARGO) run --release -p ingesta-tests --bin density-bench | tee target/bench-density-latest.md
+	$(CARGO) run --release -p ingesta-tests --bin density-bench -- --deployments 1000 --sleep-after-ms 5000 \
+		| tee target/bench-density-asleep-latest.md
+	$(CARGO) run --release -p ingesta-tests --bin latency-bench | tee target/bench-latency-latest.md
 	$(CARGO) run --release -p ingesta-tests --bin ingest-bench | tee target/bench-ingest-latest.md
 	$(CARGO) run --release -p ingesta-tests --bin sdk-bench | tee target/bench-sdk-latest.md
 	$(CARGO) run --release -p ingesta-tests --bin ingesta-bench -- --sizes 100 --records 200000 \

@@ -79,6 +79,10 @@ pub struct Shared {
     /// Where it stands while caught up, and since when (the watchdog's
     /// checks write it; the supervisor reads it to put it to sleep).
     quiet: Mutex<Option<partitions::Quiet>>,
+    /// Set by the first assignment (empty or not): until then it has not
+    /// joined its group, and holding nothing says nothing about being
+    /// caught up.
+    joined: AtomicBool,
 }
 
 impl Shared {
@@ -172,6 +176,7 @@ impl Deployment {
             telemetry,
             state: state_tx,
             quiet: Mutex::new(None),
+            joined: AtomicBool::new(false),
         });
         let consumer: rebalance::DeploymentConsumer =
             kafka::consumer_config(kafka_config, &def.name, &settings.group, &def.kafka)

@@ -331,8 +331,12 @@ fn watch(
     let assigned = shared.partitions.assigned();
     watchdog.retain(|k| assigned.iter().any(|(a, _)| a == k));
     let mut positions: Option<TopicPartitionList> = None;
-    // Where every assigned partition stands, while all are caught up.
-    let mut caught_up = Some(std::collections::BTreeMap::new());
+    // Where every assigned partition stands, while all are caught up (not
+    // before the first assignment: holding nothing then means nothing).
+    let mut caught_up = shared
+        .joined
+        .load(Ordering::Acquire)
+        .then(std::collections::BTreeMap::new);
     for (key, progress) in &assigned {
         let part = parts
             .iter()

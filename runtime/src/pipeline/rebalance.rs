@@ -194,6 +194,7 @@ impl ConsumerContext for DeploymentContext {
                 }
                 metrics.partitions_assigned.inc_by(tpl.count() as u64);
                 self.assign(consumer, tpl);
+                self.shared.joined.store(true, Ordering::Release);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let how = if consumer.assignment_lost() {

@@ -27,12 +27,10 @@ pub(super) struct Asleep {
     pub(super) since: Instant,
     /// The next offset to read on each partition it held.
     at: BTreeMap<Tp, i64>,
-    /// The ends of its inputs' other partitions when they were first
-    /// read after it fell asleep (another member of its group had them,
-    /// or nobody): records before those were not this runner's to read.
+    /// Where its group stood on its inputs' other partitions when it fell
+    /// asleep (committed offset, else the first offset): another member
+    /// of the group held them, or nobody did (it had just joined).
     others: HashMap<Tp, i64>,
-    /// Whether the first look at its inputs' ends was taken.
-    looked: bool,
 }
 
 /// Why a sleeping deployment wakes: the first partition found with
@@ -48,47 +46,45 @@ pub(super) struct Woken {
 }
 
 impl Asleep {
-    /// Asleep now, having stood at `quiet`'s offsets.
-    pub(super) fn new(quiet: Quiet) -> Self {
+    /// Asleep now, having stood at `quiet`'s offsets on the partitions it
+    /// held and its group at `others` on the rest.
+    pub(super) fn new(quiet: Quiet, others: HashMap<Tp, i64>) -> Self {
         Self {
             since: Instant::now(),
             at: quiet.at,
-            others: HashMap::new(),
-            looked: false,
+            others,
         }
     }
 
-    /// Whether `ends` (each input partition's high watermark now) show a
-    /// record past where it stood. A partition it did not hold is judged
-    /// against its end at the first look; one that appears later (added
-    /// to the topic) against its start, so all its records count.
-    pub(super) fn woken_by(&mut self, ends: &HashMap<Tp, (i64, i64)>) -> Option<Woken> {
-        let first = !self.looked;
-        self.looked = true;
+    /// Whether `ends` (each input partition's watermarks now) show a
+    /// record past where it, or its group, stood. A partition it knows
+    /// nothing of (added to the topic while it slept) counts from its
+    /// first offset, so all its records do.
+    pub(super) fn woken_by(&self, ends: &HashMap<Tp, (i64, i64)>) -> Option<Woken> {
         let mut sorted: Vec<(&Tp, &(i64, i64))> = ends.iter().collect();
         sorted.sort();
-        for (tp, &(low, high)) in sorted {
-            let from = match self.at.get(tp) {
-                Some(&at) => at,
-                None if first => *self.others.entry(tp.clone()).or_insert(high),
-                None => *self.others.entry(tp.clone()).or_insert(low),
-            };
-            if high > from {
-                return Some(Woken {
-                    tp: tp.clone(),
-                    from,
-                    to: high,
-                });
-            }
-        }
-        None
+        sorted.into_iter().find_map(|(tp, &(low, high))| {
+            let from = self
+                .at
+                .get(tp)
+                .or_else(|| self.others.get(tp))
+                .copied()
+                .unwrap_or(low);
+            (high > from).then(|| Woken {
+                tp: tp.clone(),
+                from,
+                to: high,
+            })
+        })
     }
 }
 
 impl Supervisor {
     /// Put to sleep every API consumer deployment that has stood caught up
-    /// for `after`.
-    pub async fn sleep_idle(&self, after: Duration) {
+    /// for `after`. Where its group stands on the partitions it does not
+    /// hold is read first (from `offsets`); a deployment whose group cannot
+    /// be read stays awake.
+    pub async fn sleep_idle(&self, offsets: &Offsets, after: Duration) {
         let due: Vec<String> = {
             let slots = self.slots.lock().unwrap();
             slots
@@ -105,16 +101,31 @@ impl Supervisor {
         };
         for key in due {
             let _turn = self.turn(&key).await;
-            let (d, quiet) = {
+            let (d, quiet, group) = {
                 let slots = self.slots.lock().unwrap();
-                let Some(Running::Consumer(d)) = slots.get(&key).and_then(|s| s.running.clone())
+                let Some(s) = slots.get(&key) else { continue };
+                let (Some(Running::Consumer(d)), Some(group)) =
+                    (s.running.clone(), s.def.group_and_inputs())
                 else {
                     continue;
                 };
                 match d.quiet().filter(|q| q.since.elapsed() >= after) {
-                    Some(q) => (d, q),
+                    Some(q) => (d, q, group),
                     None => continue,
                 }
+            };
+            let others = match offsets.lag(std::slice::from_ref(&group)).await.pop() {
+                Some(Ok(parts)) => parts
+                    .into_iter()
+                    .map(|p| ((p.topic, p.partition), p.high_watermark - p.lag))
+                    .filter(|(tp, _)| !quiet.at.contains_key(tp))
+                    .collect(),
+                Some(Err(e)) => {
+                    tracing::debug!(deployment = %key, error = %e,
+                        "not sleeping: where its group stands cannot be read");
+                    continue;
+                }
+                None => continue,
             };
             let idle_ms = quiet.since.elapsed().as_millis() as u64;
             if let crate::deployment::RunState::Failed(_) = d.stop().await {
@@ -125,9 +136,9 @@ impl Supervisor {
             if let Some(s) = slots.get_mut(&key) {
                 s.running = None;
                 s.telemetry.metrics.sleeps.inc();
-                tracing::info!(deployment = %key, idle_ms, at = ?quiet.at,
+                tracing::info!(deployment = %key, idle_ms, at = ?quiet.at, group_at = ?others,
                     "deployment sleeping: caught up and idle; its consumer is released until a record arrives");
-                s.asleep = Some(Asleep::new(quiet));
+                s.asleep = Some(Asleep::new(quiet, others));
             }
         }
     }
@@ -158,12 +169,12 @@ impl Supervisor {
         };
         let noticed = Instant::now();
         let woken: Vec<(String, Woken)> = {
-            let mut slots = self.slots.lock().unwrap();
+            let slots = self.slots.lock().unwrap();
             slots
-                .iter_mut()
+                .iter()
                 .filter_map(|(k, s)| {
                     let inputs = inputs_of(s);
-                    let asleep = s.asleep.as_mut()?;
+                    let asleep = s.asleep.as_ref()?;
                     let mine: HashMap<Tp, (i64, i64)> = ends
                         .iter()
                         .filter(|((t, _), _)| inputs.contains(t))
@@ -245,7 +256,7 @@ impl Supervisor {
             self.wake_sleepers(&offsets).await;
             if Instant::now() >= next_sleep {
                 next_sleep = Instant::now() + Duration::from_secs(1);
-                self.sleep_idle(after).await;
+                self.sleep_idle(&offsets, after).await;
             }
         }
     }
@@ -264,15 +275,18 @@ mod tests {
         ("in".to_owned(), p)
     }
 
-    #[test]
-    fn wakes_only_for_records_past_where_it_stood() {
+    fn asleep_at(at: &[(i32, i64)], others: &[(i32, i64)]) -> Asleep {
         let quiet = Quiet {
             since: Instant::now(),
-            at: BTreeMap::from([(tp(0), 10)]),
+            at: at.iter().map(|&(p, o)| (tp(p), o)).collect(),
         };
-        let mut a = Asleep::new(quiet);
-        // Partition 1 was another member's: its end at the first look is
-        // where records stop being someone else's.
+        Asleep::new(quiet, others.iter().map(|&(p, o)| (tp(p), o)).collect())
+    }
+
+    #[test]
+    fn wakes_only_for_records_past_where_it_or_its_group_stood() {
+        // Partition 1 was another member's, committed to 7.
+        let a = asleep_at(&[(0, 10)], &[(1, 7)]);
         let mut ends = HashMap::from([(tp(0), (0, 10)), (tp(1), (0, 7))]);
         assert_eq!(a.woken_by(&ends), None);
         ends.insert(tp(1), (0, 8));
@@ -297,12 +311,24 @@ mod tests {
     }
 
     #[test]
+    fn asleep_before_it_held_anything_it_wakes_for_what_its_group_did_not_handle() {
+        // Put to sleep between joining and its first assignment: records
+        // already there but not committed by the group still wake it.
+        let a = asleep_at(&[], &[(0, 4)]);
+        let ends = HashMap::from([(tp(0), (0, 9))]);
+        assert_eq!(
+            a.woken_by(&ends),
+            Some(Woken {
+                tp: tp(0),
+                from: 4,
+                to: 9
+            })
+        );
+    }
+
+    #[test]
     fn a_partition_added_while_asleep_counts_from_its_start() {
-        let quiet = Quiet {
-            since: Instant::now(),
-            at: BTreeMap::from([(tp(0), 3)]),
-        };
-        let mut a = Asleep::new(quiet);
+        let a = asleep_at(&[(0, 3)], &[]);
         let mut ends = HashMap::from([(tp(0), (0, 3))]);
         assert_eq!(a.woken_by(&ends), None);
         ends.insert(tp(1), (0, 0));
@@ -320,11 +346,7 @@ mod tests {
 
     #[test]
     fn records_that_arrived_before_it_slept_wake_it_at_once() {
-        let quiet = Quiet {
-            since: Instant::now(),
-            at: BTreeMap::from([(tp(0), 3)]),
-        };
-        let mut a = Asleep::new(quiet);
+        let a = asleep_at(&[(0, 3)], &[]);
         let ends = HashMap::from([(tp(0), (0, 5))]);
         assert_eq!(
             a.woken_by(&ends),

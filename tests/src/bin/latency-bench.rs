@@ -82,7 +82,9 @@ fn run() -> Result<()> {
             "latency: identity 1:1 map, {SIZE} B records, produce (acks=all, linger 0) -> output visible; {} s per run, 2 s warm-up",
             args.seconds
         );
-        println!("| settings | rate (rec/s) | records | p50 (ms) | p99 (ms) | p99.9 (ms) | max (ms) |");
+        println!(
+            "| settings | rate (rec/s) | records | p50 (ms) | p99 (ms) | p99.9 (ms) | max (ms) |"
+        );
         println!("|---|---:|---:|---:|---:|---:|---:|");
         for preset in &args.presets {
             for &rate in &args.rates {
@@ -191,7 +193,14 @@ fn pct(v: &[u64], p: f64) -> f64 {
     v[i] as f64 / 1000.0
 }
 
-fn deploy(api: &Api, digest: &str, name: &str, input: &str, output: &str, batch: &serde_json::Value) -> Result<()> {
+fn deploy(
+    api: &Api,
+    digest: &str,
+    name: &str,
+    input: &str,
+    output: &str,
+    batch: &serde_json::Value,
+) -> Result<()> {
     let mut body = json!({
         "name": name, "module": digest, "inputs": [input], "group": kafka::unique("a-lat"),
         "outputs": [output], "config": { "output_topic": output },
@@ -199,7 +208,8 @@ fn deploy(api: &Api, digest: &str, name: &str, input: &str, output: &str, batch:
     if batch.as_object().is_some_and(|b| !b.is_empty()) {
         body["batch"] = batch.clone();
     }
-    let (status, answer) = api.json(Method::POST, "/v1/deployments", Some(TENANT_A.token), &body)?;
+    let (status, answer) =
+        api.json(Method::POST, "/v1/deployments", Some(TENANT_A.token), &body)?;
     if status != StatusCode::CREATED {
         bail!("create {name}: {status} {answer}");
     }
@@ -231,7 +241,11 @@ fn wait_state(api: &Api, state: &str, n: usize) -> Result<()> {
 fn steady(preset_name: &str, rate: u64, seconds: u64) -> Result<()> {
     let (extra, batch) = preset(preset_name)?;
     let (mut ingesta, api) = control::start_runner(8, extra)?;
-    let digest = upload(&api, TENANT_A.token, std::fs::read(runner::guest_wasm("identity")?)?)?;
+    let digest = upload(
+        &api,
+        TENANT_A.token,
+        std::fs::read(runner::guest_wasm("identity")?)?,
+    )?;
     let [input, output] = kafka::fresh_topics(["a-lat-in", "a-lat-out"], 4)?;
     deploy(&api, &digest, "lat", &input, &output, &batch)?;
     wait_state(&api, "running", 1)?;
@@ -268,7 +282,9 @@ fn steady(preset_name: &str, rate: u64, seconds: u64) -> Result<()> {
             Ok(())
         });
         let all = latencies(&reader, total as usize, Duration::from_secs(seconds + 60))?;
-        sending.join().map_err(|_| anyhow::anyhow!("the sender panicked"))??;
+        sending
+            .join()
+            .map_err(|_| anyhow::anyhow!("the sender panicked"))??;
         Ok(all)
     })?;
     let mut counted: Vec<u64> = measured.into_iter().skip(warm as usize).collect();
@@ -290,13 +306,24 @@ fn steady(preset_name: &str, rate: u64, seconds: u64) -> Result<()> {
 fn wake(args: &Args) -> Result<()> {
     let extra = "[runtime]\nsleep_after_ms = 2000\n";
     let (mut ingesta, api) = control::start_runner(8, extra)?;
-    let digest = upload(&api, TENANT_A.token, std::fs::read(runner::guest_wasm("identity")?)?)?;
+    let digest = upload(
+        &api,
+        TENANT_A.token,
+        std::fs::read(runner::guest_wasm("identity")?)?,
+    )?;
     let [output, shared] = kafka::fresh_topics(["a-wake-out", "a-wake-shared"], 4)?;
     let mut inputs = Vec::new();
     for i in 0..args.deployments {
         let topic = kafka::unique(&format!("a-wake-in-{i}"));
         kafka::create_topic(&topic, 1)?;
-        deploy(&api, &digest, &format!("wake-{i}"), &topic, &output, &json!({}))?;
+        deploy(
+            &api,
+            &digest,
+            &format!("wake-{i}"),
+            &topic,
+            &output,
+            &json!({}),
+        )?;
         inputs.push(topic);
     }
     let n = args.deployments;
@@ -332,7 +359,14 @@ fn wake(args: &Args) -> Result<()> {
         pct(&own, 100.0)
     );
     for i in 0..args.broadcast {
-        deploy(&api, &digest, &format!("bcast-{i}"), &shared, &output, &json!({}))?;
+        deploy(
+            &api,
+            &digest,
+            &format!("bcast-{i}"),
+            &shared,
+            &output,
+            &json!({}),
+        )?;
     }
     wait_state(&api, "sleeping", n + args.broadcast)?;
     let producer = self::producer()?;

@@ -49,8 +49,7 @@ fn wait_all(api: &Api, states: &[&str]) -> Result<()> {
 
 #[test]
 fn three_hundred_deployments_sleep_cheaply_and_all_wake_on_one_record() -> Result<()> {
-    let (mut ingesta, api) =
-        control::start_runner(8, "[runtime]\nsleep_after_ms = 10000\n")?;
+    let (mut ingesta, api) = control::start_runner(8, "[runtime]\nsleep_after_ms = 10000\n")?;
     let a = TENANT_A.token;
     let digest = upload(&api, a, std::fs::read(runner::guest_wasm("identity")?)?)?;
     let [input, output] = kafka::fresh_topics(["a-dense-in", "a-dense-out"], 2)?;

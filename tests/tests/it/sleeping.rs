@@ -5,7 +5,7 @@
 //! rounds of sleep and wake every input has its output, none twice (a
 //! sleep commits what was handled, so a wake redelivers nothing).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
 use ingesta_tests::control::{self, State, TENANT_A, deploy_module, wait_status};
@@ -67,7 +67,23 @@ fn a_sleeping_deployment_wakes_on_new_records_and_loses_nothing() -> Result<()> 
             .collect();
         kafka::produce(&input, records)?;
         sent += PER_ROUND;
-        let duplicates = check_outputs(&output, sent, TIMEOUT)?;
+        // The outputs arrive once the deployment has woken and handled
+        // the records: read the output topic until they are all there.
+        let deadline = Instant::now() + TIMEOUT;
+        let duplicates = loop {
+            match check_outputs(&output, sent, TIMEOUT) {
+                Ok(duplicates) => break duplicates,
+                Err(e) if Instant::now() > deadline => {
+                    let log = ingesta.log();
+                    let ours: Vec<&str> = log.lines().filter(|l| l.contains(name)).collect();
+                    return Err(e.context(format!(
+                        "round {round}, {TIMEOUT:?} after producing; the runner's lines about the deployment:\n{}",
+                        ours[ours.len().saturating_sub(40)..].join("\n")
+                    )));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        };
         ensure!(
             duplicates == 0,
             "round {round}: {duplicates} outputs arrived twice across sleep and wake"
