@@ -267,7 +267,7 @@ impl Default for RuntimeConfig {
             runner_id: None,
             static_membership: false,
             sleep_after_ms: 60_000,
-            wake_check_ms: 200,
+            wake_check_ms: 100,
         }
     }
 }

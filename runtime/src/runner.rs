@@ -217,14 +217,18 @@ impl Runner {
         control: &crate::config::ControlConfig,
         state: Arc<StateLog>,
         fleet: Arc<Fleet>,
-        offsets: Arc<Offsets>,
     ) -> Result<Arc<Service>> {
+        let offsets = Offsets::new(
+            &config.kafka,
+            Duration::from_millis(config.runtime.offsets_cache_ms),
+        )
+        .context("cannot create the runner's offsets client")?;
         let mut service = Service::new(
             control.auth().map_err(anyhow::Error::msg)?,
             self.supervisor.clone(),
             self.modules.clone(),
             state,
-            offsets,
+            Arc::new(offsets),
             self.metrics.clone(),
             self.engine.config().fuel,
             (control.max_module_mib as usize) << 20,
@@ -235,6 +239,25 @@ impl Runner {
         service.fleet = Some(fleet);
         let service = Arc::new(service);
         Ok(service)
+    }
+
+    /// Put idle deployments to sleep and wake them, until `closing`
+    /// (unless `runtime.sleep_after_ms` is 0).
+    fn start_sleeper(
+        &self,
+        config: &Config,
+        offsets: Arc<Offsets>,
+        closing: tokio::sync::watch::Receiver<bool>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let runtime = &config.runtime;
+        (runtime.sleep_after_ms > 0).then(|| {
+            tokio::spawn(self.supervisor.clone().keep_sleeping(
+                offsets,
+                Duration::from_millis(runtime.sleep_after_ms),
+                Duration::from_millis(runtime.wake_check_ms),
+                closing,
+            ))
+        })
     }
 
     /// Read the control plane's state from Kafka, start every deployment
@@ -268,32 +291,11 @@ impl Runner {
                 fuel_metering: self.engine.config().fuel,
             },
         ));
-        let offsets = Arc::new(
-            Offsets::new(
-                &config.kafka,
-                Duration::from_millis(config.runtime.offsets_cache_ms),
-            )
-            .context("cannot create the runner's offsets client")?,
-        );
-        let service = self.service(
-            config,
-            control,
-            state.clone(),
-            fleet.clone(),
-            offsets.clone(),
-        )?;
-
+        let service = self.service(config, control, state.clone(), fleet.clone())?;
         service.follow_replays(replayed);
         service.adopt_orphaned_replays();
         let (closing, closing_rx) = tokio::sync::watch::channel(false);
-        let sleeper = (config.runtime.sleep_after_ms > 0).then(|| {
-            tokio::spawn(self.supervisor.clone().keep_sleeping(
-                offsets,
-                Duration::from_millis(config.runtime.sleep_after_ms),
-                Duration::from_millis(config.runtime.wake_check_ms),
-                closing_rx.clone(),
-            ))
-        });
+        let sleeper = self.start_sleeper(config, service.offsets.clone(), closing_rx.clone());
         let http_state = Arc::new(HttpState {
             service: service.clone(),
             closing: closing_rx,

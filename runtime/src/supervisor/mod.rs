@@ -301,6 +301,9 @@ impl Supervisor {
                 stop(&d).await;
             }
             self.slots.lock().unwrap().remove(key);
+            // A sleep or wake still waiting for this key finds no slot and
+            // does nothing.
+            self.turns.lock().unwrap().remove(key);
             tracing::info!(deployment = key, "deployment removed");
             return;
         };

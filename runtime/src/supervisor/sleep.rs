@@ -152,7 +152,7 @@ impl Supervisor {
             slots
                 .values()
                 .filter(|s| s.asleep.is_some())
-                .flat_map(|s| inputs_of(s))
+                .flat_map(inputs_of)
                 .collect()
         };
         if topics.is_empty() {

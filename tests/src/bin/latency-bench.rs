@@ -346,7 +346,7 @@ fn wake(args: &Args) -> Result<()> {
     own.sort_unstable();
     println!();
     println!(
-        "waking (wake_check_ms 200, sleep_after_ms 2000, broker group.initial.rebalance.delay.ms 0): first record -> its output visible"
+        "waking (wake_check_ms 100, sleep_after_ms 2000, broker group.initial.rebalance.delay.ms 0): first record -> its output visible"
     );
     println!("| case | wake-ups | p50 (ms) | p99 (ms) | max (ms) |");
     println!("|---|---:|---:|---:|---:|");
