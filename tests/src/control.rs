@@ -304,6 +304,39 @@ pub fn wait_status(
     }
 }
 
+/// How many of `token`'s deployments are in one of `states`.
+pub fn count_in(api: &Api, token: &str, states: &[&str]) -> Result<usize> {
+    let (status, list) = api.call(Method::GET, "/v1/deployments", Some(token), None)?;
+    ensure!(status.is_success(), "list deployments: {status} {list}");
+    Ok(list.as_array().map_or(0, |l| {
+        l.iter()
+            .filter(|d| states.iter().any(|s| d["state"] == *s))
+            .count()
+    }))
+}
+
+/// Polls until `n` of `token`'s deployments are in one of `states`; fails
+/// after `timeout` saying how many were.
+pub fn wait_count(
+    api: &Api,
+    token: &str,
+    states: &[&str],
+    n: usize,
+    timeout: Duration,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let found = count_in(api, token, states)?;
+        if found >= n {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{found} of {n} deployments {states:?} after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Sends `r`; returns the status and the body parsed as JSON (`Null` if
 /// it is not JSON).
 fn answer(

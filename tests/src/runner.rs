@@ -385,6 +385,17 @@ impl RunnerProcess {
         }
     }
 
+    /// SIGTERM, then wait up to `timeout`: fails with the log unless it
+    /// drains and exits 0. Returns the log.
+    pub fn stop_cleanly(&mut self, timeout: Duration) -> Result<String> {
+        self.sigterm()?;
+        let (exit, log) = self.wait(timeout)?;
+        if !exit.success() {
+            bail!("the runner did not stop cleanly: {exit}\n{log}");
+        }
+        Ok(log)
+    }
+
     /// Wait until `group` has committed the end of every partition of
     /// `topic` (as of the call). Fails early, with the log, if the runner
     /// exits meanwhile.

@@ -84,7 +84,7 @@ impl Supervisor {
     /// for `after`. Where its group stands on the partitions it does not
     /// hold is read first (from `offsets`); a deployment whose group cannot
     /// be read stays awake.
-    pub async fn sleep_idle(&self, offsets: &Offsets, after: Duration) {
+    pub async fn sleep_idle(self: &Arc<Self>, offsets: &Arc<Offsets>, after: Duration) {
         let due: Vec<String> = {
             let slots = self.slots.lock().unwrap();
             slots
@@ -99,47 +99,57 @@ impl Supervisor {
                 .map(|(k, _)| k.clone())
                 .collect()
         };
+        // All at once: stopping one takes a drain and a group leave, and
+        // the wake checks wait for this round.
+        let mut sleeping = tokio::task::JoinSet::new();
         for key in due {
-            let _turn = self.turn(&key).await;
-            let (d, quiet, group) = {
-                let slots = self.slots.lock().unwrap();
-                let Some(s) = slots.get(&key) else { continue };
-                let (Some(Running::Consumer(d)), Some(group)) =
-                    (s.running.clone(), s.def.group_and_inputs())
-                else {
-                    continue;
-                };
-                match d.quiet().filter(|q| q.since.elapsed() >= after) {
-                    Some(q) => (d, q, group),
-                    None => continue,
-                }
+            let (me, offsets) = (self.clone(), offsets.clone());
+            sleeping.spawn(async move { me.sleep_one(&key, &offsets, after).await });
+        }
+        while sleeping.join_next().await.is_some() {}
+    }
+
+    /// Put deployment `key` to sleep if it still stands caught up.
+    async fn sleep_one(&self, key: &str, offsets: &Offsets, after: Duration) {
+        let _turn = self.turn(key).await;
+        let (d, quiet, group) = {
+            let slots = self.slots.lock().unwrap();
+            let Some(s) = slots.get(key) else { return };
+            let (Some(Running::Consumer(d)), Some(group)) =
+                (s.running.clone(), s.def.group_and_inputs())
+            else {
+                return;
             };
-            let others = match offsets.lag(std::slice::from_ref(&group)).await.pop() {
-                Some(Ok(parts)) => parts
-                    .into_iter()
-                    .map(|p| ((p.topic, p.partition), p.high_watermark - p.lag))
-                    .filter(|(tp, _)| !quiet.at.contains_key(tp))
-                    .collect(),
-                Some(Err(e)) => {
-                    tracing::debug!(deployment = %key, error = %e,
-                        "not sleeping: where its group stands cannot be read");
-                    continue;
-                }
-                None => continue,
-            };
-            let idle_ms = quiet.since.elapsed().as_millis() as u64;
-            if let crate::deployment::RunState::Failed(_) = d.stop().await {
-                // It failed while stopping: it stays listed as failed.
-                continue;
+            match d.quiet().filter(|q| q.since.elapsed() >= after) {
+                Some(q) => (d, q, group),
+                None => return,
             }
-            let mut slots = self.slots.lock().unwrap();
-            if let Some(s) = slots.get_mut(&key) {
-                s.running = None;
-                s.telemetry.metrics.sleeps.inc();
-                tracing::info!(deployment = %key, idle_ms, at = ?quiet.at, group_at = ?others,
-                    "deployment sleeping: caught up and idle; its consumer is released until a record arrives");
-                s.asleep = Some(Asleep::new(quiet, others));
+        };
+        let others = match offsets.lag(std::slice::from_ref(&group)).await.pop() {
+            Some(Ok(parts)) => parts
+                .into_iter()
+                .map(|p| ((p.topic, p.partition), p.high_watermark - p.lag))
+                .filter(|(tp, _)| !quiet.at.contains_key(tp))
+                .collect(),
+            Some(Err(e)) => {
+                tracing::debug!(deployment = key, error = %e,
+                    "not sleeping: where its group stands cannot be read");
+                return;
             }
+            None => return,
+        };
+        let idle_ms = quiet.since.elapsed().as_millis() as u64;
+        if let crate::deployment::RunState::Failed(_) = d.stop().await {
+            // It failed while stopping: it stays listed as failed.
+            return;
+        }
+        let mut slots = self.slots.lock().unwrap();
+        if let Some(s) = slots.get_mut(key) {
+            s.running = None;
+            s.telemetry.metrics.sleeps.inc();
+            tracing::info!(deployment = key, idle_ms, at = ?quiet.at, group_at = ?others,
+                "deployment sleeping: caught up and idle; its consumer is released until a record arrives");
+            s.asleep = Some(Asleep::new(quiet, others));
         }
     }
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use clap::Parser;
-use ingesta_tests::control::{self, Api, TENANT_A, upload};
+use ingesta_tests::control::{self, TENANT_A, upload};
 use ingesta_tests::kafka;
 use ingesta_tests::proc::{Sample, sample};
 use ingesta_tests::runner;
@@ -110,31 +110,6 @@ fn in_parallel(n: usize, clients: usize, job: impl Fn(usize) -> Result<()> + Syn
     })
 }
 
-/// How many deployments are in one of `states`.
-fn in_state(api: &Api, states: &[&str]) -> Result<usize> {
-    let (status, body) = api.call(Method::GET, "/v1/deployments", Some(TENANT_A.token), None)?;
-    if !status.is_success() {
-        bail!("list: {status} {body}");
-    }
-    Ok(body.as_array().map_or(0, |a| {
-        a.iter()
-            .filter(|d| states.iter().any(|s| d["state"] == *s))
-            .count()
-    }))
-}
-
-/// Wait until `n` deployments are in one of `states`.
-fn wait_for(api: &Api, states: &[&str], n: usize) -> Result<()> {
-    let deadline = Instant::now() + TIMEOUT;
-    while in_state(api, states)? < n {
-        if Instant::now() > deadline {
-            bail!("not {n} deployments {states:?} within {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    Ok(())
-}
-
 fn row(what: &str, share_runner: f64, share_broker: f64, s: &Sample) {
     println!(
         "| {what} | {:.1} | {:.1} | {} | {:.3} | {:.3} |",
@@ -188,11 +163,11 @@ fn run() -> Result<()> {
         Ok(())
     })?;
     let created = started.elapsed();
-    wait_for(&api, &["running", "sleeping"], args.deployments)?;
+    control::wait_count(&api, a, &["running", "sleeping"], args.deployments, TIMEOUT)?;
     let all_running = started.elapsed();
     let asleep = args.sleep_after_ms > 0;
     if asleep {
-        wait_for(&api, &["sleeping"], args.deployments)?;
+        control::wait_count(&api, a, &["sleeping"], args.deployments, TIMEOUT)?;
     }
     std::thread::sleep(Duration::from_secs(args.settle));
     // Runner and broker over the same window, measured one after the other.

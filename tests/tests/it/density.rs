@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
-use ingesta_tests::control::{self, Api, TENANT_A, upload};
+use ingesta_tests::control::{self, TENANT_A, upload, wait_count};
 use ingesta_tests::kafka;
 use ingesta_tests::runner;
 use reqwest::{Method, StatusCode};
@@ -24,27 +24,6 @@ const MAX_MIB_AWAKE: f64 = 4.0;
 
 fn rss_mib(pid: u32) -> Result<f64> {
     Ok(ingesta_tests::proc::sample(pid)?.rss_kib as f64 / 1024.0)
-}
-
-/// Waits until every deployment of tenant A is in one of `states`.
-fn wait_all(api: &Api, states: &[&str]) -> Result<()> {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let (_, list) = api.call(Method::GET, "/v1/deployments", Some(TENANT_A.token), None)?;
-        let n = list.as_array().map_or(0, |l| {
-            l.iter()
-                .filter(|d| states.iter().any(|s| d["state"] == *s))
-                .count()
-        });
-        if n == DEPLOYMENTS {
-            return Ok(());
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "{n} of {DEPLOYMENTS} deployments {states:?} after {TIMEOUT:?}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 #[test]
@@ -78,7 +57,7 @@ fn three_hundred_deployments_sleep_cheaply_and_all_wake_on_one_record() -> Resul
     );
     // Awake (the first ones may already sleep if creating took long: then
     // this bound is only looser).
-    wait_all(&api, &["running", "sleeping"])?;
+    wait_count(&api, a, &["running", "sleeping"], DEPLOYMENTS, TIMEOUT)?;
     std::thread::sleep(Duration::from_secs(2));
     let awake = (rss_mib(ingesta.pid())? - before) / DEPLOYMENTS as f64;
     eprintln!("{DEPLOYMENTS} idle deployments, awake: {awake:.2} MiB of RSS each");
@@ -87,7 +66,7 @@ fn three_hundred_deployments_sleep_cheaply_and_all_wake_on_one_record() -> Resul
         "{DEPLOYMENTS} awake idle deployments cost {awake:.2} MiB of RSS each (at most {MAX_MIB_AWAKE})"
     );
 
-    wait_all(&api, &["sleeping"])?;
+    wait_count(&api, a, &["sleeping"], DEPLOYMENTS, TIMEOUT)?;
     let asleep = (rss_mib(ingesta.pid())? - before) / DEPLOYMENTS as f64;
     eprintln!("{DEPLOYMENTS} sleeping deployments: {asleep:.2} MiB of RSS each");
     ensure!(
@@ -108,12 +87,7 @@ fn three_hundred_deployments_sleep_cheaply_and_all_wake_on_one_record() -> Resul
         "one record: {DEPLOYMENTS} outputs {:.1} s later",
         woken.elapsed().as_secs_f64()
     );
-    ingesta.sigterm()?;
-    let (exit, log) = ingesta.wait(TIMEOUT)?;
-    ensure!(
-        exit.success(),
-        "the runner did not stop cleanly: {exit}\n{log}"
-    );
+    ingesta.stop_cleanly(TIMEOUT)?;
     kafka::delete_topics(&[&input, &output]);
     Ok(())
 }

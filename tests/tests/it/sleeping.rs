@@ -103,12 +103,7 @@ fn a_sleeping_deployment_wakes_on_new_records_and_loses_nothing() -> Result<()> 
         sleeps >= ROUNDS as f64 && wakes >= ROUNDS as f64,
         "{sleeps} sleeps and {wakes} wakes over {ROUNDS} rounds"
     );
-    ingesta.sigterm()?;
-    let (exit, log) = ingesta.wait(TIMEOUT)?;
-    ensure!(
-        exit.success(),
-        "the runner did not stop cleanly: {exit}\n{log}"
-    );
+    ingesta.stop_cleanly(TIMEOUT)?;
     kafka::delete_topics(&[&input, &output]);
     Ok(())
 }
