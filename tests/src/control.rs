@@ -270,13 +270,21 @@ pub fn deploy_bytes(
     mut body: serde_json::Value,
 ) -> Result<DeploymentStatus> {
     body["module"] = upload(api, token, wasm)?.into();
-    let (status, answer) = api.json(Method::POST, "/v1/deployments", Some(token), &body)?;
-    ensure!(
-        status == StatusCode::CREATED,
-        "create answered {status}: {answer}"
-    );
+    let answer = create(api, token, &body)?;
     serde_json::from_value(answer.clone())
         .with_context(|| format!("create answered an unexpected body: {answer}"))
+}
+
+/// `POST /v1/deployments` with `body` as `token`; fails unless the API
+/// answers 201, naming the deployment. Returns the answer.
+pub fn create(api: &Api, token: &str, body: &serde_json::Value) -> Result<serde_json::Value> {
+    let (status, answer) = api.json(Method::POST, "/v1/deployments", Some(token), body)?;
+    ensure!(
+        status == StatusCode::CREATED,
+        "create {} answered {status}: {answer}",
+        body["name"]
+    );
+    Ok(answer)
 }
 
 /// Polls `GET /v1/deployments/{name}` as `token` until `done` holds for

@@ -454,15 +454,23 @@ impl Supervisor {
                 }
                 let program = self.program(def, telemetry).await?;
                 self.position_group(def, old, replay).await?;
-                Ok(Some(Running::start(
-                    program,
-                    &self.kafka,
-                    &self.producers,
-                    self.timeouts,
-                    self.coordination.get(),
-                )?))
+                Ok(Some(self.start(program).await?))
             }
         }
+    }
+
+    /// Start `program` with the runner's Kafka settings, producers and
+    /// schedule election, off the async workers (creating a consumer and
+    /// reading its topics' metadata block).
+    async fn start(&self, program: Program) -> Result<Running> {
+        let (kafka, producers, timeouts) =
+            (self.kafka.clone(), self.producers.clone(), self.timeouts);
+        let coordination = self.coordination.get().cloned();
+        tokio::task::spawn_blocking(move || {
+            Running::start(program, &kafka, &producers, timeouts, coordination.as_ref())
+        })
+        .await
+        .unwrap_or_else(|e| Err(anyhow!("starting the deployment panicked: {e}")))
     }
 
     /// Move the (stopped) group where it must begin: to a replay's

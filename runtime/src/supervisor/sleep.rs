@@ -215,16 +215,7 @@ impl Supervisor {
             }
         };
         let started = match self.program(&def, &telemetry).await {
-            Ok(program) => {
-                let (kafka, producers, timeouts) =
-                    (self.kafka.clone(), self.producers.clone(), self.timeouts);
-                let coordination = self.coordination.get().cloned();
-                tokio::task::spawn_blocking(move || {
-                    Running::start(program, &kafka, &producers, timeouts, coordination.as_ref())
-                })
-                .await
-                .unwrap_or_else(|e| Err(anyhow::anyhow!("starting the deployment panicked: {e}")))
-            }
+            Ok(program) => self.start(program).await,
             Err(e) => Err(e),
         };
         let took_ms = noticed.elapsed().as_millis() as u64;

@@ -25,7 +25,7 @@ use ingesta_tests::control::{self, TENANT_A, upload};
 use ingesta_tests::kafka;
 use ingesta_tests::proc::{Sample, sample};
 use ingesta_tests::runner;
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde_json::json;
 
 #[derive(Parser)]
@@ -148,18 +148,14 @@ fn run() -> Result<()> {
 
     let started = Instant::now();
     in_parallel(args.deployments, args.clients, |i| {
-        let (status, body) = api.json(
-            Method::POST,
-            "/v1/deployments",
-            Some(a),
+        control::create(
+            &api,
+            a,
             &json!({
                 "name": format!("dens-{i}"), "module": digest, "inputs": [input],
                 "group": kafka::unique("a-dens"),
             }),
         )?;
-        if status != StatusCode::CREATED {
-            bail!("create dens-{i}: {status} {body}");
-        }
         Ok(())
     })?;
     let created = started.elapsed();

@@ -35,7 +35,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
-use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -212,11 +211,7 @@ fn deploy(
     if batch.as_object().is_some_and(|b| !b.is_empty()) {
         body["batch"] = batch.clone();
     }
-    let (status, answer) =
-        api.json(Method::POST, "/v1/deployments", Some(TENANT_A.token), &body)?;
-    if status != StatusCode::CREATED {
-        bail!("create {name}: {status} {answer}");
-    }
+    control::create(api, TENANT_A.token, &body)?;
     Ok(())
 }
 
@@ -293,6 +288,18 @@ fn steady(preset_name: &str, rate: u64, seconds: u64) -> Result<()> {
     Ok(())
 }
 
+/// One row of the waking table: `case` and the percentiles of `v` (µs).
+fn wake_row(case: &str, v: &mut [u64]) {
+    v.sort_unstable();
+    println!(
+        "| {case} | {} | {:.0} | {:.0} | {:.0} |",
+        v.len(),
+        pct(v, 50.0),
+        pct(v, 99.0),
+        pct(v, 100.0)
+    );
+}
+
 fn wake(args: &Args) -> Result<()> {
     let extra = format!("{}\n[runtime]\nsleep_after_ms = 2000\n", args.extra);
     let (mut ingesta, api, digest) = runner_with_identity(&extra)?;
@@ -335,20 +342,18 @@ fn wake(args: &Args) -> Result<()> {
         own.extend(latencies(&reader, n, TIMEOUT)?);
         wait_state(&api, "sleeping", n)?;
     }
-    own.sort_unstable();
     println!();
     println!(
         "waking (wake_check_ms 100, sleep_after_ms 2000, broker group.initial.rebalance.delay.ms 0): first record -> its output visible"
     );
     println!("| case | wake-ups | p50 (ms) | p99 (ms) | max (ms) |");
     println!("|---|---:|---:|---:|---:|");
-    println!(
-        "| one record per deployment, {n} deployments, 20 ms apart, x{} | {} | {:.0} | {:.0} | {:.0} |",
-        args.rounds,
-        own.len(),
-        pct(&own, 50.0),
-        pct(&own, 99.0),
-        pct(&own, 100.0)
+    wake_row(
+        &format!(
+            "one record per deployment, {n} deployments, 20 ms apart, x{}",
+            args.rounds
+        ),
+        &mut own,
     );
     for i in 0..args.broadcast {
         deploy(
@@ -366,14 +371,12 @@ fn wake(args: &Args) -> Result<()> {
         .map_err(|(e, _)| e)?;
     producer.flush(Duration::from_secs(30))?;
     let mut all = latencies(&reader, args.broadcast, TIMEOUT)?;
-    all.sort_unstable();
-    println!(
-        "| one record waking {} deployments of one topic | {} | {:.0} | {:.0} | {:.0} |",
-        args.broadcast,
-        all.len(),
-        pct(&all, 50.0),
-        pct(&all, 99.0),
-        pct(&all, 100.0)
+    wake_row(
+        &format!(
+            "one record waking {} deployments of one topic",
+            args.broadcast
+        ),
+        &mut all,
     );
     ingesta.sigterm()?;
     ingesta.wait(TIMEOUT)?;

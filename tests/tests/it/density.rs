@@ -14,7 +14,6 @@ use anyhow::{Result, ensure};
 use ingesta_tests::control::{self, TENANT_A, upload, wait_count};
 use ingesta_tests::kafka;
 use ingesta_tests::runner;
-use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -36,20 +35,15 @@ fn three_hundred_deployments_sleep_cheaply_and_all_wake_on_one_record() -> Resul
     let before = rss_mib(ingesta.pid())?;
     let created = Instant::now();
     for i in 0..DEPLOYMENTS {
-        let (status, body) = api.json(
-            Method::POST,
-            "/v1/deployments",
-            Some(a),
+        control::create(
+            &api,
+            a,
             &json!({
                 "name": format!("dense-{i}"), "module": digest, "inputs": [input],
                 "group": kafka::unique("a-dense"), "outputs": [output],
                 "config": { "output_topic": output },
             }),
         )?;
-        ensure!(
-            status == StatusCode::CREATED,
-            "create dense-{i}: {status} {body}"
-        );
     }
     eprintln!(
         "{DEPLOYMENTS} deployments created in {:.1} s",
